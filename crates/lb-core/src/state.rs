@@ -1,0 +1,199 @@
+//! The shared, lock-free runtime state of one backend.
+//!
+//! Selection reads one atomic byte per candidate ([`BackendState::is_usable`]); the
+//! control plane (health checks, discovery, admin) writes it. The in-flight counter sits
+//! on its own cache line so that request accounting does not slow down those reads.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use crate::Backend;
+
+const HEALTH_MASK: u8 = 0b0000_0011;
+const HEALTH_UNKNOWN: u8 = 0;
+const HEALTH_HEALTHY: u8 = 1;
+const HEALTH_UNHEALTHY: u8 = 2;
+const DISABLED: u8 = 0b0000_0100;
+
+/// What the active health checks last concluded about a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// No conclusion yet. The backend is usable: traffic flows at once and the first check
+    /// result settles the state (and fires the status-change hook).
+    Unknown,
+    /// Passed `rise` consecutive checks (or was configured to start healthy).
+    Healthy,
+    /// Failed `fall` consecutive checks (or was configured to start unhealthy).
+    Unhealthy,
+}
+
+impl Health {
+    fn from_bits(bits: u8) -> Self {
+        match bits & HEALTH_MASK {
+            HEALTH_HEALTHY => Self::Healthy,
+            HEALTH_UNHEALTHY => Self::Unhealthy,
+            _ => Self::Unknown,
+        }
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Self::Unknown => HEALTH_UNKNOWN,
+            Self::Healthy => HEALTH_HEALTHY,
+            Self::Unhealthy => HEALTH_UNHEALTHY,
+        }
+    }
+
+    /// The lowercase word used in logs, configuration and the status page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Keeps a value on its own cache line (two lines on CPUs that prefetch in pairs).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+/// Runtime state of one backend, shared between the selector, health checks and the proxy.
+///
+/// It is created once per backend and kept, behind an `Arc`, for as long as discovery keeps
+/// reporting that backend, so a selector rebuild never resets health or load.
+#[derive(Debug)]
+pub struct BackendState {
+    flags: AtomicU8,
+    in_flight: CachePadded<AtomicUsize>,
+}
+
+impl Default for BackendState {
+    fn default() -> Self {
+        Self::new(Health::Unknown)
+    }
+}
+
+impl BackendState {
+    /// A state that starts with the given health, enabled, with nothing in flight.
+    pub fn new(initial: Health) -> Self {
+        Self {
+            flags: AtomicU8::new(initial.bits()),
+            in_flight: CachePadded(AtomicUsize::new(0)),
+        }
+    }
+
+    /// True when selection may pick this backend: enabled and not unhealthy.
+    #[inline]
+    pub fn is_usable(&self) -> bool {
+        let flags = self.flags.load(Ordering::Relaxed);
+        flags & DISABLED == 0 && flags & HEALTH_MASK != HEALTH_UNHEALTHY
+    }
+
+    /// The current health verdict.
+    pub fn health(&self) -> Health {
+        Health::from_bits(self.flags.load(Ordering::Relaxed))
+    }
+
+    /// Records a new health verdict and returns the previous one.
+    pub fn set_health(&self, health: Health) -> Health {
+        let prev = self.update(|f| (f & !HEALTH_MASK) | health.bits());
+        Health::from_bits(prev)
+    }
+
+    /// False when discovery or an operator has disabled the backend.
+    pub fn is_enabled(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & DISABLED == 0
+    }
+
+    /// Enables or disables the backend for selection; returns the previous setting.
+    pub fn set_enabled(&self, enabled: bool) -> bool {
+        let prev = self.update(|f| if enabled { f & !DISABLED } else { f | DISABLED });
+        prev & DISABLED == 0
+    }
+
+    /// Requests currently counted against this backend by live [`InFlight`] guards.
+    #[inline]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.0.load(Ordering::Relaxed)
+    }
+
+    fn update(&self, f: impl Fn(u8) -> u8) -> u8 {
+        // `fetch_update` with a closure that always returns `Some` cannot fail.
+        match self
+            .flags
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(f(v)))
+        {
+            Ok(prev) | Err(prev) => prev,
+        }
+    }
+}
+
+/// Counts one request against a backend for as long as it lives.
+///
+/// Obtained from [`Backend::begin_request`] (or from a load balancer's `select`). Dropping it,
+/// on success, error or cancellation alike, gives the count back, so least-connections
+/// and power-of-two-choices always see true loads. It dereferences to the [`Backend`].
+#[derive(Debug)]
+#[must_use = "the request is counted only while the guard lives"]
+pub struct InFlight {
+    backend: Backend,
+}
+
+impl InFlight {
+    pub(crate) fn new(backend: Backend) -> Self {
+        backend.state().in_flight.0.fetch_add(1, Ordering::Relaxed);
+        Self { backend }
+    }
+
+    /// The backend the request is counted against.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+}
+
+impl Deref for InFlight {
+    type Target = Backend;
+
+    fn deref(&self) -> &Backend {
+        &self.backend
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend
+            .state()
+            .in_flight
+            .0
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usable_follows_health_and_enabled() {
+        let s = BackendState::new(Health::Unknown);
+        assert!(s.is_usable(), "unknown is usable until the first verdict");
+        assert_eq!(s.set_health(Health::Unhealthy), Health::Unknown);
+        assert!(!s.is_usable());
+        s.set_health(Health::Healthy);
+        assert!(s.is_usable());
+        assert!(s.set_enabled(false));
+        assert!(!s.is_usable());
+        assert_eq!(s.health(), Health::Healthy, "disabling keeps the health verdict");
+        assert!(!s.set_enabled(true));
+        assert!(s.is_usable());
+    }
+}

@@ -1,0 +1,90 @@
+//! Backend selection: which backend a request goes to, and in what order to fall back.
+//!
+//! A selection algorithm is a type implementing [`BackendSelection`]. It is built once from
+//! a [`BackendSet`] into an immutable structure (a load balancer swaps a new one in
+//! atomically when discovery changes the set), and then answers [`BackendSelection::iter`]
+//! for each request with a [`BackendIter`]: the candidates in order of preference.
+//!
+//! The contract of every iterator: it yields each backend of the set **at most once**, so a
+//! caller that skips unhealthy candidates always terminates, without a magic iteration cap,
+//! and it never allocates. Health is not the selector's business: the caller filters.
+//!
+//! ```
+//! use lb_core::{Backend, BackendSet};
+//! use lb_selection::{BackendSelection, RoundRobin};
+//!
+//! let set: BackendSet = ["10.0.0.1:80", "10.0.0.2:80"]
+//!     .into_iter()
+//!     .map(Backend::parse)
+//!     .collect::<Result<_, _>>()?;
+//! let rr = RoundRobin::build(&set, &Default::default());
+//! let first: Vec<_> = rr.iter(b"").map(|b| b.name().to_owned()).collect();
+//! assert_eq!(first, ["10.0.0.1:80", "10.0.0.2:80"]);
+//! assert_eq!(rr.iter(b"").next().unwrap().name(), "10.0.0.2:80");
+//! # Ok::<(), lb_core::Error>(())
+//! ```
+//!
+//! # Writing your own
+//!
+//! Implement [`BackendSelection`] for your type and [`BackendIter`] for its iterator; the
+//! iterator borrows the selector, so it can walk precomputed tables without copying.
+//!
+//! ```
+//! use lb_core::{Backend, BackendSet};
+//! use lb_selection::{BackendIter, BackendSelection};
+//!
+//! /// Always prefers the first backend in set order, then the rest in order.
+//! struct FirstAvailable(BackendSet);
+//!
+//! struct InOrder<'a>(std::slice::Iter<'a, Backend>);
+//!
+//! impl<'a> Iterator for InOrder<'a> {
+//!     type Item = &'a Backend;
+//!     fn next(&mut self) -> Option<&'a Backend> {
+//!         self.0.next()
+//!     }
+//! }
+//! impl<'a> BackendIter<'a> for InOrder<'a> {}
+//!
+//! impl BackendSelection for FirstAvailable {
+//!     type Config = ();
+//!     type Iter<'a> = InOrder<'a>;
+//!     fn build(backends: &BackendSet, _: &()) -> Self {
+//!         FirstAvailable(backends.clone())
+//!     }
+//!     fn iter<'a>(&'a self, _key: &[u8]) -> InOrder<'a> {
+//!         InOrder(self.0.iter())
+//!     }
+//! }
+//! ```
+
+mod round_robin;
+
+pub use round_robin::{RoundRobin, RoundRobinIter};
+
+use lb_core::{Backend, BackendSet};
+
+/// A selection algorithm, built from a backend set into an immutable structure.
+pub trait BackendSelection: Send + Sync + Sized + 'static {
+    /// Options of the algorithm (table sizes, balance factors, ...); `()` when there are none.
+    type Config: Clone + Default + Send + Sync + 'static;
+
+    /// The candidate iterator of one request, borrowing the selector.
+    type Iter<'a>: BackendIter<'a>
+    where
+        Self: 'a;
+
+    /// Builds the selector. An empty set gives a selector whose iterators yield nothing.
+    fn build(backends: &BackendSet, config: &Self::Config) -> Self;
+
+    /// The candidates for a request with hash key `key`, best first. Algorithms that do not
+    /// hash ignore the key.
+    fn iter<'a>(&'a self, key: &[u8]) -> Self::Iter<'a>;
+}
+
+/// The candidates of one request, in order of preference.
+///
+/// Implementations promise that each backend of the set is yielded at most once and that
+/// iterating never allocates. This trait adds no methods to [`Iterator`]; implementing it is
+/// the statement that the promise holds.
+pub trait BackendIter<'a>: Iterator<Item = &'a Backend> {}
