@@ -1,1 +1,198 @@
-//! placeholder
+//! Test support for the workspace: real HTTP backends on loopback.
+//!
+//! A [`TestBackend`] is a hyper server bound to a free port on 127.0.0.1. It answers every
+//! request with its name (and an `x-backend` header), or echoes the request body on
+//! `/echo`, counts requests, remembers the last request's headers, and can be told to answer
+//! with another status or after a delay. [`TestBackend::stop`] closes the listener and drops
+//! every open connection, as a crashed server would; [`TestBackend::start_again`] binds the
+//! same port again.
+//!
+//! Not published; used by the tests of the other crates.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+#[derive(Default)]
+struct Shared {
+    hits: AtomicUsize,
+    status: AtomicU16,
+    delay_ms: AtomicU64,
+    last_headers: parking_lot_free::Slot<HeaderMap>,
+}
+
+/// A tiny lock around an `Option`, to keep this crate free of extra dependencies.
+mod parking_lot_free {
+    #[derive(Default)]
+    pub(crate) struct Slot<T>(tokio::sync::Mutex<Option<T>>);
+
+    impl<T: Clone> Slot<T> {
+        pub(crate) async fn set(&self, v: T) {
+            *self.0.lock().await = Some(v);
+        }
+        pub(crate) async fn get(&self) -> Option<T> {
+            self.0.lock().await.clone()
+        }
+    }
+}
+
+/// A real HTTP/1.1 + HTTP/2 (h2c) server on loopback for tests.
+pub struct TestBackend {
+    name: String,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl TestBackend {
+    /// Starts a backend named `name` on a free loopback port.
+    pub async fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            status: AtomicU16::new(200),
+            ..Shared::default()
+        });
+        let mut backend = Self {
+            name: name.to_owned(),
+            addr,
+            shared,
+            running: None,
+        };
+        backend.serve(listener);
+        backend
+    }
+
+    /// Starts `n` backends named `b0`, `b1`, ...
+    pub async fn start_many(n: usize) -> Vec<Self> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            out.push(Self::start(&format!("b{i}")).await);
+        }
+        out
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let (stop_tx, mut stop_rx) = oneshot::channel();
+        let name: Bytes = Bytes::from(self.name.clone());
+        let shared = self.shared.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let name = name.clone();
+                        let shared = shared.clone();
+                        conns.spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                handle(req, name.clone(), shared.clone())
+                            });
+                            let _ = auto::Builder::new(TokioExecutor::new())
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                    Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                }
+            }
+            drop(listener);
+            conns.shutdown().await;
+        });
+        self.running = Some((stop_tx, task));
+    }
+
+    /// The address it listens on (the same across restarts).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its name, which is also its response body.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Requests served since start (restarts do not reset it).
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    /// Headers of the last request served.
+    pub async fn last_headers(&self) -> Option<HeaderMap> {
+        self.shared.last_headers.get().await
+    }
+
+    /// Answers with `status` from now on.
+    pub fn set_status(&self, status: u16) {
+        self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Waits `delay` before answering from now on.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Closes the listener and drops every open connection; returns when the port is free.
+    pub async fn stop(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// Binds the same port again and serves.
+    pub async fn start_again(&mut self) {
+        assert!(self.running.is_none(), "already running");
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.running.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    name: Bytes,
+    shared: Arc<Shared>,
+) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Infallible> {
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    shared.last_headers.set(req.headers().clone()).await;
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap();
+    let body = if req.uri().path() == "/echo" {
+        req.into_body().boxed()
+    } else {
+        Full::new(name.clone()).map_err(|never| match never {}).boxed()
+    };
+    let resp = Response::builder()
+        .status(status)
+        .header("x-backend", &name[..])
+        .body(body)
+        .unwrap();
+    Ok(resp)
+}
