@@ -10,7 +10,7 @@
 //! nginx runs that loop per request under a lock. Here the whole cycle (the sum of the
 //! weights divided by their greatest common divisor) is computed once at build time and a
 //! request takes one atomic increment, so selection is lock-free and allocation-free. Cycles
-//! longer than [`MAX_CYCLE`] entries are scaled down proportionally first, which keeps the
+//! longer than 2^20 entries are scaled down proportionally first, which keeps the
 //! shares within a fraction of a percent.
 //!
 //! Fallback: after the first pick, the other backends follow in set order starting at a
@@ -24,7 +24,7 @@ use lb_core::{Backend, BackendSet};
 use crate::{BackendIter, BackendSelection};
 
 /// The longest precomputed weighted cycle, in entries (4 bytes each).
-pub const MAX_CYCLE: usize = 1 << 20;
+pub(crate) const MAX_CYCLE: usize = 1 << 20;
 
 /// Round robin over a backend set; smooth weighted when the weights differ.
 #[derive(Debug)]

@@ -1,0 +1,282 @@
+//! The `LoadBalancer` type.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use lb_core::{Backend, BackendAddr, BackendSet, Health, InFlight};
+use lb_discovery::{Discovered, DiscoveryError, ServiceDiscovery, Static};
+use lb_health::{HealthCheck, HealthMonitor};
+use lb_selection::BackendSelection;
+use parking_lot::Mutex;
+use tokio::time::MissedTickBehavior;
+
+/// The current backends and the selector built from them; replaced whole, never mutated.
+struct Snapshot<S> {
+    backends: BackendSet,
+    selector: S,
+}
+
+/// What one discovery update changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetChange {
+    /// Backends that were not there before.
+    pub added: Vec<Backend>,
+    /// Backends that are gone.
+    pub removed: Vec<Backend>,
+    /// Backends whose name or weight changed (their state is kept).
+    pub changed: Vec<Backend>,
+    /// Backends whose enabled flag flipped.
+    pub toggled: Vec<Backend>,
+}
+
+impl SetChange {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.toggled.is_empty()
+    }
+}
+
+/// Discovery, health checking and selection for one upstream.
+///
+/// See the [crate documentation](crate) for the data flow and an example.
+pub struct LoadBalancer<S: BackendSelection> {
+    current: ArcSwap<Snapshot<S>>,
+    config: S::Config,
+    discovery: Arc<dyn ServiceDiscovery>,
+    health: Option<HealthMonitor>,
+    initial_health: Health,
+    /// Serialises updates so two concurrent refreshes cannot interleave their merges.
+    update_lock: Mutex<()>,
+    /// How often [`run`](Self::run) checks health; `None` runs no checks.
+    pub health_check_frequency: Option<Duration>,
+    /// How often [`run`](Self::run) refreshes discovery; `None` keeps the first set.
+    pub update_frequency: Option<Duration>,
+}
+
+impl<S: BackendSelection> std::fmt::Debug for LoadBalancer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadBalancer")
+            .field("backends", &self.current.load().backends)
+            .field("health", &self.health)
+            .field("health_check_frequency", &self.health_check_frequency)
+            .field("update_frequency", &self.update_frequency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: BackendSelection> LoadBalancer<S> {
+    /// A balancer over a fixed list of `host:port`, `[ipv6]:port` or `unix:/path` texts,
+    /// usable at once. Names are resolved here with the system resolver.
+    pub fn try_from_iter<I, A>(addrs: I) -> Result<Self, lb_core::Error>
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<str>,
+    {
+        let discovery = Static::try_from_iter(addrs)?;
+        let initial = discovery.get();
+        let lb = Self::from_discovery(Arc::new(discovery));
+        lb.apply(Discovered::new(initial));
+        Ok(lb)
+    }
+
+    /// A balancer fed by `discovery`, empty until the first [`update`](Self::update).
+    pub fn from_discovery(discovery: Arc<dyn ServiceDiscovery>) -> Self {
+        Self::with_config(discovery, S::Config::default())
+    }
+
+    /// Like [`from_discovery`](Self::from_discovery), with options for the selector.
+    pub fn with_config(discovery: Arc<dyn ServiceDiscovery>, config: S::Config) -> Self {
+        let selector = S::build(&BackendSet::new(), &config);
+        Self {
+            current: ArcSwap::from_pointee(Snapshot {
+                backends: BackendSet::new(),
+                selector,
+            }),
+            config,
+            discovery,
+            health: None,
+            initial_health: Health::Unknown,
+            update_lock: Mutex::new(()),
+            health_check_frequency: None,
+            update_frequency: None,
+        }
+    }
+
+    /// Checks backends with `check` (on [`health_check_frequency`](Self::health_check_frequency)
+    /// when [`run`](Self::run) drives it).
+    pub fn set_health_check(&mut self, check: impl HealthCheck) {
+        self.health = Some(HealthMonitor::new(Arc::new(check)));
+    }
+
+    /// The health backends start in when discovery first reports them. The default,
+    /// [`Health::Unknown`], takes traffic at once and lets the first check decide.
+    /// Backends already known keep their state.
+    pub fn set_initial_health(&mut self, initial: Health) {
+        self.initial_health = initial;
+    }
+
+    /// Picks a usable backend for a request with hash key `key`, trying at most
+    /// `max_iterations` candidates. `None` when none of them is usable.
+    #[inline]
+    pub fn select(&self, key: &[u8], max_iterations: usize) -> Option<InFlight> {
+        self.select_with(key, max_iterations, |_| true)
+    }
+
+    /// Like [`select`](Self::select), also skipping candidates that `accept` refuses (for
+    /// instance the backends a retry already tried).
+    #[inline]
+    pub fn select_with(
+        &self,
+        key: &[u8],
+        max_iterations: usize,
+        mut accept: impl FnMut(&Backend) -> bool,
+    ) -> Option<InFlight> {
+        let snapshot = self.current.load();
+        let picked = snapshot
+            .selector
+            .iter(key)
+            .take(max_iterations)
+            .find(|b| b.state().is_usable() && accept(b))
+            .map(Backend::begin_request);
+        picked
+    }
+
+    /// The current backend set.
+    pub fn backends(&self) -> BackendSet {
+        self.current.load().backends.clone()
+    }
+
+    /// The health monitor, when a check is set (trackers, for status pages and tests).
+    pub fn health_monitor(&self) -> Option<&HealthMonitor> {
+        self.health.as_ref()
+    }
+
+    /// Asks discovery for the current backends and swaps in a new selector if they changed.
+    /// On error nothing changes: the last good set stays in service.
+    pub async fn update(&self) -> Result<SetChange, DiscoveryError> {
+        let found = self.discovery.discover().await?;
+        Ok(self.apply(found))
+    }
+
+    /// Installs `found` as the backend set, keeping the state of backends that remain.
+    fn apply(&self, found: Discovered) -> SetChange {
+        let _serialised = self.update_lock.lock();
+        let current = self.current.load();
+        let old: HashMap<&BackendAddr, &Backend> =
+            current.backends.iter().map(|b| (b.addr(), b)).collect();
+        let mut change = SetChange::default();
+        let next: BackendSet = found
+            .backends
+            .iter()
+            .map(|b| match old.get(b.addr()) {
+                Some(prev) if *prev == b => (*prev).clone(),
+                Some(prev) => {
+                    let kept = b.with_state(prev.shared_state().clone());
+                    change.changed.push(kept.clone());
+                    kept
+                }
+                None => {
+                    let fresh = b.with_initial_health(self.initial_health);
+                    change.added.push(fresh.clone());
+                    fresh
+                }
+            })
+            .collect();
+        for b in next.iter() {
+            let enabled = !found.disabled.contains(b.addr());
+            if b.state().set_enabled(enabled) != enabled && !change.added.contains(b) {
+                change.toggled.push(b.clone());
+            }
+        }
+        let remaining: HashMap<&BackendAddr, ()> = next.iter().map(|b| (b.addr(), ())).collect();
+        change.removed = current
+            .backends
+            .iter()
+            .filter(|b| !remaining.contains_key(b.addr()))
+            .cloned()
+            .collect();
+        if change.added.is_empty() && change.removed.is_empty() && change.changed.is_empty() {
+            return change;
+        }
+        let selector = S::build(&next, &self.config);
+        if let Some(monitor) = &self.health {
+            monitor.retain(&next);
+        }
+        self.current.store(Arc::new(Snapshot {
+            backends: next,
+            selector,
+        }));
+        change
+    }
+
+    /// Runs one discovery update and logs its outcome; errors keep the last good set.
+    pub async fn refresh(&self) {
+        match self.update().await {
+            Ok(change) if change.is_empty() => {}
+            Ok(change) => {
+                let names = |v: &[Backend]| v.iter().map(|b| b.name().to_owned()).collect::<Vec<_>>();
+                tracing::info!(
+                    added = ?names(&change.added),
+                    removed = ?names(&change.removed),
+                    changed = ?names(&change.changed),
+                    toggled = ?names(&change.toggled),
+                    "backend set updated"
+                );
+            }
+            Err(error) => tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                "discovery failed; keeping the last good backend set"
+            ),
+        }
+    }
+
+    /// Checks every current backend once, concurrently. Does nothing without a check.
+    pub async fn run_health_check(&self) {
+        if let Some(monitor) = &self.health {
+            let backends = self.backends();
+            monitor.check_all(&backends).await;
+        }
+    }
+
+    /// Refreshes discovery every [`update_frequency`](Self::update_frequency) and checks
+    /// health every [`health_check_frequency`](Self::health_check_frequency), the first
+    /// time at once, until `shutdown` resolves. Returns promptly on shutdown, cancelling any
+    /// check in progress.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let discovery = every(self.update_frequency, || self.refresh());
+        let health = every(self.health_check_frequency.filter(|_| self.health.is_some()), || {
+            self.run_health_check()
+        });
+        tokio::select! {
+            () = shutdown => {}
+            _ = futures_util::future::join(discovery, health) => {}
+        }
+    }
+}
+
+/// Runs `job` every `period` (at once the first time; a slow run delays the next, it never
+/// overlaps); never returns. With no period, waits forever.
+async fn every<F, Fut>(period: Option<Duration>, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(period) = period.filter(|p| !p.is_zero()) else {
+        return std::future::pending().await;
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        job().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

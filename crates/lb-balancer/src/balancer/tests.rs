@@ -1,0 +1,199 @@
+//! Unit tests of the balancer: selection, state across updates, discovery errors, shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lb_core::{Backend, BackendSet, Health};
+use lb_discovery::{Discovered, DiscoveryError, ServiceDiscovery, Static};
+use lb_health::{CheckFailure, HealthCheck};
+use lb_selection::RoundRobin;
+
+use super::*;
+
+fn set(names: &[&str]) -> BackendSet {
+    names.iter().map(|n| Backend::parse(n).unwrap()).collect()
+}
+
+#[test]
+fn select_rotates_and_skips_unusable_backends() {
+    let lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"])
+        .unwrap();
+    let pick = || lb.select(b"", 8).unwrap().name().to_owned();
+    assert_eq!([pick(), pick(), pick()], ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+
+    lb.backends()[1].state().set_health(Health::Unhealthy);
+    lb.backends()[2].state().set_enabled(false);
+    for _ in 0..10 {
+        assert_eq!(pick(), "10.0.0.1:80");
+    }
+    lb.backends()[0].state().set_health(Health::Unhealthy);
+    assert!(lb.select(b"", 8).is_none());
+}
+
+#[test]
+fn max_iterations_bounds_the_walk() {
+    let lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
+    lb.backends()[0].state().set_health(Health::Unhealthy);
+    lb.backends()[1].state().set_health(Health::Unhealthy);
+    assert!(lb.select(b"", usize::MAX).is_none(), "terminates without a cap"); // tick 0
+    lb.backends()[0].state().set_health(Health::Healthy);
+    // Tick 1 starts at 10.0.0.2 (unhealthy): one iteration is not enough.
+    assert!(lb.select(b"", 1).is_none());
+    // Tick 2 starts at 10.0.0.1.
+    assert_eq!(lb.select(b"", 1).unwrap().name(), "10.0.0.1:80");
+    // Tick 3 starts at 10.0.0.2 again; two iterations reach 10.0.0.1.
+    assert_eq!(lb.select(b"", 2).unwrap().name(), "10.0.0.1:80");
+}
+
+#[test]
+fn select_with_excludes_tried_backends() {
+    let lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
+    let first = lb.select(b"", 8).unwrap();
+    let second = lb.select_with(b"", 8, |b| b != first.backend()).unwrap();
+    assert_ne!(first.name(), second.name());
+}
+
+#[tokio::test]
+async fn updates_keep_the_state_of_backends_that_remain() {
+    let discovery = Arc::new(Static::new(set(&["10.0.0.1:80", "10.0.0.2:80"])));
+    let mut lb = LoadBalancer::<RoundRobin>::from_discovery(discovery.clone());
+    lb.set_initial_health(Health::Unhealthy);
+    let change = lb.update().await.unwrap();
+    assert_eq!(change.added.len(), 2);
+
+    let kept = lb.backends()[0].clone();
+    kept.state().set_health(Health::Healthy);
+    let in_flight = lb.select(b"", 8).unwrap();
+    assert_eq!(in_flight.name(), "10.0.0.1:80");
+
+    // 10.0.0.2 leaves, 10.0.0.3 arrives, 10.0.0.1 changes weight.
+    discovery.set(
+        [
+            kept.with_weight(std::num::NonZeroU32::new(4).unwrap()),
+            Backend::parse("10.0.0.3:80").unwrap(),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let change = lb.update().await.unwrap();
+    assert_eq!(change.added.len(), 1);
+    assert_eq!(change.removed.len(), 1);
+    assert_eq!(change.changed.len(), 1);
+
+    let now = lb.backends();
+    assert_eq!(now.len(), 2);
+    assert_eq!(now[0].weight().get(), 4);
+    assert_eq!(now[0].state().health(), Health::Healthy, "health kept");
+    assert_eq!(now[0].state().in_flight(), 1, "in-flight count kept");
+    assert_eq!(now[1].state().health(), Health::Unhealthy, "new backend starts as configured");
+    drop(in_flight);
+    assert_eq!(now[0].state().in_flight(), 0, "guard from the old selector gives back");
+    assert!(lb.update().await.unwrap().is_empty(), "no change, no rebuild");
+}
+
+#[tokio::test]
+async fn disabled_backends_stay_in_the_set_but_get_no_traffic() {
+    struct Disabling(BackendSet);
+    #[async_trait]
+    impl ServiceDiscovery for Disabling {
+        async fn discover(&self) -> Result<Discovered, DiscoveryError> {
+            let mut d = Discovered::new(self.0.clone());
+            d.disabled.insert(self.0[0].addr().clone());
+            Ok(d)
+        }
+    }
+    let lb = LoadBalancer::<RoundRobin>::from_discovery(Arc::new(Disabling(set(&[
+        "10.0.0.1:80",
+        "10.0.0.2:80",
+    ]))));
+    lb.update().await.unwrap();
+    assert_eq!(lb.backends().len(), 2);
+    for _ in 0..4 {
+        assert_eq!(lb.select(b"", 8).unwrap().name(), "10.0.0.2:80");
+    }
+}
+
+struct Flaky {
+    fail: AtomicBool,
+    inner: Static,
+}
+
+#[async_trait]
+impl ServiceDiscovery for Flaky {
+    async fn discover(&self) -> Result<Discovered, DiscoveryError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(DiscoveryError::new("test", "registry unreachable"));
+        }
+        self.inner.discover().await
+    }
+}
+
+#[tokio::test]
+async fn a_discovery_error_keeps_the_last_good_set() {
+    let flaky = Arc::new(Flaky {
+        fail: AtomicBool::new(false),
+        inner: Static::new(set(&["10.0.0.1:80"])),
+    });
+    let lb = LoadBalancer::<RoundRobin>::from_discovery(flaky.clone());
+    lb.update().await.unwrap();
+    flaky.fail.store(true, Ordering::SeqCst);
+    let err = lb.update().await.unwrap_err();
+    assert_eq!(err.source_name(), "test");
+    lb.refresh().await;
+    assert_eq!(lb.backends().len(), 1);
+    assert!(lb.select(b"", 8).is_some());
+}
+
+/// Counts checks; never finishes when `hang` is set.
+#[derive(Default)]
+struct Counting {
+    calls: std::sync::atomic::AtomicUsize,
+    hang: AtomicBool,
+}
+
+#[async_trait]
+impl HealthCheck for Counting {
+    async fn check(&self, _: &Backend) -> Result<(), CheckFailure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_checks_on_its_interval_and_stops_promptly() {
+    let counting = Arc::new(Counting::default());
+    let mut lb =
+        LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
+    lb.set_health_check(counting.clone());
+    lb.health_check_frequency = Some(Duration::from_secs(1));
+    lb.update_frequency = Some(Duration::from_secs(1));
+    let lb = Arc::new(lb);
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let lb = lb.clone();
+        async move {
+            lb.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    // Rounds at t = 0, 1, 2 (the first at once).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(counting.calls.load(Ordering::SeqCst), 6);
+    assert_eq!(lb.backends()[0].state().health(), Health::Healthy);
+
+    // A check in progress does not delay shutdown.
+    counting.hang.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = tokio::time::Instant::now();
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    assert_eq!(before.elapsed(), Duration::ZERO, "shutdown is immediate");
+}
