@@ -81,7 +81,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
         let discovery = Static::try_from_iter(addrs)?;
         let initial = discovery.get();
         let lb = Self::from_discovery(Arc::new(discovery));
-        lb.apply(Discovered::new(initial));
+        lb.set_discovered(Discovered::new(initial));
         Ok(lb)
     }
 
@@ -161,11 +161,12 @@ impl<S: BackendSelection> LoadBalancer<S> {
     /// On error nothing changes: the last good set stays in service.
     pub async fn update(&self) -> Result<SetChange, DiscoveryError> {
         let found = self.discovery.discover().await?;
-        Ok(self.apply(found))
+        Ok(self.set_discovered(found))
     }
 
-    /// Installs `found` as the backend set, keeping the state of backends that remain.
-    fn apply(&self, found: Discovered) -> SetChange {
+    /// Installs `found` as the backend set now, keeping the state of backends that remain;
+    /// for sources that push changes, and for sets known up front.
+    pub fn set_discovered(&self, found: Discovered) -> SetChange {
         let _serialised = self.update_lock.lock();
         let current = self.current.load();
         let old: HashMap<&BackendAddr, &Backend> =

@@ -1,1 +1,29 @@
-//! placeholder
+//! `lb-proxy`: a hyper-based HTTP/1.1 and HTTP/2 reverse proxy and load balancer, driven
+//! by one TOML file.
+//!
+//! The binary is a thin shell over this library: [`config::Config`] loads and validates a
+//! file, [`Proxy`] builds the upstreams (a [`LoadBalancer`](lb_balancer::LoadBalancer) per
+//! `[upstreams.NAME]`, with health checks) and starts the listeners, and
+//! [`RunningProxy::shutdown`] drains it. Tests build the whole proxy in-process this way.
+//!
+//! The request path: accept (HTTP/1.1, or HTTP/2 with prior knowledge) → route → select a
+//! usable backend (lock-free; the backend counts the request as in flight until the
+//! response body ends) → strip hop-by-hop headers, append `X-Forwarded-For`, keep `Host`
+//! → forward over a keep-alive HTTP/1.1 connection → stream the response back. Bodies are
+//! streamed both ways, never buffered whole. A backend that cannot be reached gives 502;
+//! no usable backend gives 503.
+
+pub mod config;
+pub mod demo;
+pub mod signals;
+
+mod body;
+mod connector;
+mod headers;
+mod server;
+mod service;
+mod upstream;
+
+pub use body::ProxyBody;
+pub use server::{Proxy, RunningProxy};
+pub use upstream::{Balancer, HealthHook, Upstream};

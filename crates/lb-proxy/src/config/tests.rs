@@ -1,0 +1,83 @@
+//! Configuration parsing and error reporting.
+
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+
+[upstreams.web]
+selection = "round_robin"
+backends = ["127.0.0.1:9001", { addr = "127.0.0.1:9002", weight = 2 }, "[::1]:9003"]
+
+[upstreams.web.health_check]
+kind = "tcp"
+interval = "1s"
+timeout = "500ms"
+rise = 2
+fall = 3
+
+[[routes]]
+upstream = "web"
+"#;
+
+fn err(text: &str) -> String {
+    Config::from_toml_str(text, "lb.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn the_documented_example_loads() {
+    let c = Config::from_toml_str(GOOD, "lb.toml").unwrap();
+    let web = &c.upstreams["web"];
+    assert_eq!(web.backends.len(), 3);
+    assert_eq!(web.backends[1].weight().get(), 2);
+    assert_eq!(web.backends[2].name(), "[::1]:9003");
+    let hc = web.health_check.as_ref().unwrap();
+    assert_eq!(hc.timeout.get(), Duration::from_millis(500));
+    assert_eq!((hc.rise.get(), hc.fall.get()), (2, 3));
+    assert_eq!(c.server.grace_period.get(), Duration::from_secs(10));
+}
+
+#[test]
+fn unknown_keys_name_file_line_and_key() {
+    let text = GOOD.replace("rise = 2", "rise = 2\nrsie = 4");
+    let e = err(&text);
+    assert!(e.starts_with("lb.toml:14:1: upstreams.web.health_check"), "{e}");
+    assert!(e.contains("unknown field `rsie`"), "{e}");
+}
+
+#[test]
+fn malformed_durations_name_the_key() {
+    let e = err(&GOOD.replace("\"500ms\"", "\"5 parsecs\""));
+    assert!(e.starts_with("lb.toml:12:11: upstreams.web.health_check.timeout: invalid duration"), "{e}");
+}
+
+#[test]
+fn routes_to_undefined_upstreams_are_refused() {
+    let e = err(&GOOD.replace("upstream = \"web\"", "upstream = \"api\""));
+    assert!(e.starts_with("lb.toml:17:12: routes[0].upstream: upstream `api` is not defined"), "{e}");
+}
+
+#[test]
+fn bad_backends_and_weights_are_refused_at_their_line() {
+    let e = err(&GOOD.replace("\"127.0.0.1:9001\"", "\"127.0.0.1\""));
+    assert!(e.starts_with("lb.toml:7:"), "{e}");
+    assert!(e.contains("upstreams.web.backends"), "{e}");
+    assert!(e.contains("`127.0.0.1`"), "{e}");
+    let e = err(&GOOD.replace("weight = 2", "weight = 0"));
+    assert!(e.starts_with("lb.toml:7:"), "{e}");
+    assert!(e.contains("nonzero"), "{e}");
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let e = err("[server\nlisten = []");
+    assert!(e.starts_with("lb.toml:1:"), "{e}");
+}
+
+#[test]
+fn an_empty_route_table_is_refused() {
+    let text = GOOD.replace("[[routes]]\nupstream = \"web\"\n", "");
+    assert!(err(&text).contains("no [[routes]]"));
+}
+
