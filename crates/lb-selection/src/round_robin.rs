@@ -36,8 +36,8 @@ pub struct RoundRobin {
 }
 
 impl RoundRobin {
-    fn first(&self, n: usize) -> usize {
-        let tick = self.counter.fetch_add(1, Ordering::Relaxed);
+    /// The first pick of request number `tick`.
+    fn first(&self, tick: usize, n: usize) -> usize {
         if self.cycle.is_empty() {
             tick % n
         } else {
@@ -61,12 +61,24 @@ impl BackendSelection for RoundRobin {
     #[inline]
     fn iter<'a>(&'a self, _key: &[u8]) -> RoundRobinIter<'a> {
         let n = self.backends.len();
-        let first = if n == 0 { 0 } else { self.first(n) };
+        if n == 0 {
+            return RoundRobinIter {
+                backends: &self.backends,
+                first: 0,
+                next: 0,
+                yielded: 0,
+            };
+        }
+        let tick = self.counter.fetch_add(1, Ordering::Relaxed);
+        let first = self.first(tick, n);
+        // The fallback walk starts 1..n-1 places after the first pick, a distance that
+        // changes from one round of the ring to the next, so the requests of a backend that
+        // is down are spread over all the others rather than landing on its neighbour.
+        let offset = if n > 1 { 1 + (tick / n) % (n - 1) } else { 1 };
         RoundRobinIter {
             backends: &self.backends,
             first,
-            // The fallback walk starts at a rotating offset (the first pick's successor).
-            next: first + 1,
+            next: first + offset,
             yielded: 0,
         }
     }
@@ -206,18 +218,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fallback_spreads_over_the_others() {
-        let rr = RoundRobin::build(&set(&[1, 1, 1, 1]), &());
-        let mut second = [0usize; 4];
-        for _ in 0..400 {
+    /// Where the requests whose first pick is backend 0 fall back to, as counts per backend.
+    fn fallbacks_of_first(weights: &[u32], rounds: usize) -> Vec<usize> {
+        let rr = RoundRobin::build(&set(weights), &());
+        let mut second = vec![0usize; weights.len()];
+        for _ in 0..rounds {
             let mut it = rr.iter(b"");
             let first = it.next().unwrap().clone();
             let next = it.next().unwrap();
             assert_ne!(&first, next);
-            second[rr.backends.iter().position(|b| b == next).unwrap()] += 1;
+            if first == rr.backends[0] {
+                second[rr.backends.iter().position(|b| b == next).unwrap()] += 1;
+            }
         }
-        assert_eq!(second, [100; 4]);
+        second
+    }
+
+    #[test]
+    fn a_down_backends_share_spreads_over_all_the_others() {
+        assert_eq!(fallbacks_of_first(&[1, 1, 1, 1], 3 * 4 * 100), [0, 100, 100, 100]);
+        assert_eq!(fallbacks_of_first(&[1, 1, 1], 2 * 3 * 50), [0, 50, 50]);
+        let weighted = fallbacks_of_first(&[4, 1, 1, 1], 7 * 300);
+        assert_eq!(weighted[0], 0);
+        assert!(weighted[1..].iter().all(|&c| c >= 300), "{weighted:?}");
     }
 
     #[test]
