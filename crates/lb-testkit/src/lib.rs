@@ -32,6 +32,7 @@ struct Shared {
     hits: AtomicUsize,
     status: AtomicU16,
     delay_ms: AtomicU64,
+    arrived: tokio::sync::Notify,
     last_headers: parking_lot_free::Slot<HeaderMap>,
 }
 
@@ -132,6 +133,18 @@ impl TestBackend {
         self.shared.hits.load(Ordering::SeqCst)
     }
 
+    /// Waits until at least `n` requests have arrived (been counted in [`hits`](Self::hits)).
+    pub async fn wait_for_hits(&self, n: usize) {
+        loop {
+            // Created before the check, so a hit in between still wakes it.
+            let arrived = self.shared.arrived.notified();
+            if self.hits() >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
     /// Headers of the last request served.
     pub async fn last_headers(&self) -> Option<HeaderMap> {
         self.shared.last_headers.get().await
@@ -177,8 +190,9 @@ async fn handle(
     name: Bytes,
     shared: Arc<Shared>,
 ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Infallible> {
-    shared.hits.fetch_add(1, Ordering::SeqCst);
     shared.last_headers.set(req.headers().clone()).await;
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    shared.arrived.notify_waiters();
     let delay = shared.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
