@@ -221,7 +221,8 @@ impl<S: BackendSelection> LoadBalancer<S> {
         match self.update().await {
             Ok(change) if change.is_empty() => {}
             Ok(change) => {
-                let names = |v: &[Backend]| v.iter().map(|b| b.name().to_owned()).collect::<Vec<_>>();
+                let names =
+                    |v: &[Backend]| v.iter().map(|b| b.name().to_owned()).collect::<Vec<_>>();
                 tracing::info!(
                     added = ?names(&change.added),
                     removed = ?names(&change.removed),
@@ -251,9 +252,11 @@ impl<S: BackendSelection> LoadBalancer<S> {
     /// check in progress.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let discovery = every(self.update_frequency, || self.refresh());
-        let health = every(self.health_check_frequency.filter(|_| self.health.is_some()), || {
-            self.run_health_check()
-        });
+        let health = every(
+            self.health_check_frequency
+                .filter(|_| self.health.is_some()),
+            || self.run_health_check(),
+        );
         tokio::select! {
             () = shutdown => {}
             _ = futures_util::future::join(discovery, health) => {}

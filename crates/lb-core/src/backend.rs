@@ -306,7 +306,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_with_a_reason() {
-        for bad in ["", "10.0.0.1", ":80", "10.0.0.1:99999", "unix:relative", "host:port"] {
+        for bad in [
+            "",
+            "10.0.0.1",
+            ":80",
+            "10.0.0.1:99999",
+            "unix:relative",
+            "host:port",
+        ] {
             let err = Backend::parse(bad).unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
@@ -325,7 +332,9 @@ mod tests {
     #[test]
     fn identity_ignores_state_and_metadata() {
         let a = Backend::parse("10.0.0.1:80").unwrap();
-        let b = a.with_metadata(Metadata::new().with(7u8)).with_initial_health(Health::Unhealthy);
+        let b = a
+            .with_metadata(Metadata::new().with(7u8))
+            .with_initial_health(Health::Unhealthy);
         assert_eq!(a, b);
         assert_ne!(a, a.with_weight(NonZeroU32::new(2).unwrap()));
         assert_ne!(a, a.with_name("other:80"));
@@ -337,7 +346,11 @@ mod tests {
         let shared = a.with_weight(NonZeroU32::new(5).unwrap());
         let g1 = a.begin_request();
         let g2 = shared.begin_request();
-        assert_eq!(a.state().in_flight(), 2, "state is shared across rebuilt handles");
+        assert_eq!(
+            a.state().in_flight(),
+            2,
+            "state is shared across rebuilt handles"
+        );
         drop(g1);
         drop(g2);
         assert_eq!(a.state().in_flight(), 0);

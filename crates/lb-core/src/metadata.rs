@@ -23,8 +23,11 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Default)]
 pub struct Metadata {
-    entries: Option<Arc<[(TypeId, Arc<dyn Any + Send + Sync>)]>>,
+    entries: Option<Arc<[Entry]>>,
 }
+
+/// One stored value, under the id of its type.
+type Entry = (TypeId, Arc<dyn Any + Send + Sync>);
 
 impl Metadata {
     /// An empty map.

@@ -1,6 +1,5 @@
 //! A sorted, duplicate-free set of backends.
 
-use std::collections::BTreeSet;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -45,9 +44,11 @@ impl Deref for BackendSet {
 
 impl FromIterator<Backend> for BackendSet {
     fn from_iter<I: IntoIterator<Item = Backend>>(iter: I) -> Self {
-        let sorted: BTreeSet<Backend> = iter.into_iter().collect();
+        let mut backends: Vec<Backend> = iter.into_iter().collect();
+        backends.sort();
+        backends.dedup();
         Self {
-            backends: sorted.into_iter().collect(),
+            backends: backends.into(),
         }
     }
 }
@@ -67,9 +68,19 @@ mod tests {
 
     #[test]
     fn order_is_independent_of_input_order() {
-        let names = ["10.0.0.3:80", "10.0.0.1:80", "[::1]:80", "10.0.0.2:80", "10.0.0.1:80"];
+        let names = [
+            "10.0.0.3:80",
+            "10.0.0.1:80",
+            "[::1]:80",
+            "10.0.0.2:80",
+            "10.0.0.1:80",
+        ];
         let a: BackendSet = names.iter().map(|n| Backend::parse(n).unwrap()).collect();
-        let b: BackendSet = names.iter().rev().map(|n| Backend::parse(n).unwrap()).collect();
+        let b: BackendSet = names
+            .iter()
+            .rev()
+            .map(|n| Backend::parse(n).unwrap())
+            .collect();
         assert_eq!(a, b);
         assert_eq!(a.len(), 4, "duplicates removed");
         assert_eq!(a.total_weight(), 4);

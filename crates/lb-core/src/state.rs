@@ -192,7 +192,11 @@ mod tests {
         assert!(s.is_usable());
         assert!(s.set_enabled(false));
         assert!(!s.is_usable());
-        assert_eq!(s.health(), Health::Healthy, "disabling keeps the health verdict");
+        assert_eq!(
+            s.health(),
+            Health::Healthy,
+            "disabling keeps the health verdict"
+        );
         assert!(!s.set_enabled(true));
         assert!(s.is_usable());
     }

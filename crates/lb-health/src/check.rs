@@ -118,7 +118,9 @@ pub struct WithHook<C, F> {
 
 impl<C: fmt::Debug, F> fmt::Debug for WithHook<C, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WithHook").field("check", &self.check).finish()
+        f.debug_struct("WithHook")
+            .field("check", &self.check)
+            .finish()
     }
 }
 

@@ -46,8 +46,7 @@ impl HealthMonitor {
 
     /// Checks every backend once, concurrently; returns when all have answered or timed out.
     pub async fn check_all(&self, backends: &[Backend]) {
-        let mut pending: FuturesUnordered<_> =
-            backends.iter().map(|b| self.check_one(b)).collect();
+        let mut pending: FuturesUnordered<_> = backends.iter().map(|b| self.check_one(b)).collect();
         while pending.next().await.is_some() {}
     }
 
@@ -56,8 +55,7 @@ impl HealthMonitor {
     pub async fn check_one(&self, backend: &Backend) -> Option<Health> {
         let params = self.check.params();
         let started = Instant::now();
-        let result = match tokio::time::timeout(params.timeout, self.check.check(backend)).await
-        {
+        let result = match tokio::time::timeout(params.timeout, self.check.check(backend)).await {
             Ok(result) => result,
             Err(_) => Err(CheckFailure::Timeout(params.timeout)),
         };
@@ -72,7 +70,9 @@ impl HealthMonitor {
         };
         match &result {
             Ok(()) => tracing::trace!(backend = %backend, ?latency, "health check passed"),
-            Err(e) => tracing::debug!(backend = %backend, ?latency, error = %e, "health check failed"),
+            Err(e) => {
+                tracing::debug!(backend = %backend, ?latency, error = %e, "health check failed")
+            }
         }
         let (old, new) = transition?;
         backend.state().set_health(new);
@@ -82,7 +82,9 @@ impl HealthMonitor {
                 backend = %backend, from = %old, to = %new, streak, %reason,
                 "backend is unhealthy"
             ),
-            None => tracing::info!(backend = %backend, from = %old, to = %new, streak, "backend is healthy"),
+            None => {
+                tracing::info!(backend = %backend, from = %old, to = %new, streak, "backend is healthy")
+            }
         }
         self.check.status_changed(&StatusChange {
             backend,

@@ -104,7 +104,10 @@ mod tests {
         let mut up = HealthTracker::new(Health::Unknown, n(5), n(5));
         assert_eq!(up.record(true), Some((Health::Unknown, Health::Healthy)));
         let mut down = HealthTracker::new(Health::Unknown, n(5), n(5));
-        assert_eq!(down.record(false), Some((Health::Unknown, Health::Unhealthy)));
+        assert_eq!(
+            down.record(false),
+            Some((Health::Unknown, Health::Unhealthy))
+        );
     }
 
     #[test]

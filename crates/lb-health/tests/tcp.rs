@@ -1,5 +1,7 @@
 //! The TCP check against a real listener that is closed and reopened, and the timeout bound.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,8 @@ fn recording(check: impl HealthCheck) -> (Arc<dyn HealthCheck>, Log) {
     let log: Log = Arc::default();
     let sink = log.clone();
     let check = check.on_status_change(move |c| {
-        sink.lock().push((c.old, c.new, c.reason.map(|r| r.to_string())));
+        sink.lock()
+            .push((c.old, c.new, c.reason.map(|r| r.to_string())));
     });
     (Arc::new(check), log)
 }
@@ -45,13 +48,21 @@ async fn rise_and_fall_flip_after_the_exact_number_of_checks() {
 
     server.stop().await;
     for n in 1..3 {
-        assert_eq!(monitor.check_one(&backend).await, None, "failure {n} < fall");
+        assert_eq!(
+            monitor.check_one(&backend).await,
+            None,
+            "failure {n} < fall"
+        );
         assert!(backend.state().is_usable());
     }
     assert_eq!(monitor.check_one(&backend).await, Some(Health::Unhealthy));
     assert!(!backend.state().is_usable());
     for _ in 0..3 {
-        assert_eq!(monitor.check_one(&backend).await, None, "no repeat of the transition");
+        assert_eq!(
+            monitor.check_one(&backend).await,
+            None,
+            "no repeat of the transition"
+        );
     }
 
     server.start_again().await;
@@ -66,7 +77,10 @@ async fn rise_and_fall_flip_after_the_exact_number_of_checks() {
     assert_eq!((log[1].0, log[1].1), (Health::Healthy, Health::Unhealthy));
     let reason = log[1].2.as_deref().unwrap();
     assert!(reason.starts_with("connect failed"), "reason: {reason}");
-    assert_eq!((log[2].0, log[2].1, log[2].2.as_deref()), (Health::Unhealthy, Health::Healthy, None));
+    assert_eq!(
+        (log[2].0, log[2].1, log[2].2.as_deref()),
+        (Health::Unhealthy, Health::Healthy, None)
+    );
 }
 
 /// A check that never answers for one backend and answers at once for the others.
@@ -98,11 +112,17 @@ async fn a_hung_check_fails_by_its_timeout_and_blocks_no_other() {
     let round = monitor.check_all(&all);
     tokio::pin!(round);
     // Just before the timeout the fine backend is settled and the hung one is not.
-    assert!(tokio::time::timeout(Duration::from_millis(299), &mut round).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(299), &mut round)
+        .await
+        .is_err());
     assert_eq!(fine.state().health(), Health::Healthy);
     assert_eq!(hung.state().health(), Health::Unknown);
     round.await;
-    assert_eq!(started.elapsed(), Duration::from_millis(300), "fails by the timeout, not later");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(300),
+        "fails by the timeout, not later"
+    );
     assert_eq!(hung.state().health(), Health::Unhealthy);
     let log = log.lock();
     assert_eq!(log.len(), 2);

@@ -40,7 +40,10 @@ fn unix_path(host: &str) -> Option<PathBuf> {
     let hex = host.strip_suffix(UNIX_SUFFIX)?;
     let bytes: Option<Vec<u8>> = (0..hex.len())
         .step_by(2)
-        .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect();
     bytes
         .and_then(|b| String::from_utf8(b).ok())
@@ -73,7 +76,9 @@ impl tower_service::Service<Uri> for Connector {
                 let addr = uri
                     .authority()
                     .and_then(|a| a.as_str().parse::<std::net::SocketAddr>().ok())
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a backend address"))?;
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "not a backend address")
+                    })?;
                 let stream = TcpStream::connect(addr).await?;
                 stream.set_nodelay(true)?;
                 Ok(Stream::Tcp(stream))
@@ -109,13 +114,21 @@ macro_rules! delegate {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         delegate!(self, poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         delegate!(self, poll_write(cx, buf))
     }
 
@@ -155,7 +168,10 @@ mod tests {
         let addr = BackendAddr::Unix(Arc::from(Path::new("/run/app v2.sock")));
         let auth = authority(&addr);
         let uri: Uri = format!("http://{auth}/x").parse().unwrap();
-        assert_eq!(unix_path(uri.host().unwrap()), Some(PathBuf::from("/run/app v2.sock")));
+        assert_eq!(
+            unix_path(uri.host().unwrap()),
+            Some(PathBuf::from("/run/app v2.sock"))
+        );
         assert_eq!(unix_path("127.0.0.1"), None);
     }
 }

@@ -24,7 +24,9 @@ pub async fn start_backends(n: usize) -> std::io::Result<Vec<SocketAddr>> {
         let body = Bytes::from(format!("hello from demo backend {i} ({addr})\n"));
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let body = body.clone();
                 let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
                     let body = body.clone();

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop fields of RFC 9110 §7.6.1, plus the legacy ones proxies still see.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     header::TE,
     header::TRAILER,
@@ -16,8 +16,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     HeaderName::from_static("keep-alive"),
 ];
 
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -35,7 +35,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(PROXY_CONNECTION);
+    headers.remove(&PROXY_CONNECTION);
 }
 
 /// Appends the client address to `X-Forwarded-For`, merging earlier values into one field.
@@ -49,7 +49,7 @@ pub(crate) fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     }
     value.push_str(&client.to_string());
     if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, v);
+        headers.insert(X_FORWARDED_FOR.clone(), v);
     }
 }
 
@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn strips_standard_and_connection_named_fields() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
         h.append("connection", HeaderValue::from_static("x-other"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret", HeaderValue::from_static("1"));
@@ -77,12 +80,12 @@ mod tests {
     #[test]
     fn forwarded_for_is_appended() {
         let mut h = HeaderMap::new();
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.1.1.1"));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("2.2.2.2"));
         append_forwarded_for(&mut h, "::1".parse().unwrap());
-        assert_eq!(h[X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, ::1");
+        assert_eq!(h[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, ::1");
         let mut empty = HeaderMap::new();
         append_forwarded_for(&mut empty, "10.0.0.1".parse().unwrap());
-        assert_eq!(empty[X_FORWARDED_FOR], "10.0.0.1");
+        assert_eq!(empty[&X_FORWARDED_FOR], "10.0.0.1");
     }
 }

@@ -1,6 +1,9 @@
 //! The `lb-proxy` binary: command line, logging, runtime, signals. Everything else lives in
 //! the `lb_proxy` library.
 
+// The binary reports errors and `-t` results to the operator on stderr, as nginx does.
+#![allow(clippy::print_stderr)]
+
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
@@ -35,7 +38,13 @@ struct Cli {
 
     /// Backend address (host:port, [ipv6]:port or unix:/path) for the balancer without a
     /// file. Repeatable, or comma-separated.
-    #[arg(long, alias = "backends", value_name = "ADDR", value_delimiter = ',', conflicts_with = "config")]
+    #[arg(
+        long,
+        alias = "backends",
+        value_name = "ADDR",
+        value_delimiter = ',',
+        conflicts_with = "config"
+    )]
     backend: Vec<String>,
 
     /// Worker threads (default: the number of CPUs; overrides `server.threads`).
@@ -48,7 +57,9 @@ const DEMO_LISTEN: &str = "127.0.0.1:8080";
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -65,8 +76,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = &cli.config {
         let config = Config::load(path)?;
         if cli.test {
-            eprintln!("lb-proxy: the configuration file {} syntax is ok", path.display());
-            eprintln!("lb-proxy: configuration file {} test is successful", path.display());
+            eprintln!(
+                "lb-proxy: the configuration file {} syntax is ok",
+                path.display()
+            );
+            eprintln!(
+                "lb-proxy: configuration file {} test is successful",
+                path.display()
+            );
             return Ok(());
         }
         let threads = cli.threads.or(config.server.threads);
@@ -105,7 +122,9 @@ async fn serve(config: Config, demo_backends: Option<&[SocketAddr]>) -> anyhow::
     if let Some(backends) = demo_backends {
         print_demo_banner(running.local_addrs(), backends);
     }
-    signals::terminated().await.context("cannot wait for signals")?;
+    signals::terminated()
+        .await
+        .context("cannot wait for signals")?;
     running.shutdown().await;
     Ok(())
 }

@@ -41,7 +41,9 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -67,9 +69,9 @@ impl Proxy {
     pub async fn start(self) -> io::Result<RunningProxy> {
         let mut listeners = Vec::with_capacity(self.config.server.listen.len());
         for addr in &self.config.server.listen {
-            let listener = TcpListener::bind(addr).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-            })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             listeners.push(listener);
         }
         let local_addrs = listeners

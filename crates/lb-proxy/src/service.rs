@@ -47,8 +47,10 @@ impl Shared {
 fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::local(text));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if status == StatusCode::SERVICE_UNAVAILABLE {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -64,7 +66,10 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     // Routes match everything for now; the first one wins.
     let Some(&index) = shared.routes.first() else {
-        return Ok(local(StatusCode::NOT_FOUND, "404 Not Found: no route matches\n"));
+        return Ok(local(
+            StatusCode::NOT_FOUND,
+            "404 Not Found: no route matches\n",
+        ));
     };
     let upstream = &shared.upstreams[index];
     let Some(guard) = upstream.balancer().select(b"") else {
@@ -78,7 +83,11 @@ pub(crate) async fn handle(
     let (mut parts, body) = req.into_parts();
     // HTTP/2 clients send the authority in the URI only; HTTP/1.1 backends need `Host`.
     if !parts.headers.contains_key(header::HOST) {
-        if let Some(host) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
             parts.headers.insert(header::HOST, host);
         }
     }
@@ -90,11 +99,17 @@ pub(crate) async fn handle(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
 
-    match shared.clients[index].request(Request::from_parts(parts, body)).await {
+    match shared.clients[index]
+        .request(Request::from_parts(parts, body))
+        .await
+    {
         Ok(resp) => {
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
-            Ok(Response::from_parts(parts, ProxyBody::upstream(body, guard)))
+            Ok(Response::from_parts(
+                parts,
+                ProxyBody::upstream(body, guard),
+            ))
         }
         Err(error) => {
             tracing::debug!(

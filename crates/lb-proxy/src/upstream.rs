@@ -124,7 +124,11 @@ fn build<S: lb_selection::BackendSelection>(
     lb
 }
 
-fn with_hook(check: impl HealthCheck, upstream: Arc<str>, hook: Option<HealthHook>) -> impl HealthCheck {
+fn with_hook(
+    check: impl HealthCheck,
+    upstream: Arc<str>,
+    hook: Option<HealthHook>,
+) -> impl HealthCheck {
     check.on_status_change(move |change| {
         if let Some(hook) = &hook {
             hook(&upstream, change);

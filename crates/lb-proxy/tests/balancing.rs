@@ -1,6 +1,8 @@
 //! The foundation's acceptance test: three real backends behind the real proxy, round robin,
 //! TCP health checks with rise/fall, and the status-change hook.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use common::{config, Harness};
@@ -24,7 +26,10 @@ async fn round_robin_rise_fall_and_hooks_through_the_real_proxy() {
     let mut first: Vec<_> = Vec::new();
     for _ in 0..3 {
         let t = events.next().await;
-        assert_eq!((t.upstream.as_str(), t.old, t.new), ("web", Health::Unknown, Health::Healthy));
+        assert_eq!(
+            (t.upstream.as_str(), t.old, t.new),
+            ("web", Health::Unknown, Health::Healthy)
+        );
         first.push(t.backend);
     }
     first.sort();
@@ -58,7 +63,10 @@ async fn round_robin_rise_fall_and_hooks_through_the_real_proxy() {
     }
     web.run_health_check().await;
     let t = events.next().await;
-    assert_eq!((t.backend, t.old, t.new), (down, Health::Healthy, Health::Unhealthy));
+    assert_eq!(
+        (t.backend, t.old, t.new),
+        (down, Health::Healthy, Health::Unhealthy)
+    );
     let reason = t.reason.unwrap();
     assert!(reason.starts_with("connect failed"), "{reason}");
     events.assert_none();
@@ -74,7 +82,10 @@ async fn round_robin_rise_fall_and_hooks_through_the_real_proxy() {
     assert_eq!(after[1], before[1]);
     let (b0, b2) = (after[0] - before[0], after[2] - before[2]);
     assert_eq!(b0 + b2, 60);
-    assert!((25..=35).contains(&b0), "the down backend's share is spread: {b0} / {b2}");
+    assert!(
+        (25..=35).contains(&b0),
+        "the down backend's share is spread: {b0} / {b2}"
+    );
 
     // It comes back: rejoins after exactly `rise` = 2 passed checks.
     backends[1].start_again().await;
@@ -85,7 +96,10 @@ async fn round_robin_rise_fall_and_hooks_through_the_real_proxy() {
     }
     web.run_health_check().await;
     let t = events.next().await;
-    assert_eq!((t.backend, t.old, t.new, t.reason), (down, Health::Unhealthy, Health::Healthy, None));
+    assert_eq!(
+        (t.backend, t.old, t.new, t.reason),
+        (down, Health::Unhealthy, Health::Healthy, None)
+    );
 
     let before = hits(&backends);
     for _ in 0..30 {
@@ -125,6 +139,9 @@ async fn background_checks_eject_and_restore_on_their_own() {
     for _ in 0..30 {
         assert_eq!(h.get("/").await.0, 200);
     }
-    assert!(backends[2].hits() > before, "restored backend receives traffic again");
+    assert!(
+        backends[2].hits() > before,
+        "restored backend receives traffic again"
+    );
     assert!(h.proxy.shutdown().await);
 }

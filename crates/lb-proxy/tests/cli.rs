@@ -1,5 +1,7 @@
 //! The `lb-proxy` binary: `-t` validation, the file-less balancer, the demo, and SIGTERM.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
@@ -18,7 +20,10 @@ fn check_config(text: &str) -> (ExitStatus, String) {
         .arg(&file.0)
         .output()
         .unwrap();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A file under the target directory, removed by the OS on reboot at worst.
@@ -59,17 +64,32 @@ fn dash_t_accepts_a_valid_file() {
 #[test]
 fn dash_t_refuses_bad_files_naming_file_line_and_key() {
     let cases = [
-        (GOOD.replace("fall = 3", "fall = 3\nfal = 3"), ":14:1: upstreams.web.health_check.fal: unknown field `fal`"),
-        (GOOD.replace("\"1s\"", "\"1 fortnight\""), ":10:12: upstreams.web.health_check.interval: invalid duration"),
-        (GOOD.replace("upstream = \"web\"", "upstream = \"api\""), ":16:12: routes[0].upstream: upstream `api` is not defined"),
+        (
+            GOOD.replace("fall = 3", "fall = 3\nfal = 3"),
+            ":14:1: upstreams.web.health_check.fal: unknown field `fal`",
+        ),
+        (
+            GOOD.replace("\"1s\"", "\"1 fortnight\""),
+            ":10:12: upstreams.web.health_check.interval: invalid duration",
+        ),
+        (
+            GOOD.replace("upstream = \"web\"", "upstream = \"api\""),
+            ":16:12: routes[0].upstream: upstream `api` is not defined",
+        ),
     ];
     for (text, expected) in cases {
         let (status, stderr) = check_config(&text);
         assert_eq!(status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains(".toml") && stderr.contains(expected), "want {expected:?} in {stderr}");
+        assert!(
+            stderr.contains(".toml") && stderr.contains(expected),
+            "want {expected:?} in {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    let missing = Command::new(BIN).args(["-t", "-c", "/nonexistent/lb.toml"]).output().unwrap();
+    let missing = Command::new(BIN)
+        .args(["-t", "-c", "/nonexistent/lb.toml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/lb.toml"));
 }
@@ -104,7 +124,11 @@ impl Drop for Running {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -133,7 +157,10 @@ async fn demo_mode_serves_and_exits_zero_on_sigterm() {
     for _ in 0..3 {
         let resp = client.get(url.parse().unwrap()).await.unwrap();
         assert_eq!(resp.status(), 200);
-        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
         let text = String::from_utf8(body.to_vec()).unwrap();
         assert!(text.starts_with("hello from demo backend"), "{text}");
         seen.insert(text);
@@ -161,7 +188,11 @@ async fn listen_and_backend_flags_run_a_balancer_without_a_file() {
     let running = Running { child };
     let started = tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stderr).lines();
-        let found = lines.by_ref().take(50).map_while(Result::ok).any(|l| l.contains("lb-proxy started"));
+        let found = lines
+            .by_ref()
+            .take(50)
+            .map_while(Result::ok)
+            .any(|l| l.contains("lb-proxy started"));
         // Keep draining so the child never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
         found

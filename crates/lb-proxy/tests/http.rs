@@ -1,5 +1,7 @@
 //! HTTP behaviour of the proxy: headers, HTTP/2 downstream, streaming, 502/503, shutdown.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;
@@ -30,14 +32,20 @@ async fn headers_are_rewritten_as_a_proxy_must() {
     let (status, body) = h.send(req).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "b0"));
     let seen = backends[0].last_headers().await.unwrap();
-    assert_eq!(seen["host"], "app.example.test", "Host passed as the client sent it");
+    assert_eq!(
+        seen["host"], "app.example.test",
+        "Host passed as the client sent it"
+    );
     assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
     assert_eq!(seen["x-end-to-end"], "kept");
     for hop in ["x-hop", "keep-alive", "proxy-connection", "te", "upgrade"] {
         assert!(!seen.contains_key(hop), "{hop} forwarded: {seen:?}");
     }
     // The proxy speaks keep-alive to the backend on its own terms.
-    assert_ne!(seen.get("connection").map(|v| v.as_bytes()), Some(&b"keep-alive, x-hop"[..]));
+    assert_ne!(
+        seen.get("connection").map(|v| v.as_bytes()),
+        Some(&b"keep-alive, x-hop"[..])
+    );
 }
 
 #[tokio::test]
@@ -50,12 +58,19 @@ async fn http2_prior_knowledge_downstream() {
     let mut bodies = Vec::new();
     for _ in 0..4 {
         let resp = h2.get(h.url("/").parse().unwrap()).await.unwrap();
-        assert_eq!((resp.status(), resp.version()), (StatusCode::OK, Version::HTTP_2));
+        assert_eq!(
+            (resp.status(), resp.version()),
+            (StatusCode::OK, Version::HTTP_2)
+        );
         bodies.push(resp.into_body().collect().await.unwrap().to_bytes());
     }
     assert_eq!(bodies, ["b0", "b1", "b0", "b1"]);
     let seen = backends[0].last_headers().await.unwrap();
-    assert_eq!(seen["host"], h.addr().to_string(), "Host taken from :authority");
+    assert_eq!(
+        seen["host"],
+        h.addr().to_string(),
+        "Host taken from :authority"
+    );
 }
 
 /// A request body fed chunk by chunk from the test.
@@ -69,7 +84,9 @@ impl http_body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(http_body::Frame::data(b))))
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(http_body::Frame::data(b))))
     }
 }
 

@@ -132,7 +132,10 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 /// The smooth weighted round-robin cycle, or an empty one when all weights are equal.
 fn smooth_cycle(backends: &BackendSet) -> Box<[u32]> {
-    let weights: Vec<u64> = backends.iter().map(|b| u64::from(b.weight().get())).collect();
+    let weights: Vec<u64> = backends
+        .iter()
+        .map(|b| u64::from(b.weight().get()))
+        .collect();
     if weights.windows(2).all(|w| w[0] == w[1]) {
         return Box::default();
     }
@@ -236,7 +239,10 @@ mod tests {
 
     #[test]
     fn a_down_backends_share_spreads_over_all_the_others() {
-        assert_eq!(fallbacks_of_first(&[1, 1, 1, 1], 3 * 4 * 100), [0, 100, 100, 100]);
+        assert_eq!(
+            fallbacks_of_first(&[1, 1, 1, 1], 3 * 4 * 100),
+            [0, 100, 100, 100]
+        );
         assert_eq!(fallbacks_of_first(&[1, 1, 1], 2 * 3 * 50), [0, 50, 50]);
         let weighted = fallbacks_of_first(&[4, 1, 1, 1], 7 * 300);
         assert_eq!(weighted[0], 0);

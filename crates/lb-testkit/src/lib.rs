@@ -201,7 +201,9 @@ async fn handle(
     let body = if req.uri().path() == "/echo" {
         req.into_body().boxed()
     } else {
-        Full::new(name.clone()).map_err(|never| match never {}).boxed()
+        Full::new(name.clone())
+            .map_err(|never| match never {})
+            .boxed()
     };
     let resp = Response::builder()
         .status(status)

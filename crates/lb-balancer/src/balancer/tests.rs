@@ -18,10 +18,14 @@ fn set(names: &[&str]) -> BackendSet {
 
 #[test]
 fn select_rotates_and_skips_unusable_backends() {
-    let lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"])
-        .unwrap();
+    let lb =
+        LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"])
+            .unwrap();
     let pick = || lb.select(b"", 8).unwrap().name().to_owned();
-    assert_eq!([pick(), pick(), pick()], ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+    assert_eq!(
+        [pick(), pick(), pick()],
+        ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]
+    );
 
     lb.backends()[1].state().set_health(Health::Unhealthy);
     lb.backends()[2].state().set_enabled(false);
@@ -37,7 +41,10 @@ fn max_iterations_bounds_the_walk() {
     let lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
     lb.backends()[0].state().set_health(Health::Unhealthy);
     lb.backends()[1].state().set_health(Health::Unhealthy);
-    assert!(lb.select(b"", usize::MAX).is_none(), "terminates without a cap"); // tick 0
+    assert!(
+        lb.select(b"", usize::MAX).is_none(),
+        "terminates without a cap"
+    ); // tick 0
     lb.backends()[0].state().set_health(Health::Healthy);
     // Tick 1 starts at 10.0.0.2 (unhealthy): one iteration is not enough.
     assert!(lb.select(b"", 1).is_none());
@@ -87,10 +94,21 @@ async fn updates_keep_the_state_of_backends_that_remain() {
     assert_eq!(now[0].weight().get(), 4);
     assert_eq!(now[0].state().health(), Health::Healthy, "health kept");
     assert_eq!(now[0].state().in_flight(), 1, "in-flight count kept");
-    assert_eq!(now[1].state().health(), Health::Unhealthy, "new backend starts as configured");
+    assert_eq!(
+        now[1].state().health(),
+        Health::Unhealthy,
+        "new backend starts as configured"
+    );
     drop(in_flight);
-    assert_eq!(now[0].state().in_flight(), 0, "guard from the old selector gives back");
-    assert!(lb.update().await.unwrap().is_empty(), "no change, no rebuild");
+    assert_eq!(
+        now[0].state().in_flight(),
+        0,
+        "guard from the old selector gives back"
+    );
+    assert!(
+        lb.update().await.unwrap().is_empty(),
+        "no change, no rebuild"
+    );
 }
 
 #[tokio::test]
@@ -167,8 +185,7 @@ impl HealthCheck for Counting {
 #[tokio::test(start_paused = true)]
 async fn run_checks_on_its_interval_and_stops_promptly() {
     let counting = Arc::new(Counting::default());
-    let mut lb =
-        LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
     lb.set_health_check(counting.clone());
     lb.health_check_frequency = Some(Duration::from_secs(1));
     lb.update_frequency = Some(Duration::from_secs(1));

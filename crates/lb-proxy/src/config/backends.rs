@@ -40,7 +40,9 @@ fn resolve<E: de::Error>(addr: &str, weight: NonZeroU32) -> Result<Vec<Backend>,
     Backend::resolve(addr)
         .map(|v| v.into_iter().map(|b| b.with_weight(weight)).collect())
         .map_err(|e| {
-            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            let cause = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
             E::custom(format!("{e}{cause}"))
         })
 }

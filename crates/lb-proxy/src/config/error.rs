@@ -56,7 +56,13 @@ impl fmt::Display for Located<'_> {
 
 impl ConfigError {
     /// An error at byte `offset` of `text`.
-    pub(crate) fn at(origin: &Path, text: &str, offset: usize, key: String, message: String) -> Self {
+    pub(crate) fn at(
+        origin: &Path,
+        text: &str,
+        offset: usize,
+        key: String,
+        message: String,
+    ) -> Self {
         let (line, column) = line_col(text, offset);
         Self::Invalid {
             path: origin.to_owned(),

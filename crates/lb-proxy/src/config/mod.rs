@@ -249,7 +249,11 @@ impl Config {
         };
         if self.server.listen.is_empty() {
             let offset = text.find("listen").unwrap_or(0);
-            return Err(at(offset, "server.listen".into(), "needs at least one address".into()));
+            return Err(at(
+                offset,
+                "server.listen".into(),
+                "needs at least one address".into(),
+            ));
         }
         for (name, upstream) in &self.upstreams {
             if upstream.backends.is_empty() {

@@ -22,7 +22,9 @@ upstream = "web"
 "#;
 
 fn err(text: &str) -> String {
-    Config::from_toml_str(text, "lb.toml").unwrap_err().to_string()
+    Config::from_toml_str(text, "lb.toml")
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -42,20 +44,29 @@ fn the_documented_example_loads() {
 fn unknown_keys_name_file_line_and_key() {
     let text = GOOD.replace("rise = 2", "rise = 2\nrsie = 4");
     let e = err(&text);
-    assert!(e.starts_with("lb.toml:14:1: upstreams.web.health_check"), "{e}");
+    assert!(
+        e.starts_with("lb.toml:14:1: upstreams.web.health_check"),
+        "{e}"
+    );
     assert!(e.contains("unknown field `rsie`"), "{e}");
 }
 
 #[test]
 fn malformed_durations_name_the_key() {
     let e = err(&GOOD.replace("\"500ms\"", "\"5 parsecs\""));
-    assert!(e.starts_with("lb.toml:12:11: upstreams.web.health_check.timeout: invalid duration"), "{e}");
+    assert!(
+        e.starts_with("lb.toml:12:11: upstreams.web.health_check.timeout: invalid duration"),
+        "{e}"
+    );
 }
 
 #[test]
 fn routes_to_undefined_upstreams_are_refused() {
     let e = err(&GOOD.replace("upstream = \"web\"", "upstream = \"api\""));
-    assert!(e.starts_with("lb.toml:17:12: routes[0].upstream: upstream `api` is not defined"), "{e}");
+    assert!(
+        e.starts_with("lb.toml:17:12: routes[0].upstream: upstream `api` is not defined"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -80,4 +91,3 @@ fn an_empty_route_table_is_refused() {
     let text = GOOD.replace("[[routes]]\nupstream = \"web\"\n", "");
     assert!(err(&text).contains("no [[routes]]"));
 }
-
