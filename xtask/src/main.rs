@@ -1,1 +1,61 @@
-fn main() {}
+//! `cargo xtask`: project automation, written in Rust so it runs wherever
+//! `cargo` does.
+//!
+//! Invoked through the alias in `.cargo/config.toml`
+//! (`xtask = "run --quiet --package xtask --"`). This file only parses the
+//! subcommand and dispatches; each task lives in its own module.
+//!
+//! `cargo xtask ci` is the one gate: the same command runs locally and in CI
+//! (via `.ci/run`).
+
+mod ci;
+mod cmd;
+
+use std::process::ExitCode;
+
+/// Usage text, shown by `help` and on a bad invocation.
+const USAGE: &str = "\
+Usage: cargo xtask <TASK>
+
+Tasks:
+  ci      Run the CI gate: fmt, clippy, tests, doc (stops at the first failure)
+  help    Show this message
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // One arm per task. Future tasks (e.g. `bench`, `fuzz`) get an arm and a
+    // module here, and a line in `USAGE`.
+    let result = match args.as_slice() {
+        ["ci"] => ci::run(),
+        ["help" | "--help" | "-h"] => {
+            cmd::echo(USAGE.trim_end());
+            Ok(())
+        }
+        [] => return usage_error("no task given"),
+        [task, ..] if matches!(*task, "ci" | "help" | "--help" | "-h") => {
+            return usage_error(&format!("`{task}` takes no arguments"));
+        }
+        [task, ..] => return usage_error(&format!("unknown task `{task}`")),
+    };
+
+    // Report failures ourselves rather than returning `Err` from `main`: with
+    // `RUST_BACKTRACE=1` (common in CI) that would bury the one useful line
+    // under an xtask backtrace.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            cmd::echo(&format!("xtask: error: {err:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reports a bad invocation with the usage text; exit status 2, like other
+/// command-line tools on a usage error.
+fn usage_error(problem: &str) -> ExitCode {
+    cmd::echo(&format!("xtask: {problem}\n\n{}", USAGE.trim_end()));
+    ExitCode::from(2)
+}

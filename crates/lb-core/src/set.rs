@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use crate::Backend;
 
-/// The backends of one upstream, sorted and without duplicates.
+/// The backends of one upstream, sorted, with at most one backend per address.
 ///
 /// The order is total and independent of how the set was built, so every process builds
-/// identical selection structures from the same servers. Cloning is cheap (shared slice).
+/// identical selection structures from the same servers. Runtime state (health, load) is
+/// per address, so when several entries share an address the first in canonical order
+/// (lowest name, then weight) is kept. Cloning is cheap (shared slice).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackendSet {
     backends: Arc<[Backend]>,
@@ -25,7 +27,7 @@ impl BackendSet {
         &self.backends
     }
 
-    /// The sum of all weights (saturating), for weighted algorithms.
+    /// The sum of all weights, for weighted algorithms.
     pub fn total_weight(&self) -> u64 {
         self.backends
             .iter()
@@ -46,7 +48,7 @@ impl FromIterator<Backend> for BackendSet {
     fn from_iter<I: IntoIterator<Item = Backend>>(iter: I) -> Self {
         let mut backends: Vec<Backend> = iter.into_iter().collect();
         backends.sort();
-        backends.dedup();
+        backends.dedup_by(|b, a| a.addr() == b.addr());
         Self {
             backends: backends.into(),
         }
@@ -84,5 +86,16 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 4, "duplicates removed");
         assert_eq!(a.total_weight(), 4);
+    }
+
+    #[test]
+    fn one_backend_per_address() {
+        let plain = Backend::parse("10.0.0.1:80").unwrap();
+        let heavy = plain.with_weight(std::num::NonZeroU32::new(3).unwrap());
+        let set: BackendSet = [heavy, plain.with_name("alias:80"), plain.clone()]
+            .into_iter()
+            .collect();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set[0], plain, "lowest name, then lowest weight, wins");
     }
 }

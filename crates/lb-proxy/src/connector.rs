@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -45,9 +46,7 @@ fn unix_path(host: &str) -> Option<PathBuf> {
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         })
         .collect();
-    bytes
-        .and_then(|b| String::from_utf8(b).ok())
-        .map(PathBuf::from)
+    bytes.map(|b| PathBuf::from(std::ffi::OsString::from_vec(b)))
 }
 
 /// Connects to the backend named by a URI authority, within a timeout.

@@ -84,9 +84,22 @@ impl<'de> Deserialize<'de> for BackendList {
             }
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BackendList, A::Error> {
-                let mut all = Vec::new();
+                let mut all: Vec<Backend> = Vec::new();
                 while let Some(OneEntry(found)) = seq.next_element()? {
-                    all.extend(found);
+                    for b in found {
+                        if let Some(prev) = all.iter().find(|p| p.addr() == b.addr()) {
+                            return Err(de::Error::custom(format!(
+                                "`{}` is the same address as `{}` ({}); list each backend once",
+                                b.name(),
+                                prev.name(),
+                                b.addr()
+                            )));
+                        }
+                        all.push(b);
+                    }
+                }
+                if all.is_empty() {
+                    return Err(de::Error::custom("needs at least one backend"));
                 }
                 Ok(BackendList(all))
             }

@@ -10,6 +10,28 @@ use serde::Deserialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigDuration(pub Duration);
 
+/// A duration that must be greater than zero (intervals and timeouts: zero would mean
+/// "never" or "always fail", which no one means).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PositiveDuration(pub Duration);
+
+impl PositiveDuration {
+    /// The duration.
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for PositiveDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let ConfigDuration(d) = ConfigDuration::deserialize(deserializer)?;
+        if d.is_zero() {
+            return Err(de::Error::custom("must be greater than zero"));
+        }
+        Ok(Self(d))
+    }
+}
+
 impl ConfigDuration {
     /// The duration.
     pub fn get(self) -> Duration {

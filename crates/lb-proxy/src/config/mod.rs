@@ -29,7 +29,7 @@ mod duration;
 mod error;
 
 pub use backends::BackendList;
-pub use duration::ConfigDuration;
+pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
 
 use std::collections::BTreeMap;
@@ -60,7 +60,8 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Addresses to accept HTTP/1.1 and HTTP/2 (h2c) connections on.
+    /// Addresses to accept HTTP/1.1 and HTTP/2 (h2c) connections on; at least one.
+    #[serde(deserialize_with = "non_empty")]
     pub listen: Vec<SocketAddr>,
     /// Worker threads; defaults to the number of CPUs.
     #[serde(default)]
@@ -98,11 +99,23 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheckConfig>,
     /// How long to wait for a TCP connection to a backend.
     #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: ConfigDuration,
+    pub connect_timeout: PositiveDuration,
 }
 
-fn default_connect_timeout() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(3))
+fn default_connect_timeout() -> PositiveDuration {
+    PositiveDuration(Duration::from_secs(3))
+}
+
+fn non_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let v = Vec::<T>::deserialize(deserializer)?;
+    if v.is_empty() {
+        return Err(serde::de::Error::custom("needs at least one address"));
+    }
+    Ok(v)
 }
 
 /// The kind of active health check.
@@ -147,10 +160,10 @@ pub struct HealthCheckConfig {
     pub kind: HealthCheckKind,
     /// Time between checks of one backend.
     #[serde(default = "default_interval")]
-    pub interval: ConfigDuration,
+    pub interval: PositiveDuration,
     /// How long one check may take.
     #[serde(default = "default_timeout")]
-    pub timeout: ConfigDuration,
+    pub timeout: PositiveDuration,
     /// Consecutive passes that make an unhealthy backend healthy.
     #[serde(default = "default_rise")]
     pub rise: NonZeroU32,
@@ -162,11 +175,11 @@ pub struct HealthCheckConfig {
     pub initial: InitialHealth,
 }
 
-fn default_interval() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(1))
+fn default_interval() -> PositiveDuration {
+    PositiveDuration(Duration::from_secs(1))
 }
-fn default_timeout() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(1))
+fn default_timeout() -> PositiveDuration {
+    PositiveDuration(Duration::from_secs(1))
 }
 fn default_rise() -> NonZeroU32 {
     NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN)
@@ -247,24 +260,6 @@ impl Config {
         let at = |offset: usize, key: String, message: String| {
             ConfigError::at(origin, text, offset, key, message)
         };
-        if self.server.listen.is_empty() {
-            let offset = text.find("listen").unwrap_or(0);
-            return Err(at(
-                offset,
-                "server.listen".into(),
-                "needs at least one address".into(),
-            ));
-        }
-        for (name, upstream) in &self.upstreams {
-            if upstream.backends.is_empty() {
-                let offset = text.find(&format!("[upstreams.{name}]")).unwrap_or(0);
-                return Err(at(
-                    offset,
-                    format!("upstreams.{name}.backends"),
-                    "needs at least one backend".into(),
-                ));
-            }
-        }
         if self.routes.is_empty() {
             return Err(at(
                 text.len(),

@@ -91,3 +91,39 @@ fn an_empty_route_table_is_refused() {
     let text = GOOD.replace("[[routes]]\nupstream = \"web\"\n", "");
     assert!(err(&text).contains("no [[routes]]"));
 }
+
+#[test]
+fn zero_intervals_and_timeouts_are_refused() {
+    let e = err(&GOOD.replace("interval = \"1s\"", "interval = \"0s\""));
+    assert!(
+        e.starts_with(
+            "lb.toml:11:12: upstreams.web.health_check.interval: must be greater than zero"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_lists_are_refused_at_their_own_line() {
+    let e = err(&GOOD.replace("[\"127.0.0.1:8080\"]", "[]"));
+    assert!(
+        e.starts_with("lb.toml:3:10: server.listen: needs at least one address"),
+        "{e}"
+    );
+    let line = GOOD.lines().find(|l| l.starts_with("backends")).unwrap();
+    let e = err(&GOOD.replace(line, "backends = []"));
+    assert!(
+        e.starts_with("lb.toml:7:12: upstreams.web.backends: needs at least one backend"),
+        "{e}"
+    );
+}
+
+#[test]
+fn one_address_listed_twice_is_refused() {
+    let e = err(&GOOD.replace(
+        "\"[::1]:9003\"",
+        "{ addr = \"127.0.0.1:9001\", weight = 3 }",
+    ));
+    assert!(e.starts_with("lb.toml:7:"), "{e}");
+    assert!(e.contains("same address as `127.0.0.1:9001`"), "{e}");
+}

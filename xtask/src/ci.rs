@@ -1,0 +1,84 @@
+//! `cargo xtask ci`: the one gate. Runs, in order and stopping at the first
+//! failure, from the workspace root:
+//!
+//! 1. `cargo fmt --all -- --check`
+//! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`
+//! 3. tests: `cargo nextest run --workspace --no-fail-fast --locked` then
+//!    `cargo test --workspace --doc --locked` (nextest does not run doctests)
+//!    if cargo-nextest is installed, else
+//!    `cargo test --workspace --no-fail-fast --locked`
+//! 4. `RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked`
+//!
+//! `--locked` is passed only when `Cargo.lock` exists (it is committed).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::cmd::{echo, Cmd};
+
+/// Runs every check; the first failure is returned as the error.
+pub(crate) fn run() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let root = workspace_root()?;
+    let locked: &[&str] = if root.join("Cargo.lock").is_file() {
+        &["--locked"]
+    } else {
+        &[]
+    };
+
+    // 1. Formatting.
+    Cmd::new("cargo")
+        .args(["fmt", "--all", "--", "--check"])
+        .run(&root)?;
+
+    // 2. Lints, on every target (tests, examples, benches too).
+    Cmd::new("cargo")
+        .args(["clippy", "--workspace", "--all-targets"])
+        .args(locked)
+        .args(["--", "-D", "warnings"])
+        .run(&root)?;
+
+    // 3. Tests.
+    if Cmd::new("cargo")
+        .args(["nextest", "--version"])
+        .succeeds(&root)
+    {
+        Cmd::new("cargo")
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(locked)
+            .run(&root)?;
+        Cmd::new("cargo")
+            .args(["test", "--workspace", "--doc"])
+            .args(locked)
+            .run(&root)?;
+    } else {
+        echo("xtask ci: cargo-nextest not found, falling back to cargo test");
+        Cmd::new("cargo")
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(locked)
+            .run(&root)?;
+    }
+
+    // 4. Docs, with rustdoc warnings (broken intra-doc links, ...) as errors.
+    Cmd::new("cargo")
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .args(["doc", "--workspace", "--no-deps"])
+        .args(locked)
+        .run(&root)?;
+
+    echo(&format!(
+        "xtask ci: all checks passed (fmt, clippy, tests, doc) in {}s",
+        started.elapsed().as_secs()
+    ));
+    Ok(())
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask's manifest directory has no parent")
+}
