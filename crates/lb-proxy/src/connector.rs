@@ -21,6 +21,19 @@ use tokio::net::{TcpStream, UnixStream};
 
 const UNIX_SUFFIX: &str = ".unix.invalid";
 
+/// The URI authority of a backend, computed once when the upstream is built and carried in
+/// the backend's metadata, so the request path clones it instead of formatting an address.
+#[derive(Clone, Debug)]
+pub(crate) struct UpstreamAuthority(pub(crate) http::uri::Authority);
+
+/// `backend` with its [`UpstreamAuthority`] attached (unchanged if the address cannot be one).
+pub(crate) fn with_authority(backend: &lb_core::Backend) -> lb_core::Backend {
+    match http::uri::Authority::try_from(authority(backend.addr())) {
+        Ok(a) => backend.with_metadata(backend.metadata().with(UpstreamAuthority(a))),
+        Err(_) => backend.clone(),
+    }
+}
+
 /// The URI authority the client uses for `addr`.
 pub(crate) fn authority(addr: &BackendAddr) -> String {
     match addr {

@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::ProxyBody;
-use crate::connector::{self, Connector};
+use crate::connector::{self, Connector, UpstreamAuthority};
 use crate::headers;
 use crate::upstream::Upstream;
 
@@ -124,7 +124,10 @@ pub(crate) async fn handle(
 }
 
 fn upstream_uri(backend: &lb_core::Backend, original: &Uri) -> Option<Uri> {
-    let authority = Authority::try_from(connector::authority(backend.addr())).ok()?;
+    let authority = match backend.metadata().get::<UpstreamAuthority>() {
+        Some(cached) => cached.0.clone(),
+        None => Authority::try_from(connector::authority(backend.addr())).ok()?,
+    };
     let path = original
         .path_and_query()
         .cloned()

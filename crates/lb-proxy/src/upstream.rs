@@ -10,6 +10,7 @@ use lb_health::{CheckParams, HealthCheck, HealthCheckExt, StatusChange, TcpHealt
 use lb_selection::RoundRobin;
 
 use crate::config::{HealthCheckKind, SelectionKind, UpstreamConfig};
+use crate::connector;
 
 /// How many candidates one selection may try before answering 503.
 pub(crate) const MAX_CANDIDATES: usize = 256;
@@ -70,7 +71,12 @@ impl Upstream {
     /// Builds the upstream `name` from its configuration; `hook` hears its health transitions.
     pub fn new(name: &str, config: &UpstreamConfig, hook: Option<HealthHook>) -> Self {
         let name: Arc<str> = name.into();
-        let discovery = Arc::new(Static::new(config.backends.iter().cloned().collect()));
+        let backends = config
+            .backends
+            .iter()
+            .map(connector::with_authority)
+            .collect();
+        let discovery = Arc::new(Static::new(backends));
         let balancer = match config.selection {
             SelectionKind::RoundRobin => {
                 Balancer::RoundRobin(build(&name, discovery, config, hook))
