@@ -15,6 +15,9 @@ const HEALTH_UNKNOWN: u8 = 0;
 const HEALTH_HEALTHY: u8 = 1;
 const HEALTH_UNHEALTHY: u8 = 2;
 const DISABLED: u8 = 0b0000_0100;
+const EJECTED: u8 = 0b0000_1000;
+/// Flags that, when set, keep a backend out of selection whatever its health.
+const OUT_OF_SERVICE: u8 = DISABLED | EJECTED;
 
 /// What the active health checks last concluded about a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,11 +94,11 @@ impl BackendState {
         }
     }
 
-    /// True when selection may pick this backend: enabled and not unhealthy.
+    /// True when selection may pick this backend: enabled, not ejected and not unhealthy.
     #[inline]
     pub fn is_usable(&self) -> bool {
         let flags = self.flags.load(Ordering::Relaxed);
-        flags & DISABLED == 0 && flags & HEALTH_MASK != HEALTH_UNHEALTHY
+        flags & OUT_OF_SERVICE == 0 && flags & HEALTH_MASK != HEALTH_UNHEALTHY
     }
 
     /// The current health verdict.
@@ -118,6 +121,18 @@ impl BackendState {
     pub fn set_enabled(&self, enabled: bool) -> bool {
         let prev = self.update(|f| if enabled { f & !DISABLED } else { f | DISABLED });
         prev & DISABLED == 0
+    }
+
+    /// True while passive health (outlier detection) keeps the backend out of selection.
+    pub fn is_ejected(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & EJECTED != 0
+    }
+
+    /// Ejects the backend from selection (passive health) or lets it back; returns the
+    /// previous setting. Independent of the active-check verdict and of the enabled flag.
+    pub fn set_ejected(&self, ejected: bool) -> bool {
+        let prev = self.update(|f| if ejected { f | EJECTED } else { f & !EJECTED });
+        prev & EJECTED != 0
     }
 
     /// Requests currently counted against this backend by live [`InFlight`] guards.
@@ -198,6 +213,11 @@ mod tests {
             "disabling keeps the health verdict"
         );
         assert!(!s.set_enabled(true));
+        assert!(s.is_usable());
+        assert!(!s.set_ejected(true));
+        assert!(!s.is_usable() && s.is_ejected() && s.is_enabled());
+        assert_eq!(s.health(), Health::Healthy, "ejection keeps the health verdict");
+        assert!(s.set_ejected(false));
         assert!(s.is_usable());
     }
 }
