@@ -39,6 +39,6 @@ mod state;
 pub use addr::BackendAddr;
 pub use backend::Backend;
 pub use error::Error;
-pub use metadata::Metadata;
+pub use metadata::{ConfigOrder, Metadata};
 pub use set::BackendSet;
 pub use state::{BackendState, Health, InFlight};

@@ -68,6 +68,15 @@ impl Metadata {
     }
 }
 
+/// The position of a backend in its configuration (0 for the first `server` line).
+///
+/// Attach it as metadata where the order of the configuration matters: nginx's `hash` and
+/// `ip_hash` balancers walk servers in the order they were written, so an nginx-compatible
+/// mapping needs that order, while a [`BackendSet`](crate::BackendSet) is sorted by address.
+/// Backends without it sort after those with it, in set order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConfigOrder(pub u32);
+
 impl fmt::Debug for Metadata {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let len = self.entries.as_deref().map_or(0, |e| e.len());

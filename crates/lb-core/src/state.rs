@@ -216,7 +216,11 @@ mod tests {
         assert!(s.is_usable());
         assert!(!s.set_ejected(true));
         assert!(!s.is_usable() && s.is_ejected() && s.is_enabled());
-        assert_eq!(s.health(), Health::Healthy, "ejection keeps the health verdict");
+        assert_eq!(
+            s.health(),
+            Health::Healthy,
+            "ejection keeps the health verdict"
+        );
         assert!(s.set_ejected(false));
         assert!(s.is_usable());
     }

@@ -58,9 +58,29 @@
 //! }
 //! ```
 
+mod bounded;
+mod candidates;
+mod fnv;
+mod hashing;
+mod ketama;
+mod least_conn;
+mod maglev;
+mod nginx_hash;
+mod p2c;
+mod random;
 mod round_robin;
+mod weighted;
 
-pub use round_robin::{RoundRobin, RoundRobinIter};
+pub use bounded::{BalanceFactor, InvalidBalanceFactor};
+pub use candidates::{Candidates, Picks, Preference, PREFERRED_MAX};
+pub use fnv::FnvHash;
+pub use ketama::{Consistent, ConsistentConfig, RingWalk};
+pub use least_conn::LeastConn;
+pub use maglev::{is_prime, Maglev, MaglevConfig, TableWalk, DEFAULT_TABLE_SIZE};
+pub use nginx_hash::{IpHash, IpWalk, NginxHash, RehashWalk};
+pub use p2c::P2c;
+pub use random::Random;
+pub use round_robin::RoundRobin;
 
 use lb_core::{Backend, BackendSet};
 
@@ -78,8 +98,8 @@ pub trait BackendSelection: Send + Sync + Sized + 'static {
     fn build(backends: &BackendSet, config: &Self::Config) -> Self;
 
     /// The candidates for a request with hash key `key`, best first. Algorithms that do not
-    /// hash ignore the key.
-    fn iter<'a>(&'a self, key: &[u8]) -> Self::Iter<'a>;
+    /// hash ignore the key; those that rehash on fallback (nginx's `hash`) borrow it.
+    fn iter<'a>(&'a self, key: &'a [u8]) -> Self::Iter<'a>;
 }
 
 /// The candidates of one request, in order of preference.
