@@ -26,12 +26,11 @@ const UNIX_SUFFIX: &str = ".unix.invalid";
 #[derive(Clone, Debug)]
 pub(crate) struct UpstreamAuthority(pub(crate) http::uri::Authority);
 
-/// `backend` with its [`UpstreamAuthority`] attached (unchanged if the address cannot be one).
-pub(crate) fn with_authority(backend: &lb_core::Backend) -> lb_core::Backend {
-    match http::uri::Authority::try_from(authority(backend.addr())) {
-        Ok(a) => backend.with_metadata(backend.metadata().with(UpstreamAuthority(a))),
-        Err(_) => backend.clone(),
-    }
+/// The [`UpstreamAuthority`] of `backend` (none if its address cannot be one).
+pub(crate) fn upstream_authority(backend: &lb_core::Backend) -> Option<UpstreamAuthority> {
+    http::uri::Authority::try_from(authority(backend.addr()))
+        .ok()
+        .map(UpstreamAuthority)
 }
 
 /// The URI authority the client uses for `addr`.

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod hash_key;
 pub mod signals;
 
 mod body;

@@ -72,7 +72,8 @@ pub(crate) async fn handle(
         ));
     };
     let upstream = &shared.upstreams[index];
-    let Some(guard) = upstream.balancer().select(b"") else {
+    let (mut parts, body) = req.into_parts();
+    let Some(guard) = upstream.select(&parts, client.ip()) else {
         tracing::debug!(upstream = upstream.name(), "no usable backend");
         return Ok(local(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -80,7 +81,6 @@ pub(crate) async fn handle(
         ));
     };
 
-    let (mut parts, body) = req.into_parts();
     // HTTP/2 clients send the authority in the URI only; HTTP/1.1 backends need `Host`.
     if !parts.headers.contains_key(header::HOST) {
         if let Some(host) = parts

@@ -1,16 +1,22 @@
 //! Upstreams: a named load balancer built from configuration.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::request::Parts;
 use lb_balancer::LoadBalancer;
-use lb_core::InFlight;
+use lb_core::{ConfigOrder, InFlight};
 use lb_discovery::{Discovered, Static};
 use lb_health::{CheckParams, HealthCheck, HealthCheckExt, StatusChange, TcpHealthCheck};
-use lb_selection::RoundRobin;
+use lb_selection::{
+    BackendSelection, Consistent, ConsistentConfig, FnvHash, IpHash, LeastConn, Maglev,
+    MaglevConfig, NginxHash, P2c, Random, RoundRobin, DEFAULT_TABLE_SIZE,
+};
 
 use crate::config::{HealthCheckKind, SelectionKind, UpstreamConfig};
 use crate::connector;
+use crate::hash_key::{self, HashKey};
 
 /// How many candidates one selection may try before answering 503.
 pub(crate) const MAX_CANDIDATES: usize = 256;
@@ -26,18 +32,42 @@ pub type HealthHook = Arc<dyn Fn(&str, &StatusChange<'_>) + Send + Sync>;
 pub enum Balancer {
     /// `selection = "round_robin"`.
     RoundRobin(LoadBalancer<RoundRobin>),
+    /// `selection = "random"`.
+    Random(LoadBalancer<Random>),
+    /// `selection = "p2c"`.
+    P2c(LoadBalancer<P2c>),
+    /// `selection = "least_conn"`.
+    LeastConn(LoadBalancer<LeastConn>),
+    /// `selection = "fnv"`.
+    Fnv(LoadBalancer<FnvHash>),
+    /// `selection = "consistent"`.
+    Consistent(LoadBalancer<Consistent>),
+    /// `selection = "hash"`.
+    Hash(LoadBalancer<NginxHash>),
+    /// `selection = "ip_hash"`.
+    IpHash(LoadBalancer<IpHash>),
+    /// `selection = "maglev"`.
+    Maglev(LoadBalancer<Maglev>),
 }
 
 macro_rules! each {
     ($self:expr, $lb:ident => $body:expr) => {
         match $self {
             Balancer::RoundRobin($lb) => $body,
+            Balancer::Random($lb) => $body,
+            Balancer::P2c($lb) => $body,
+            Balancer::LeastConn($lb) => $body,
+            Balancer::Fnv($lb) => $body,
+            Balancer::Consistent($lb) => $body,
+            Balancer::Hash($lb) => $body,
+            Balancer::IpHash($lb) => $body,
+            Balancer::Maglev($lb) => $body,
         }
     };
 }
 
 impl Balancer {
-    /// Picks a usable backend; see [`LoadBalancer::select`].
+    /// Picks a usable backend for hash key `key`; see [`LoadBalancer::select`].
     #[inline]
     pub fn select(&self, key: &[u8]) -> Option<InFlight> {
         each!(self, lb => lb.select(key, MAX_CANDIDATES))
@@ -59,11 +89,21 @@ impl Balancer {
     }
 }
 
+/// What an upstream's selection hashes.
+#[derive(Clone, Debug)]
+enum KeySource {
+    /// The algorithm does not hash.
+    None,
+    /// `hash_key`.
+    Key(HashKey),
+}
+
 /// One `[upstreams.NAME]`.
 #[derive(Debug)]
 pub struct Upstream {
     name: Arc<str>,
     balancer: Balancer,
+    key: KeySource,
     connect_timeout: Duration,
 }
 
@@ -74,17 +114,62 @@ impl Upstream {
         let backends = config
             .backends
             .iter()
-            .map(connector::with_authority)
+            .enumerate()
+            .map(|(i, b)| {
+                // The configured order (nginx's hash and ip_hash walk servers as written),
+                // and the URI authority computed once rather than per request.
+                let mut meta = b
+                    .metadata()
+                    .with(ConfigOrder(u32::try_from(i).unwrap_or(u32::MAX)));
+                if let Some(authority) = connector::upstream_authority(b) {
+                    meta = meta.with(authority);
+                }
+                b.with_metadata(meta)
+            })
             .collect();
         let discovery = Arc::new(Static::new(backends));
+        let factor = config.balance_factor.as_ref().map(|f| f.get_ref().0);
+        let b = Builder {
+            name: &name,
+            discovery,
+            config,
+            hook,
+        };
         let balancer = match config.selection {
-            SelectionKind::RoundRobin => {
-                Balancer::RoundRobin(build(&name, discovery, config, hook))
-            }
+            SelectionKind::RoundRobin => Balancer::RoundRobin(b.build(())),
+            SelectionKind::Random => Balancer::Random(b.build(())),
+            SelectionKind::P2c => Balancer::P2c(b.build(())),
+            SelectionKind::LeastConn => Balancer::LeastConn(b.build(())),
+            SelectionKind::Fnv => Balancer::Fnv(b.build(())),
+            SelectionKind::Hash => Balancer::Hash(b.build(())),
+            SelectionKind::IpHash => Balancer::IpHash(b.build(())),
+            SelectionKind::Consistent => Balancer::Consistent(b.build(ConsistentConfig {
+                balance_factor: factor,
+            })),
+            SelectionKind::Maglev => Balancer::Maglev(
+                b.build(MaglevConfig {
+                    table_size: config
+                        .maglev_table_size
+                        .as_ref()
+                        .map_or(DEFAULT_TABLE_SIZE, |t| t.get_ref().0),
+                    balance_factor: factor,
+                }),
+            ),
+        };
+        let key = match config.selection {
+            SelectionKind::IpHash => KeySource::Key(HashKey::ClientIp),
+            kind if kind.hashes_key() => KeySource::Key(
+                config
+                    .hash_key
+                    .as_ref()
+                    .map_or(HashKey::Uri, |k| k.get_ref().clone()),
+            ),
+            _ => KeySource::None,
         };
         Self {
             name,
             balancer,
+            key,
             connect_timeout: config.connect_timeout.get(),
         }
     }
@@ -103,31 +188,48 @@ impl Upstream {
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
+
+    /// Picks a backend for a request from `client` (hashing its key if the algorithm does).
+    #[inline]
+    pub(crate) fn select(&self, parts: &Parts, client: IpAddr) -> Option<InFlight> {
+        let mut scratch = [0u8; 16];
+        let key: &[u8] = match &self.key {
+            KeySource::None => b"",
+            KeySource::Key(HashKey::ClientIp) => hash_key::client_ip(client, &mut scratch),
+            KeySource::Key(k) => k.extract(parts, client, &mut scratch),
+        };
+        self.balancer.select(key)
+    }
 }
 
-fn build<S: lb_selection::BackendSelection>(
-    name: &Arc<str>,
+/// Builds the `LoadBalancer` of one upstream for any selection algorithm.
+struct Builder<'a> {
+    name: &'a Arc<str>,
     discovery: Arc<Static>,
-    config: &UpstreamConfig,
+    config: &'a UpstreamConfig,
     hook: Option<HealthHook>,
-) -> LoadBalancer<S> {
-    let mut lb = LoadBalancer::<S>::from_discovery(discovery.clone());
-    if let Some(hc) = &config.health_check {
-        lb.set_initial_health(hc.initial.into());
-        let params = CheckParams {
-            rise: hc.rise,
-            fall: hc.fall,
-            timeout: hc.timeout.get(),
-        };
-        let check = match hc.kind {
-            HealthCheckKind::Tcp => TcpHealthCheck::new(params),
-        };
-        lb.set_health_check(with_hook(check, name.clone(), hook));
-        lb.health_check_frequency = Some(hc.interval.get());
+}
+
+impl Builder<'_> {
+    fn build<S: BackendSelection>(self, selection: S::Config) -> LoadBalancer<S> {
+        let mut lb = LoadBalancer::<S>::with_config(self.discovery.clone(), selection);
+        if let Some(hc) = &self.config.health_check {
+            lb.set_initial_health(hc.initial.into());
+            let params = CheckParams {
+                rise: hc.rise,
+                fall: hc.fall,
+                timeout: hc.timeout.get(),
+            };
+            let check = match hc.kind {
+                HealthCheckKind::Tcp => TcpHealthCheck::new(params),
+            };
+            lb.set_health_check(with_hook(check, self.name.clone(), self.hook));
+            lb.health_check_frequency = Some(hc.interval.get());
+        }
+        // The static list is known now: install it without waiting for the first refresh.
+        lb.set_discovered(Discovered::new(self.discovery.get()));
+        lb
     }
-    // The static list is known now: install it without waiting for the first refresh.
-    lb.set_discovered(Discovered::new(discovery.get()));
-    lb
 }
 
 fn with_hook(

@@ -60,6 +60,26 @@ impl Preference for Picks {
     }
 }
 
+/// Either a walk or fixed picks: for algorithms with two modes, such as nginx's hash
+/// balancers, which fall back to round robin when the key is empty.
+#[derive(Debug)]
+pub enum WalkOrPicks<W> {
+    /// The algorithm's own walk.
+    Walk(W),
+    /// Fixed picks (a round-robin choice).
+    Picks(Picks),
+}
+
+impl<W: Preference> Preference for WalkOrPicks<W> {
+    #[inline]
+    fn next_index(&mut self) -> Option<usize> {
+        match self {
+            Self::Walk(w) => w.next_index(),
+            Self::Picks(p) => p.next_index(),
+        }
+    }
+}
+
 /// The candidates of one request: see the [module docs](self).
 #[derive(Debug)]
 pub struct Candidates<'a, P> {

@@ -12,6 +12,10 @@
 //! different rings, and an IPv6 server keeps its brackets: [`Backend::name`] carries that
 //! text. Adding or removing a server moves only the keys of the points it adds or removes.
 //!
+//! An empty key (the request has no such cookie, header or parameter) is balanced by
+//! smooth weighted round robin instead of hashing, as nginx does (`hp->key.len == 0`), so
+//! requests without a key do not all land on one backend.
+//!
 //! Fallback walks on along the ring to the next distinct backends (as nginx does when a
 //! server is down), then the rest in set order. With a [`BalanceFactor`], backends over
 //! their bounded load are passed over on the walk.
@@ -23,9 +27,9 @@
 use lb_core::{Backend, BackendSet};
 
 use crate::bounded::{BalanceFactor, Bound};
-use crate::candidates::{Candidates, Preference};
+use crate::candidates::{Candidates, Preference, WalkOrPicks};
 use crate::hashing::crc32;
-use crate::BackendSelection;
+use crate::{BackendSelection, RoundRobin};
 
 /// Points per unit of weight, as nginx.
 const POINTS_PER_WEIGHT: u32 = 160;
@@ -45,6 +49,8 @@ pub struct Consistent {
     points: Box<[(u32, u32)]>,
     config: ConsistentConfig,
     total_weight: u64,
+    /// For empty keys, as nginx.
+    rr: RoundRobin,
 }
 
 /// nginx's split of a server text into the hashed host and port.
@@ -93,10 +99,11 @@ impl Consistent {
 
 impl BackendSelection for Consistent {
     type Config = ConsistentConfig;
-    type Iter<'a> = Candidates<'a, RingWalk<'a>>;
+    type Iter<'a> = Candidates<'a, WalkOrPicks<RingWalk<'a>>>;
 
     fn build(backends: &BackendSet, config: &ConsistentConfig) -> Self {
         Self {
+            rr: RoundRobin::build(backends, &()),
             points: Self::ring(backends),
             backends: backends.clone(),
             config: *config,
@@ -113,7 +120,12 @@ impl BackendSelection for Consistent {
             bound: None,
         };
         if self.points.is_empty() {
-            return Candidates::empty(walk);
+            return Candidates::empty(WalkOrPicks::Walk(walk));
+        }
+        if key.is_empty() {
+            if let Some((picks, steps, rest)) = self.rr.picks() {
+                return Candidates::new(&self.backends, WalkOrPicks::Picks(picks), steps, rest);
+            }
         }
         let pos = self.find(crc32(&[key])) % self.points.len();
         let rest = self.points[pos].1 as usize;
@@ -127,7 +139,7 @@ impl BackendSelection for Consistent {
             left: self.points.len(),
             bound,
         };
-        Candidates::new(&self.backends, walk, usize::MAX, rest)
+        Candidates::new(&self.backends, WalkOrPicks::Walk(walk), usize::MAX, rest)
     }
 }
 

@@ -72,7 +72,7 @@ mod round_robin;
 mod weighted;
 
 pub use bounded::{BalanceFactor, InvalidBalanceFactor};
-pub use candidates::{Candidates, Picks, Preference, PREFERRED_MAX};
+pub use candidates::{Candidates, Picks, Preference, WalkOrPicks, PREFERRED_MAX};
 pub use fnv::FnvHash;
 pub use ketama::{Consistent, ConsistentConfig, RingWalk};
 pub use least_conn::LeastConn;

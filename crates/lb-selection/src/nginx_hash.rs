@@ -14,15 +14,16 @@
 //!   point is `hash % total_weight`. The key is the address octets (4 or 16 bytes); other
 //!   lengths are hashed whole.
 //!
-//! With a single server nginx skips hashing; so does the mapping here. After the tries,
+//! With a single server, or an empty `hash` key, nginx balances round robin instead of
+//! hashing; so does the mapping here (smooth weighted, as nginx). After the tries,
 //! nginx falls back to round robin; here the remaining backends follow in set order from a
 //! position derived from the key, so the fallback stays deterministic.
 
-use lb_core::{Backend, BackendSet, ConfigOrder};
+use lb_core::{Backend, BackendSet};
 
-use crate::candidates::{Candidates, Preference};
+use crate::candidates::{Candidates, Preference, WalkOrPicks};
 use crate::hashing::crc32;
-use crate::BackendSelection;
+use crate::{weighted, BackendSelection, RoundRobin};
 
 /// Hash steps per request: the first try and 20 more, as nginx.
 const TRIES: usize = 21;
@@ -38,14 +39,7 @@ struct Weighted {
 
 impl Weighted {
     fn new(backends: &[Backend]) -> Self {
-        let mut order: Vec<u32> = (0..backends.len() as u32).collect();
-        order.sort_by_key(|&i| {
-            let b = &backends[i as usize];
-            (
-                b.metadata().get::<ConfigOrder>().map_or(u32::MAX, |o| o.0),
-                i,
-            )
-        });
+        let order = weighted::config_order(backends);
         let mut sum = 0u64;
         let cumulative = order
             .iter()
@@ -77,6 +71,8 @@ impl Weighted {
 pub struct NginxHash {
     backends: BackendSet,
     weighted: Weighted,
+    /// For empty keys, as nginx.
+    rr: RoundRobin,
 }
 
 /// nginx's `ip_hash`; see the [module docs](self).
@@ -146,10 +142,11 @@ impl Preference for IpWalk<'_> {
 
 impl BackendSelection for NginxHash {
     type Config = ();
-    type Iter<'a> = Candidates<'a, RehashWalk<'a>>;
+    type Iter<'a> = Candidates<'a, WalkOrPicks<RehashWalk<'a>>>;
 
     fn build(backends: &BackendSet, _config: &()) -> Self {
         Self {
+            rr: RoundRobin::build(backends, &()),
             weighted: Weighted::new(backends),
             backends: backends.clone(),
         }
@@ -163,9 +160,19 @@ impl BackendSelection for NginxHash {
             hash: 0,
             rehash: 0,
         };
+        if key.is_empty() {
+            if let Some((picks, steps, rest)) = self.rr.picks() {
+                return Candidates::new(&self.backends, WalkOrPicks::Picks(picks), steps, rest);
+            }
+        }
         let n = self.backends.len();
         let tries = if n > 1 { TRIES } else { 0 };
-        Candidates::new(&self.backends, walk, tries, crc32(&[key]) as usize)
+        Candidates::new(
+            &self.backends,
+            WalkOrPicks::Walk(walk),
+            tries,
+            crc32(&[key]) as usize,
+        )
     }
 }
 
@@ -201,7 +208,7 @@ impl BackendSelection for IpHash {
 mod tests {
     use std::num::NonZeroU32;
 
-    use lb_core::Metadata;
+    use lb_core::{ConfigOrder, Metadata};
 
     use super::*;
 

@@ -62,6 +62,17 @@ impl RoundRobin {
     }
 }
 
+impl RoundRobin {
+    /// The round-robin candidates of one request as `(preference, step limit, rest start)`,
+    /// for algorithms that fall back to round robin; `None` for an empty set.
+    #[inline]
+    pub(crate) fn picks(&self) -> Option<(Picks, usize, usize)> {
+        let (tick, first) = self.next_pick()?;
+        let n = self.backends.len();
+        Some((Picks::one(first), 1, Self::fallback_start(tick, first, n)))
+    }
+}
+
 impl BackendSelection for RoundRobin {
     type Config = ();
     type Iter<'a> = Candidates<'a, Picks>;

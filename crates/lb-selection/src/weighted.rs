@@ -1,7 +1,7 @@
 //! Weight tables shared by the algorithms: reduced weights, nginx's smooth weighted cycle,
 //! slot arrays and Vose's alias table for O(1) weighted sampling.
 
-use lb_core::Backend;
+use lb_core::{Backend, ConfigOrder};
 
 /// The longest precomputed cycle or slot table, in entries (4 bytes each).
 pub(crate) const MAX_TABLE: u64 = 1 << 20;
@@ -37,30 +37,50 @@ pub(crate) fn all_equal(backends: &[Backend]) -> bool {
     backends.windows(2).all(|w| w[0].weight() == w[1].weight())
 }
 
-/// nginx's smooth weighted round-robin cycle over `backends` as indices; empty when the
-/// weights are all equal (plain rotation is the same sequence).
+/// Set indices in configuration order: by [`ConfigOrder`] metadata where present (backends
+/// without it follow, in set order). nginx walks servers in the order they were written.
+pub(crate) fn config_order(backends: &[Backend]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..backends.len() as u32).collect();
+    order.sort_by_key(|&i| {
+        let b = &backends[i as usize];
+        (
+            b.metadata().get::<ConfigOrder>().map_or(u32::MAX, |o| o.0),
+            i,
+        )
+    });
+    order
+}
+
+/// nginx's smooth weighted round-robin cycle over `backends` as set indices; empty when the
+/// weights are all equal and the configuration order is the set order (plain rotation is
+/// then the same sequence).
 pub(crate) fn smooth_cycle(backends: &[Backend]) -> Box<[u32]> {
+    // Walk in configuration order: ties go to the server written first, as in
+    // ngx_http_upstream_get_peer.
+    let order = config_order(backends);
     if all_equal(backends) {
-        return Box::default();
+        let in_set_order = order.iter().enumerate().all(|(p, &i)| p == i as usize);
+        return if in_set_order {
+            Box::default()
+        } else {
+            order.into()
+        };
     }
-    let weights: Vec<i64> = reduced_weights(backends)
-        .iter()
-        .map(|&w| w as i64)
-        .collect();
+    let reduced = reduced_weights(backends);
+    let weights: Vec<i64> = order.iter().map(|&i| reduced[i as usize] as i64).collect();
     let total: i64 = weights.iter().sum();
     let mut current = vec![0i64; weights.len()];
     let mut cycle = Vec::with_capacity(total as usize);
     for _ in 0..total {
-        // Ties go to the earliest backend, as in ngx_http_upstream_get_peer.
         let mut best = 0;
-        for (i, w) in weights.iter().enumerate() {
-            current[i] += w;
-            if current[i] > current[best] {
-                best = i;
+        for (p, w) in weights.iter().enumerate() {
+            current[p] += w;
+            if current[p] > current[best] {
+                best = p;
             }
         }
         current[best] -= total;
-        cycle.push(best as u32);
+        cycle.push(order[best]);
     }
     cycle.into_boxed_slice()
 }
@@ -164,6 +184,20 @@ mod tests {
             let share = f64::from(*c) / 160_000.0;
             assert!((share - w / 16.0).abs() < 0.005, "{counts:?}");
         }
+    }
+
+    #[test]
+    fn ties_go_to_the_server_written_first() {
+        use lb_core::Metadata;
+        // Addresses sort a < b < c; the configuration lists c, b, a (weights 1, 1, 2).
+        let s: Vec<Backend> = set(&[2, 1, 1])
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| b.with_metadata(Metadata::new().with(ConfigOrder(2 - i as u32))))
+            .collect();
+        let seq: Vec<u32> = smooth_cycle(&s).to_vec();
+        // nginx over (c:1, b:1, a:2): a c b a.
+        assert_eq!(seq, [0, 2, 1, 0]);
     }
 
     #[test]

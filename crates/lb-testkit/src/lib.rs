@@ -62,7 +62,13 @@ pub struct TestBackend {
 impl TestBackend {
     /// Starts a backend named `name` on a free loopback port.
     pub async fn start(name: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(name, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts a backend named `name` listening on `addr` (port 0 picks a free one; use
+    /// `[::1]:0` for IPv6).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             status: AtomicU16::new(200),

@@ -78,7 +78,14 @@ impl ConfigError {
         text: &str,
         err: serde_path_to_error::Error<toml::de::Error>,
     ) -> Self {
-        let key = err.path().to_string();
+        // `toml::Spanned` wraps values in a private struct; its field is not a user key.
+        let key: String = err
+            .path()
+            .to_string()
+            .split('.')
+            .filter(|seg| !seg.starts_with("$__serde_spanned_private"))
+            .collect::<Vec<_>>()
+            .join(".");
         let key = if key == "." { String::new() } else { key };
         let inner = err.into_inner();
         let offset = inner.span().map_or(0, |s| s.start);

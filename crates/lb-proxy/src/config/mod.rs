@@ -39,6 +39,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use lb_core::Health;
+use lb_selection::{is_prime, BalanceFactor};
+
+use crate::hash_key::HashKey;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -75,7 +78,7 @@ fn default_grace_period() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(10))
 }
 
-/// The selection algorithm of an upstream.
+/// The selection algorithm of an upstream; see `docs/algorithms.md`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -83,6 +86,76 @@ pub enum SelectionKind {
     /// Round robin; nginx's smooth weighted round robin when weights differ.
     #[default]
     RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Power of two choices: the less loaded of two weighted-random backends.
+    P2c,
+    /// Fewest in-flight requests per unit of weight (nginx `least_conn`).
+    LeastConn,
+    /// FNV-1a hash of `hash_key` modulo weighted slots.
+    Fnv,
+    /// Ketama consistent hashing of `hash_key`, as nginx `hash $key consistent`.
+    Consistent,
+    /// nginx `hash $key` (not consistent).
+    Hash,
+    /// nginx `ip_hash`: the client address.
+    IpHash,
+    /// Maglev consistent hashing of `hash_key`.
+    Maglev,
+}
+
+impl SelectionKind {
+    /// True for the algorithms that hash a request key (`hash_key` applies).
+    pub fn hashes_key(self) -> bool {
+        matches!(
+            self,
+            Self::Fnv | Self::Consistent | Self::Hash | Self::Maglev
+        )
+    }
+
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::Random => "random",
+            Self::P2c => "p2c",
+            Self::LeastConn => "least_conn",
+            Self::Fnv => "fnv",
+            Self::Consistent => "consistent",
+            Self::Hash => "hash",
+            Self::IpHash => "ip_hash",
+            Self::Maglev => "maglev",
+        }
+    }
+}
+
+/// A `balance_factor` value: a finite number above 1.0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Factor(pub BalanceFactor);
+
+impl<'de> Deserialize<'de> for Factor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(deserializer)?;
+        BalanceFactor::new(v)
+            .map(Factor)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A `maglev_table_size` value: a prime number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSize(pub u32);
+
+impl<'de> Deserialize<'de> for TableSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(deserializer)?;
+        if !is_prime(u64::from(v)) {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is not a prime number (Maglev needs a prime table size, such as 65537)"
+            )));
+        }
+        Ok(TableSize(v))
+    }
 }
 
 /// `[upstreams.NAME]`: a group of backends and how to balance over them.
@@ -92,6 +165,16 @@ pub struct UpstreamConfig {
     /// The selection algorithm.
     #[serde(default)]
     pub selection: SelectionKind,
+    /// What `fnv`, `consistent`, `hash` and `maglev` hash; default `"uri"`.
+    #[serde(default)]
+    pub hash_key: Option<Spanned<HashKey>>,
+    /// Bounded loads for `consistent` and `maglev`: no backend takes more than this factor
+    /// times the average in-flight load.
+    #[serde(default)]
+    pub balance_factor: Option<Spanned<Factor>>,
+    /// Maglev lookup table size (a prime); default 65537.
+    #[serde(default)]
+    pub maglev_table_size: Option<Spanned<TableSize>>,
     /// The backends: `"host:port"` strings or `{ addr = "host:port", weight = N }` tables.
     pub backends: BackendList,
     /// Active health checking; none when absent (every backend is always usable).
@@ -238,6 +321,9 @@ impl Config {
             "default".to_owned(),
             UpstreamConfig {
                 selection: SelectionKind::RoundRobin,
+                hash_key: None,
+                balance_factor: None,
+                maglev_table_size: None,
                 backends,
                 health_check: Some(HealthCheckConfig::default()),
                 connect_timeout: default_connect_timeout(),
@@ -260,6 +346,43 @@ impl Config {
         let at = |offset: usize, key: String, message: String| {
             ConfigError::at(origin, text, offset, key, message)
         };
+        for (name, u) in &self.upstreams {
+            let kind = u.selection.as_str();
+            if let Some(k) = u.hash_key.as_ref().filter(|_| !u.selection.hashes_key()) {
+                let hint = if u.selection == SelectionKind::IpHash {
+                    "ip_hash always hashes the client address"
+                } else {
+                    "use fnv, consistent, hash or maglev to hash a key"
+                };
+                return Err(at(
+                    k.span().start,
+                    format!("upstreams.{name}.hash_key"),
+                    format!("has no effect with selection `{kind}`: {hint}"),
+                ));
+            }
+            let bounded = matches!(
+                u.selection,
+                SelectionKind::Consistent | SelectionKind::Maglev
+            );
+            if let Some(f) = u.balance_factor.as_ref().filter(|_| !bounded) {
+                return Err(at(
+                    f.span().start,
+                    format!("upstreams.{name}.balance_factor"),
+                    format!("has no effect with selection `{kind}`: only consistent and maglev bound loads"),
+                ));
+            }
+            if let Some(t) = u
+                .maglev_table_size
+                .as_ref()
+                .filter(|_| u.selection != SelectionKind::Maglev)
+            {
+                return Err(at(
+                    t.span().start,
+                    format!("upstreams.{name}.maglev_table_size"),
+                    format!("has no effect with selection `{kind}`"),
+                ));
+            }
+        }
         if self.routes.is_empty() {
             return Err(at(
                 text.len(),

@@ -127,3 +127,78 @@ fn one_address_listed_twice_is_refused() {
     assert!(e.starts_with("lb.toml:7:"), "{e}");
     assert!(e.contains("same address as `127.0.0.1:9001`"), "{e}");
 }
+
+#[test]
+fn every_selection_kind_parses() {
+    for kind in [
+        "round_robin",
+        "random",
+        "p2c",
+        "least_conn",
+        "fnv",
+        "consistent",
+        "hash",
+        "ip_hash",
+        "maglev",
+    ] {
+        let c = Config::from_toml_str(&GOOD.replace("round_robin", kind), "lb.toml").unwrap();
+        assert_eq!(c.upstreams["web"].selection.as_str(), kind);
+    }
+}
+
+#[test]
+fn hashing_options_are_checked_where_they_stand() {
+    let with = |extra: &str, kind: &str| {
+        GOOD.replace(
+            "selection = \"round_robin\"",
+            &format!("selection = \"{kind}\"\n{extra}"),
+        )
+    };
+    let ok = Config::from_toml_str(
+        &with(
+            "hash_key = \"cookie:session\"\nbalance_factor = 1.25\nmaglev_table_size = 65537",
+            "maglev",
+        ),
+        "lb.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.upstreams["web"]
+            .hash_key
+            .as_ref()
+            .unwrap()
+            .get_ref()
+            .to_string(),
+        "cookie:session"
+    );
+
+    let e = err(&with("hash_key = \"query:k\"", "round_robin"));
+    assert!(
+        e.starts_with(
+            "lb.toml:7:12: upstreams.web.hash_key: has no effect with selection `round_robin`"
+        ),
+        "{e}"
+    );
+    let e = err(&with("hash_key = \"client_ip\"", "ip_hash"));
+    assert!(
+        e.contains("ip_hash always hashes the client address"),
+        "{e}"
+    );
+    let e = err(&with("balance_factor = 1.5", "hash"));
+    assert!(
+        e.contains("upstreams.web.balance_factor: has no effect with selection `hash`"),
+        "{e}"
+    );
+    let e = err(&with("balance_factor = 0.9", "consistent"));
+    assert!(
+        e.starts_with("lb.toml:7:18: upstreams.web.balance_factor: balance factor must be"),
+        "{e}"
+    );
+    let e = err(&with("maglev_table_size = 65536", "maglev"));
+    assert!(e.contains("65536 is not a prime number"), "{e}");
+    let e = err(&with("hash_key = \"body\"", "consistent"));
+    assert!(
+        e.contains("upstreams.web.hash_key: invalid hash key `body`"),
+        "{e}"
+    );
+}
