@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use lb_core::{Backend, BackendAddr, BackendSet, Health, InFlight};
+use lb_core::{monotonic_ms, Backend, BackendAddr, BackendSet, Health, InFlight};
 use lb_discovery::{Discovered, DiscoveryError, ServiceDiscovery, Static};
 use lb_health::{HealthCheck, HealthMonitor};
 use lb_selection::BackendSelection;
 use parking_lot::Mutex;
 use tokio::time::MissedTickBehavior;
+
+use crate::SlowStart;
 
 /// The current backends and the selector built from them; replaced whole, never mutated.
 struct Snapshot<S> {
@@ -51,6 +53,7 @@ pub struct LoadBalancer<S: BackendSelection> {
     discovery: Arc<dyn ServiceDiscovery>,
     health: Option<HealthMonitor>,
     initial_health: Health,
+    slow_start: Option<SlowStart>,
     /// Serialises updates so two concurrent refreshes cannot interleave their merges.
     update_lock: Mutex<()>,
     /// How often [`run`](Self::run) checks health; `None` runs no checks.
@@ -102,6 +105,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
             discovery,
             health: None,
             initial_health: Health::Unknown,
+            slow_start: None,
             update_lock: Mutex::new(()),
             health_check_frequency: None,
             update_frequency: None,
@@ -121,6 +125,12 @@ impl<S: BackendSelection> LoadBalancer<S> {
         self.initial_health = initial;
     }
 
+    /// Ramps up the share of backends that recover or are added, over `slow_start`'s window;
+    /// see [`SlowStart`].
+    pub fn set_slow_start(&mut self, slow_start: SlowStart) {
+        self.slow_start = Some(slow_start);
+    }
+
     /// Picks a usable backend for a request with hash key `key`, trying at most
     /// `max_iterations` candidates. `None` when none of them is usable.
     #[inline]
@@ -138,13 +148,26 @@ impl<S: BackendSelection> LoadBalancer<S> {
         mut accept: impl FnMut(&Backend) -> bool,
     ) -> Option<InFlight> {
         let snapshot = self.current.load();
-        let picked = snapshot
-            .selector
-            .iter(key)
-            .take(max_iterations)
-            .find(|b| b.state().is_usable() && accept(b))
-            .map(Backend::begin_request);
-        picked
+        // A warming backend thinned away by slow start, taken if nothing else is usable.
+        let mut thinned: Option<&Backend> = None;
+        for b in snapshot.selector.iter(key).take(max_iterations) {
+            let state = b.state();
+            if !state.is_usable() || !accept(b) {
+                continue;
+            }
+            if let (Some(slow), Some(since)) = (&self.slow_start, state.warming_since()) {
+                let elapsed = Duration::from_millis(monotonic_ms().saturating_sub(since));
+                let factor = slow.factor(elapsed);
+                if factor >= 1.0 {
+                    state.stop_warming();
+                } else if fastrand::f64() >= factor {
+                    thinned.get_or_insert(b);
+                    continue;
+                }
+            }
+            return Some(b.begin_request());
+        }
+        thinned.map(Backend::begin_request)
     }
 
     /// The current backend set.
@@ -184,6 +207,10 @@ impl<S: BackendSelection> LoadBalancer<S> {
                 }
                 None => {
                     let fresh = b.with_initial_health(self.initial_health);
+                    if self.slow_start.is_some() && !current.backends.is_empty() {
+                        // Added to a running upstream: ramp it up like a recovered one.
+                        fresh.state().start_warming(monotonic_ms());
+                    }
                     change.added.push(fresh.clone());
                     fresh
                 }

@@ -45,6 +45,8 @@
 //! ```
 
 mod balancer;
+mod slow_start;
 
 pub use balancer::{LoadBalancer, SetChange};
 pub use lb_core::{Backend, BackendSet, Health, InFlight};
+pub use slow_start::{InvalidSlowStart, SlowStart};

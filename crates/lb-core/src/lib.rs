@@ -41,4 +41,4 @@ pub use backend::Backend;
 pub use error::Error;
 pub use metadata::{ConfigOrder, Metadata};
 pub use set::BackendSet;
-pub use state::{BackendState, Health, InFlight};
+pub use state::{monotonic_ms, BackendState, Health, InFlight};

@@ -6,7 +6,9 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::Backend;
 
@@ -16,6 +18,7 @@ const HEALTH_HEALTHY: u8 = 1;
 const HEALTH_UNHEALTHY: u8 = 2;
 const DISABLED: u8 = 0b0000_0100;
 const EJECTED: u8 = 0b0000_1000;
+const WARMING: u8 = 0b0001_0000;
 /// Flags that, when set, keep a backend out of selection whatever its health.
 const OUT_OF_SERVICE: u8 = DISABLED | EJECTED;
 
@@ -76,7 +79,19 @@ struct CachePadded<T>(T);
 #[derive(Debug)]
 pub struct BackendState {
     flags: AtomicU8,
+    /// When warming started, in milliseconds of [`monotonic_ms`].
+    warming_since: AtomicU64,
     in_flight: CachePadded<AtomicUsize>,
+}
+
+/// Milliseconds on a process-wide monotonic clock, the time base of
+/// [`BackendState::warming_since`]. Only differences are meaningful: the clock starts at
+/// 2^32 ms (about 49 days) when first used, so a start time can be placed in the past.
+pub fn monotonic_ms() -> u64 {
+    static ANCHOR: OnceLock<Instant> = OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(Instant::now);
+    let elapsed = u64::try_from(anchor.elapsed().as_millis()).unwrap_or(u64::MAX >> 1);
+    (1u64 << 32).saturating_add(elapsed)
 }
 
 impl Default for BackendState {
@@ -90,6 +105,7 @@ impl BackendState {
     pub fn new(initial: Health) -> Self {
         Self {
             flags: AtomicU8::new(initial.bits()),
+            warming_since: AtomicU64::new(0),
             in_flight: CachePadded(AtomicUsize::new(0)),
         }
     }
@@ -106,10 +122,39 @@ impl BackendState {
         Health::from_bits(self.flags.load(Ordering::Relaxed))
     }
 
-    /// Records a new health verdict and returns the previous one.
+    /// Records a new health verdict and returns the previous one. A recovery (unhealthy to
+    /// healthy) starts warming, for balancers with slow start.
     pub fn set_health(&self, health: Health) -> Health {
-        let prev = self.update(|f| (f & !HEALTH_MASK) | health.bits());
-        Health::from_bits(prev)
+        let prev = Health::from_bits(self.update(|f| (f & !HEALTH_MASK) | health.bits()));
+        if prev == Health::Unhealthy && health == Health::Healthy {
+            self.start_warming(monotonic_ms());
+        }
+        prev
+    }
+
+    /// Marks the backend as warming up since `since_ms` (on the [`monotonic_ms`] clock):
+    /// balancers with slow start ramp its share of new requests up over their window.
+    pub fn start_warming(&self, since_ms: u64) {
+        self.warming_since.store(since_ms, Ordering::Relaxed);
+        self.update(|f| f | WARMING);
+    }
+
+    /// Ends warming (the slow-start window is over).
+    pub fn stop_warming(&self) {
+        self.update(|f| f & !WARMING);
+    }
+
+    /// When warming started, if the backend is warming.
+    #[inline]
+    pub fn warming_since(&self) -> Option<u64> {
+        (self.flags.load(Ordering::Relaxed) & WARMING != 0)
+            .then(|| self.warming_since.load(Ordering::Relaxed))
+    }
+
+    /// How long the backend has been warming, if it is.
+    pub fn warming_for(&self) -> Option<Duration> {
+        self.warming_since()
+            .map(|since| Duration::from_millis(monotonic_ms().saturating_sub(since)))
     }
 
     /// False when discovery or an operator has disabled the backend.
@@ -223,5 +268,18 @@ mod tests {
         );
         assert!(s.set_ejected(false));
         assert!(s.is_usable());
+    }
+
+    #[test]
+    fn recovery_starts_warming() {
+        let s = BackendState::new(Health::Unknown);
+        s.set_health(Health::Healthy);
+        assert_eq!(s.warming_since(), None, "a first verdict is not a recovery");
+        s.set_health(Health::Unhealthy);
+        s.set_health(Health::Healthy);
+        assert!(s.warming_since().is_some());
+        assert!(s.is_usable(), "warming backends are usable");
+        s.stop_warming();
+        assert_eq!(s.warming_since(), None);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
-use lb_balancer::LoadBalancer;
+use lb_balancer::{LoadBalancer, SlowStart};
 use lb_core::{ConfigOrder, InFlight};
 use lb_discovery::{Discovered, Static};
 use lb_health::{CheckParams, HealthCheck, HealthCheckExt, StatusChange, TcpHealthCheck};
@@ -225,6 +225,14 @@ impl Builder<'_> {
             };
             lb.set_health_check(with_hook(check, self.name.clone(), self.hook));
             lb.health_check_frequency = Some(hc.interval.get());
+        }
+        if let Some(window) = &self.config.slow_start {
+            // Both values were validated when the configuration loaded.
+            if let Ok(slow) =
+                SlowStart::new(window.get_ref().get(), self.config.slow_start_min_percent.0)
+            {
+                lb.set_slow_start(slow);
+            }
         }
         // The static list is known now: install it without waiting for the first refresh.
         lb.set_discovered(Discovered::new(self.discovery.get()));

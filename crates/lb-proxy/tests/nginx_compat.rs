@@ -162,7 +162,7 @@ fn written(backends: &[TestBackend], servers: &[Server]) -> Vec<(String, u32)> {
         .iter()
         .map(|&(i, w)| (backends[i].addr(), w))
         .collect();
-    s.sort_by(|a, b| b.0.cmp(&a.0));
+    s.sort_by_key(|e| std::cmp::Reverse(e.0));
     s.into_iter().map(|(a, w)| (server_text(a), w)).collect()
 }
 

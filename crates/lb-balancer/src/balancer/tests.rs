@@ -214,3 +214,43 @@ async fn run_checks_on_its_interval_and_stops_promptly() {
     task.await.unwrap();
     assert_eq!(before.elapsed(), Duration::ZERO, "shutdown is immediate");
 }
+
+#[test]
+fn slow_start_thins_a_warming_backend_then_lets_it_go() {
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
+    lb.set_slow_start(crate::SlowStart::new(Duration::from_secs(10), 10).unwrap());
+    let warming = lb.backends()[0].clone();
+    // Halfway through the window: weight fraction 0.1 + 0.9 * 0.5 = 0.55. Round robin makes
+    // it the first pick of half the requests, and keeps 55% of those.
+    warming
+        .state()
+        .start_warming(lb_core::monotonic_ms() - 5_000);
+    let n = 20_000;
+    let hits = (0..n)
+        .filter(|_| lb.select(b"", 8).unwrap().backend() == &warming)
+        .count();
+    let share = hits as f64 / f64::from(n);
+    assert!((0.25..0.30).contains(&share), "share {share}");
+
+    // Past the window: a full share, and the mark is cleared.
+    warming
+        .state()
+        .start_warming(lb_core::monotonic_ms() - 11_000);
+    let hits = (0..1000)
+        .filter(|_| lb.select(b"", 8).unwrap().backend() == &warming)
+        .count();
+    assert_eq!(hits, 500);
+    assert_eq!(warming.state().warming_since(), None);
+}
+
+#[test]
+fn slow_start_never_turns_a_selection_into_none() {
+    let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80"]).unwrap();
+    lb.set_slow_start(crate::SlowStart::new(Duration::from_secs(3600), 1).unwrap());
+    lb.backends()[0]
+        .state()
+        .start_warming(lb_core::monotonic_ms());
+    for _ in 0..1000 {
+        assert!(lb.select(b"", 8).is_some());
+    }
+}

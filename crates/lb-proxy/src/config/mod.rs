@@ -142,6 +142,26 @@ impl<'de> Deserialize<'de> for Factor {
     }
 }
 
+/// A percentage from 1 to 100.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Percent(pub u8);
+
+fn default_min_percent() -> Percent {
+    Percent(10)
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(deserializer)?;
+        if !(1..=100).contains(&v) {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is not a percentage from 1 to 100"
+            )));
+        }
+        Ok(Percent(v))
+    }
+}
+
 /// A `maglev_table_size` value: a prime number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSize(pub u32);
@@ -175,6 +195,13 @@ pub struct UpstreamConfig {
     /// Maglev lookup table size (a prime); default 65537.
     #[serde(default)]
     pub maglev_table_size: Option<Spanned<TableSize>>,
+    /// Slow start for `round_robin`, `random`, `p2c` and `least_conn`: a backend that
+    /// recovers, or is added, ramps its weight up from `slow_start_min_percent` over this window.
+    #[serde(default)]
+    pub slow_start: Option<Spanned<PositiveDuration>>,
+    /// The weight a slow-starting backend starts from, in percent of its full weight (1–100).
+    #[serde(default = "default_min_percent")]
+    pub slow_start_min_percent: Percent,
     /// The backends: `"host:port"` strings or `{ addr = "host:port", weight = N }` tables.
     pub backends: BackendList,
     /// Active health checking; none when absent (every backend is always usable).
@@ -324,6 +351,8 @@ impl Config {
                 hash_key: None,
                 balance_factor: None,
                 maglev_table_size: None,
+                slow_start: None,
+                slow_start_min_percent: default_min_percent(),
                 backends,
                 health_check: Some(HealthCheckConfig::default()),
                 connect_timeout: default_connect_timeout(),
@@ -369,6 +398,17 @@ impl Config {
                     f.span().start,
                     format!("upstreams.{name}.balance_factor"),
                     format!("has no effect with selection `{kind}`: only consistent and maglev bound loads"),
+                ));
+            }
+            let hashed = u.selection.hashes_key() || u.selection == SelectionKind::IpHash;
+            if let Some(w) = u.slow_start.as_ref().filter(|_| hashed) {
+                return Err(at(
+                    w.span().start,
+                    format!("upstreams.{name}.slow_start"),
+                    format!(
+                        "not available with selection `{kind}`: ramping a hashed backend's \
+                         share would move its keys; use round_robin, random, p2c or least_conn"
+                    ),
                 ));
             }
             if let Some(t) = u

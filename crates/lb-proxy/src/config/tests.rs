@@ -202,3 +202,43 @@ fn hashing_options_are_checked_where_they_stand() {
         "{e}"
     );
 }
+
+#[test]
+fn slow_start_is_for_non_hashing_algorithms() {
+    let with = |extra: &str, kind: &str| {
+        GOOD.replace(
+            "selection = \"round_robin\"",
+            &format!("selection = \"{kind}\"\n{extra}"),
+        )
+    };
+    let ok = Config::from_toml_str(
+        &with(
+            "slow_start = \"30s\"\nslow_start_min_percent = 25",
+            "least_conn",
+        ),
+        "lb.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.upstreams["web"]
+            .slow_start
+            .as_ref()
+            .unwrap()
+            .get_ref()
+            .get(),
+        Duration::from_secs(30)
+    );
+    assert_eq!(ok.upstreams["web"].slow_start_min_percent.0, 25);
+    let e = err(&with("slow_start = \"30s\"", "consistent"));
+    assert!(
+        e.starts_with(
+            "lb.toml:7:14: upstreams.web.slow_start: not available with selection `consistent`"
+        ),
+        "{e}"
+    );
+    let e = err(&with("slow_start_min_percent = 0", "random"));
+    assert!(
+        e.contains("upstreams.web.slow_start_min_percent: 0 is not a percentage"),
+        "{e}"
+    );
+}
