@@ -26,36 +26,79 @@
 //!
 //! # Writing your own
 //!
-//! Implement [`BackendSelection`] for your type and [`BackendIter`] for its iterator; the
-//! iterator borrows the selector, so it can walk precomputed tables without copying.
+//! Implement [`BackendSelection`] for your selector. The simplest way to keep the iterator
+//! contract is to return [`Candidates`] over your own [`Preference`]: it takes up to
+//! [`PREFERRED_MAX`] distinct preferred indices from it, then yields every other backend
+//! once, without allocating. Here, backends in the local zone are preferred, in rotation:
 //!
 //! ```
-//! use lb_core::{Backend, BackendSet};
-//! use lb_selection::{BackendIter, BackendSelection};
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use lb_core::{Backend, BackendSet, Metadata};
+//! use lb_selection::{BackendSelection, Candidates, Preference};
 //!
-//! /// Always prefers the first backend in set order, then the rest in order.
-//! struct FirstAvailable(BackendSet);
+//! #[derive(Debug, PartialEq)]
+//! struct Zone(&'static str);
 //!
-//! struct InOrder<'a>(std::slice::Iter<'a, Backend>);
+//! /// Local-zone backends first (rotating), then the others.
+//! struct ZoneAware {
+//!     backends: BackendSet,
+//!     local: Vec<usize>, // indices of local-zone backends
+//!     next: AtomicUsize,
+//! }
 //!
-//! impl<'a> Iterator for InOrder<'a> {
-//!     type Item = &'a Backend;
-//!     fn next(&mut self) -> Option<&'a Backend> {
-//!         self.0.next()
+//! /// The local backends, starting at a rotating offset.
+//! struct Local<'a> {
+//!     local: &'a [usize],
+//!     start: usize,
+//!     taken: usize,
+//! }
+//!
+//! impl Preference for Local<'_> {
+//!     fn next_index(&mut self) -> Option<usize> {
+//!         if self.taken == self.local.len() {
+//!             return None;
+//!         }
+//!         self.taken += 1;
+//!         Some(self.local[(self.start + self.taken) % self.local.len()])
 //!     }
 //! }
-//! impl<'a> BackendIter<'a> for InOrder<'a> {}
 //!
-//! impl BackendSelection for FirstAvailable {
-//!     type Config = ();
-//!     type Iter<'a> = InOrder<'a>;
-//!     fn build(backends: &BackendSet, _: &()) -> Self {
-//!         FirstAvailable(backends.clone())
+//! impl BackendSelection for ZoneAware {
+//!     type Config = &'static str; // the local zone
+//!     type Iter<'a> = Candidates<'a, Local<'a>>;
+//!
+//!     fn build(backends: &BackendSet, zone: &&'static str) -> Self {
+//!         let local = backends
+//!             .iter()
+//!             .enumerate()
+//!             .filter(|(_, b)| b.metadata().get::<Zone>() == Some(&Zone(zone)))
+//!             .map(|(i, _)| i)
+//!             .collect();
+//!         Self { backends: backends.clone(), local, next: AtomicUsize::new(0) }
 //!     }
-//!     fn iter<'a>(&'a self, _key: &[u8]) -> InOrder<'a> {
-//!         InOrder(self.0.iter())
+//!
+//!     fn iter<'a>(&'a self, _key: &'a [u8]) -> Self::Iter<'a> {
+//!         let start = self.next.fetch_add(1, Ordering::Relaxed);
+//!         let prefer = Local { local: &self.local, start, taken: 0 };
+//!         Candidates::new(&self.backends, prefer, usize::MAX, start)
 //!     }
 //! }
+//!
+//! let in_zone = |addr: &str, zone| {
+//!     Backend::parse(addr).map(|b| b.with_metadata(Metadata::new().with(Zone(zone))))
+//! };
+//! let set: BackendSet = [
+//!     in_zone("10.0.0.1:80", "eu-west-1a")?,
+//!     in_zone("10.0.0.2:80", "eu-west-1b")?,
+//!     in_zone("10.0.0.3:80", "eu-west-1a")?,
+//! ]
+//! .into_iter()
+//! .collect();
+//! let selector = ZoneAware::build(&set, &"eu-west-1a");
+//! let order: Vec<_> = selector.iter(b"").map(|b| b.name().to_owned()).collect();
+//! assert_eq!(order.len(), 3, "every backend, once");
+//! assert_eq!(order[2], "10.0.0.2:80", "the remote zone comes last");
+//! # Ok::<(), lb_core::Error>(())
 //! ```
 
 mod bounded;
