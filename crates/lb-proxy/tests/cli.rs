@@ -62,6 +62,27 @@ fn dash_t_accepts_a_valid_file() {
 }
 
 #[test]
+fn every_shipped_example_passes_dash_t() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(BIN)
+                .arg("-t")
+                .arg("-c")
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{}: {stderr}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "examples/*.toml found: {checked}");
+}
+
+#[test]
 fn dash_t_refuses_bad_files_naming_file_line_and_key() {
     let cases = [
         (
