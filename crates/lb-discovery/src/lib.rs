@@ -1,12 +1,28 @@
 //! Service discovery: where the backends of an upstream come from.
 //!
 //! A [`ServiceDiscovery`] answers "which backends are there now?" with a [`Discovered`]
-//! set (plus the ones it wants disabled). A load balancer polls it on an interval, builds a
-//! new selector off the hot path when the answer changes, and keeps the last good answer
-//! when discovery fails: an error never empties an upstream.
+//! set: the backends, the ones to keep but give no new traffic (`disabled`), and the ones to
+//! use only when no other is usable (`backups`, from SRV priority tiers). It does so in two
+//! ways:
 //!
-//! This crate ships [`Static`], a list given in code or configuration that can also be
-//! changed at run time.
+//! - **Polling**: [`ServiceDiscovery::discover`] resolves the set now. Every source has it.
+//! - **Push**: [`ServiceDiscovery::watch`] returns a [`DiscoveryStream`] that yields a new
+//!   full set each time the source sees a change (an etcd watch event, a file written, a DNS
+//!   record whose TTL ran out and whose answer changed). Sources that cannot tell when
+//!   things change return `None`, and the consumer polls.
+//!
+//! **Errors never empty an upstream.** A source that fails returns (or yields) an
+//! [`Err`]; the consumer keeps serving the last good set. Each source counts its errors
+//! ([`ServiceDiscovery::error_count`]).
+//!
+//! Sources in this crate:
+//!
+//! | Source | Module | Push | Feature |
+//! |---|---|---|---|
+//! | [`Static`]: a list given in code or configuration, changeable at run time | here | yes | always |
+//! | [`Dns`](dns::Dns): A/AAAA (`name:port`) or SRV (`_http._tcp.name`) records, re-resolved on their TTL | [`dns`] | yes | `dns` |
+//! | [`Etcd`](etcd::Etcd): keys under a prefix with a JSON value, watched | [`etcd`] | yes | `etcd` |
+//! | [`File`](file::File): a TOML or JSON file, reloaded when it changes | [`file`](mod@file) | yes | `file` |
 //!
 //! ```
 //! use lb_discovery::{ServiceDiscovery, Static};
@@ -21,66 +37,94 @@
 //! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 //! # }
 //! ```
+//!
+//! # Consuming a source
+//!
+//! Call [`discover`](ServiceDiscovery::discover) once at start-up, so the upstream has a
+//! set (or a start-up error to report) before it serves. Then, if
+//! [`watch`](ServiceDiscovery::watch) gives a stream, consume it: each `Ok` item is the
+//! whole new set (install it; an item equal to the current set is harmless), each `Err` is
+//! logged by the source and changes nothing. If it gives `None`, poll `discover` on an
+//! interval instead. See [`DiscoveryStream`] for the exact contract.
 
+// Shared by the network and file sources; unused when all of them are compiled out.
+#[cfg_attr(
+    not(any(feature = "dns", feature = "etcd", feature = "file")),
+    allow(dead_code)
+)]
+mod backoff;
+mod discovered;
+#[cfg_attr(
+    not(any(feature = "dns", feature = "etcd", feature = "file")),
+    allow(dead_code)
+)]
+mod emitter;
+mod entry;
 mod static_list;
 
+#[cfg(feature = "dns")]
+pub mod dns;
+#[cfg(feature = "etcd")]
+pub mod etcd;
+#[cfg(feature = "file")]
+pub mod file;
+
+pub use discovered::{Discovered, DiscoveryError};
+pub use entry::BackendEntry;
 pub use static_list::Static;
 
-use std::collections::HashSet;
-use std::error::Error as StdError;
+use std::pin::Pin;
 
 use async_trait::async_trait;
-use lb_core::{BackendAddr, BackendSet};
+use futures_util::Stream;
 
-/// One answer of a discovery source.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Discovered {
-    /// Every backend the source knows of.
-    pub backends: BackendSet,
-    /// Addresses the source wants kept in the set but given no new traffic.
-    pub disabled: HashSet<BackendAddr>,
-}
-
-impl Discovered {
-    /// All of `backends`, none disabled.
-    pub fn new(backends: BackendSet) -> Self {
-        Self {
-            backends,
-            disabled: HashSet::new(),
-        }
-    }
-}
-
-/// Why discovery failed this time. The load balancer logs it and keeps the last good set.
-#[derive(Debug, thiserror::Error)]
-#[error("discovery from {source_name} failed")]
-pub struct DiscoveryError {
-    source_name: String,
-    #[source]
-    cause: Box<dyn StdError + Send + Sync>,
-}
-
-impl DiscoveryError {
-    /// An error of the source named `source_name` (for logs: `dns`, `etcd`, a file path...).
-    pub fn new(
-        source_name: impl Into<String>,
-        cause: impl Into<Box<dyn StdError + Send + Sync>>,
-    ) -> Self {
-        Self {
-            source_name: source_name.into(),
-            cause: cause.into(),
-        }
-    }
-
-    /// The name of the source that failed.
-    pub fn source_name(&self) -> &str {
-        &self.source_name
-    }
-}
+/// The push side of a [`ServiceDiscovery`]: a stream of whole backend sets.
+///
+/// The contract every source of this crate follows:
+///
+/// - **The first item** is the source's current answer, produced as soon as the stream is
+///   first polled (after the stream has started watching, so no change between a
+///   [`discover`](ServiceDiscovery::discover) call and the stream is lost).
+/// - **Then one item per change**: an `Ok` whenever the set differs from the last `Ok`
+///   yielded, and an `Err` whenever the source fails (a DNS timeout, an etcd connection
+///   lost, an unparsable file). After an `Err`, the next success is yielded even if the set
+///   did not change, so the consumer sees the recovery.
+/// - **Errors are not the end.** After an `Err` the stream keeps going: it retries on its
+///   own (with backoff where a server is involved). The source logs each error it yields
+///   at `warn` and counts it in [`ServiceDiscovery::error_count`]; the consumer must keep
+///   its last good set.
+/// - **The stream ends** (`None`) only when the source can produce nothing more (a
+///   [`Static`] that was dropped). The consumer then keeps the last set, and may fall back
+///   to polling.
+/// - **Cancellation** is dropping the stream: it stops the source's background work (DNS
+///   timers, the etcd watch, the file watcher). Streams spawn no tasks: they only make
+///   progress while polled (the file watcher has its own notify thread, which only wakes
+///   the stream).
+///
+/// The stream is `Send + 'static`, so it can be driven from a spawned task.
+pub type DiscoveryStream = Pin<Box<dyn Stream<Item = Result<Discovered, DiscoveryError>> + Send>>;
 
 /// A source of backends.
+///
+/// Implement [`discover`](Self::discover); implement [`watch`](Self::watch) too if the
+/// source knows when its answer changes.
 #[async_trait]
 pub trait ServiceDiscovery: Send + Sync + 'static {
-    /// The backends there are now.
+    /// The backends there are now. An `Err` means "no new answer": the caller keeps the last
+    /// good set. Does not log the error (the caller does).
     async fn discover(&self) -> Result<Discovered, DiscoveryError>;
+
+    /// A stream of new sets as the source sees changes, or `None` (the default) when the
+    /// source can only be polled. Each call gives an independent stream. See
+    /// [`DiscoveryStream`] for the contract.
+    fn watch(&self) -> Option<DiscoveryStream> {
+        None
+    }
+
+    /// How many errors this source has returned or yielded since it was built (all its
+    /// streams and `discover` calls together). The default is 0, for sources that do not
+    /// count.
+    fn error_count(&self) -> u64 {
+        0
+    }
 }
