@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::StreamExt;
 use lb_core::{monotonic_ms, Backend, BackendAddr, BackendSet, Health, InFlight};
 use lb_discovery::{Discovered, DiscoveryError, ServiceDiscovery, Static};
 use lb_health::{HealthCheck, HealthMonitor};
@@ -148,11 +149,17 @@ impl<S: BackendSelection> LoadBalancer<S> {
         mut accept: impl FnMut(&Backend) -> bool,
     ) -> Option<InFlight> {
         let snapshot = self.current.load();
-        // A warming backend thinned away by slow start, taken if nothing else is usable.
+        // A warming primary thinned away by slow start, taken if no other primary is usable,
+        // and the first usable backup, taken only if no primary is.
         let mut thinned: Option<&Backend> = None;
+        let mut backup: Option<&Backend> = None;
         for b in snapshot.selector.iter(key).take(max_iterations) {
             let state = b.state();
             if !state.is_usable() || !accept(b) {
+                continue;
+            }
+            if state.is_backup() {
+                backup.get_or_insert(b);
                 continue;
             }
             if let (Some(slow), Some(since)) = (&self.slow_start, state.warming_since()) {
@@ -167,7 +174,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
             }
             return Some(b.begin_request());
         }
-        thinned.map(Backend::begin_request)
+        thinned.or(backup).map(Backend::begin_request)
     }
 
     /// The current backend set.
@@ -218,7 +225,10 @@ impl<S: BackendSelection> LoadBalancer<S> {
             .collect();
         for b in next.iter() {
             let enabled = !found.disabled.contains(b.addr());
-            if b.state().set_enabled(enabled) != enabled && !change.added.contains(b) {
+            let backup = found.backups.contains(b.addr());
+            let was_enabled = b.state().set_enabled(enabled);
+            let was_backup = b.state().set_backup(backup);
+            if (was_enabled != enabled || was_backup != backup) && !change.added.contains(b) {
                 change.toggled.push(b.clone());
             }
         }
@@ -246,23 +256,32 @@ impl<S: BackendSelection> LoadBalancer<S> {
     /// Runs one discovery update and logs its outcome; errors keep the last good set.
     pub async fn refresh(&self) {
         match self.update().await {
-            Ok(change) if change.is_empty() => {}
-            Ok(change) => {
-                let names =
-                    |v: &[Backend]| v.iter().map(|b| b.name().to_owned()).collect::<Vec<_>>();
-                tracing::info!(
-                    added = ?names(&change.added),
-                    removed = ?names(&change.removed),
-                    changed = ?names(&change.changed),
-                    toggled = ?names(&change.toggled),
-                    "backend set updated"
-                );
-            }
+            Ok(change) => log_change(&change),
             Err(error) => tracing::warn!(
                 error = &error as &dyn std::error::Error,
                 "discovery failed; keeping the last good backend set"
             ),
         }
+    }
+
+    /// Follows discovery: the source's push stream when it has one (each change installed
+    /// as it arrives), otherwise polling every [`update_frequency`](Self::update_frequency).
+    /// Never returns while the source can be followed.
+    async fn follow_discovery(&self) {
+        if let Some(mut changes) = self.discovery.watch() {
+            while let Some(item) = changes.next().await {
+                match item {
+                    Ok(found) => log_change(&self.set_discovered(found)),
+                    // The source logs its own errors; the last good set stays in service.
+                    Err(error) => tracing::debug!(
+                        error = &error as &dyn std::error::Error,
+                        "discovery stream error; keeping the last good backend set"
+                    ),
+                }
+            }
+            tracing::debug!("discovery stream ended; polling instead");
+        }
+        every(self.update_frequency, || self.refresh()).await;
     }
 
     /// Checks every current backend once, concurrently. Does nothing without a check.
@@ -273,12 +292,13 @@ impl<S: BackendSelection> LoadBalancer<S> {
         }
     }
 
-    /// Refreshes discovery every [`update_frequency`](Self::update_frequency) and checks
-    /// health every [`health_check_frequency`](Self::health_check_frequency), the first
-    /// time at once, until `shutdown` resolves. Returns promptly on shutdown, cancelling any
+    /// Follows discovery (its push stream, or polling every
+    /// [`update_frequency`](Self::update_frequency)) and checks health every
+    /// [`health_check_frequency`](Self::health_check_frequency), the first time at once,
+    /// until `shutdown` resolves. Returns promptly on shutdown, cancelling any
     /// check in progress.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
-        let discovery = every(self.update_frequency, || self.refresh());
+        let discovery = self.follow_discovery();
         let health = every(
             self.health_check_frequency
                 .filter(|_| self.health.is_some()),
@@ -289,6 +309,20 @@ impl<S: BackendSelection> LoadBalancer<S> {
             _ = futures_util::future::join(discovery, health) => {}
         }
     }
+}
+
+fn log_change(change: &SetChange) {
+    if change.is_empty() {
+        return;
+    }
+    let names = |v: &[Backend]| v.iter().map(|b| b.name().to_owned()).collect::<Vec<_>>();
+    tracing::info!(
+        added = ?names(&change.added),
+        removed = ?names(&change.removed),
+        changed = ?names(&change.changed),
+        toggled = ?names(&change.toggled),
+        "backend set updated"
+    );
 }
 
 /// Runs `job` every `period` (at once the first time; a slow run delays the next, it never

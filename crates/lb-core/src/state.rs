@@ -19,6 +19,7 @@ const HEALTH_UNHEALTHY: u8 = 2;
 const DISABLED: u8 = 0b0000_0100;
 const EJECTED: u8 = 0b0000_1000;
 const WARMING: u8 = 0b0001_0000;
+const BACKUP: u8 = 0b0010_0000;
 /// Flags that, when set, keep a backend out of selection whatever its health.
 const OUT_OF_SERVICE: u8 = DISABLED | EJECTED;
 
@@ -180,6 +181,19 @@ impl BackendState {
         prev & EJECTED != 0
     }
 
+    /// True for a backup backend: selected only when no primary backend is usable (nginx
+    /// `backup`, DNS SRV records of a higher priority number).
+    #[inline]
+    pub fn is_backup(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & BACKUP != 0
+    }
+
+    /// Marks the backend as a backup or a primary; returns the previous setting.
+    pub fn set_backup(&self, backup: bool) -> bool {
+        let prev = self.update(|f| if backup { f | BACKUP } else { f & !BACKUP });
+        prev & BACKUP != 0
+    }
+
     /// Requests currently counted against this backend by live [`InFlight`] guards.
     #[inline]
     pub fn in_flight(&self) -> usize {
@@ -268,6 +282,15 @@ mod tests {
         );
         assert!(s.set_ejected(false));
         assert!(s.is_usable());
+    }
+
+    #[test]
+    fn backup_is_a_role_not_a_verdict() {
+        let s = BackendState::new(Health::Healthy);
+        assert!(!s.set_backup(true));
+        assert!(s.is_backup() && s.is_usable());
+        assert!(s.set_backup(false));
+        assert!(!s.is_backup());
     }
 
     #[test]

@@ -61,6 +61,11 @@ impl<'a> Bound<'a> {
         }
     }
 
+    /// The number of backends.
+    pub(crate) fn len(&self) -> usize {
+        self.backends.len()
+    }
+
     /// True when backend `i` can take one more request.
     #[inline]
     pub(crate) fn accepts(&self, i: usize) -> bool {

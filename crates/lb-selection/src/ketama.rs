@@ -34,6 +34,10 @@ use crate::{BackendSelection, RoundRobin};
 /// Points per unit of weight, as nginx.
 const POINTS_PER_WEIGHT: u32 = 160;
 
+/// The most points a ring holds (128 MiB). Beyond it, weights are scaled down
+/// proportionally (no nginx configuration that fits in memory comes near it).
+pub(crate) const MAX_POINTS: u64 = 1 << 24;
+
 /// Options of [`Consistent`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ConsistentConfig {
@@ -74,11 +78,22 @@ fn host_port(server: &str) -> (&[u8], &[u8]) {
 impl Consistent {
     fn ring(backends: &[Backend]) -> Box<[(u32, u32)]> {
         let total: u64 = backends.iter().map(|b| u64::from(b.weight().get())).sum();
-        let mut points = Vec::with_capacity((total * u64::from(POINTS_PER_WEIGHT)) as usize);
+        let budget = MAX_POINTS / u64::from(POINTS_PER_WEIGHT);
+        let weight = |b: &Backend| {
+            let w = u64::from(b.weight().get());
+            if total <= budget {
+                w
+            } else {
+                (w * budget / total).max(1)
+            }
+        };
+        let points_total: u64 =
+            backends.iter().map(weight).sum::<u64>() * u64::from(POINTS_PER_WEIGHT);
+        let mut points = Vec::with_capacity(usize::try_from(points_total).unwrap_or(0));
         for (i, b) in backends.iter().enumerate() {
             let (host, port) = host_port(b.name());
             let mut prev = 0u32;
-            for _ in 0..b.weight().get().saturating_mul(POINTS_PER_WEIGHT) {
+            for _ in 0..weight(b) * u64::from(POINTS_PER_WEIGHT) {
                 let hash = crc32(&[host, b"\0", port, &prev.to_le_bytes()]);
                 points.push((hash, i as u32));
                 prev = hash;
@@ -118,6 +133,8 @@ impl BackendSelection for Consistent {
             pos: 0,
             left: 0,
             bound: None,
+            scan_start: 0,
+            scanned: usize::MAX,
         };
         if self.points.is_empty() {
             return Candidates::empty(WalkOrPicks::Walk(walk));
@@ -138,6 +155,8 @@ impl BackendSelection for Consistent {
             pos,
             left: self.points.len(),
             bound,
+            scan_start: rest,
+            scanned: 0,
         };
         Candidates::new(&self.backends, WalkOrPicks::Walk(walk), usize::MAX, rest)
     }
@@ -150,6 +169,10 @@ pub struct RingWalk<'a> {
     pos: usize,
     left: usize,
     bound: Option<Bound<'a>>,
+    /// With a bound: after the walk, the set is scanned from `scan_start` for backends with
+    /// room, so a hot key never lands on a full backend while another has room.
+    scan_start: usize,
+    scanned: usize,
 }
 
 impl Preference for RingWalk<'_> {
@@ -160,6 +183,15 @@ impl Preference for RingWalk<'_> {
             let i = self.points[self.pos].1 as usize;
             self.pos = (self.pos + 1) % self.points.len();
             if self.bound.as_ref().is_none_or(|b| b.accepts(i)) {
+                return Some(i);
+            }
+        }
+        let bound = self.bound.as_ref()?;
+        let n = bound.len();
+        while self.scanned < n {
+            let i = (self.scan_start + self.scanned) % n;
+            self.scanned += 1;
+            if bound.accepts(i) {
                 return Some(i);
             }
         }
@@ -199,6 +231,16 @@ mod tests {
         );
         assert_eq!(host_port("backend"), (&b"backend"[..], &b""[..]));
         assert_eq!(host_port("host:http"), (&b"host:http"[..], &b""[..]));
+    }
+
+    #[test]
+    fn absurd_weights_are_scaled_not_allocated() {
+        let c = Consistent::build(
+            &named(&[("a:1", u32::MAX), ("b:1", 1)]),
+            &Default::default(),
+        );
+        assert!(c.points.len() as u64 <= MAX_POINTS);
+        assert_eq!(c.iter(b"k").count(), 2);
     }
 
     #[test]

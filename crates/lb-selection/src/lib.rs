@@ -119,7 +119,7 @@ pub use candidates::{Candidates, Picks, Preference, WalkOrPicks, PREFERRED_MAX};
 pub use fnv::FnvHash;
 pub use ketama::{Consistent, ConsistentConfig, RingWalk};
 pub use least_conn::LeastConn;
-pub use maglev::{is_prime, Maglev, MaglevConfig, TableWalk, DEFAULT_TABLE_SIZE};
+pub use maglev::{is_prime, Maglev, MaglevConfig, TableWalk, DEFAULT_TABLE_SIZE, MAX_TABLE_SIZE};
 pub use nginx_hash::{IpHash, IpWalk, NginxHash, RehashWalk};
 pub use p2c::P2c;
 pub use random::Random;

@@ -23,13 +23,17 @@ use crate::BackendSelection;
 /// The default table size, a prime (Envoy's default too).
 pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
 
+/// The largest table: the first prime above 2^24 (64 MiB of entries).
+pub const MAX_TABLE_SIZE: u32 = 16_777_259;
+
 /// How many table entries one request walks at most looking for distinct backends.
 const WALK_LIMIT: usize = 1024;
 
 /// Options of [`Maglev`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MaglevConfig {
-    /// Lookup table size; rounded up to a prime no smaller than the number of backends.
+    /// Lookup table size; rounded up to a prime no smaller than the number of backends, and
+    /// at most [`MAX_TABLE_SIZE`].
     /// Larger tables give more even shares and less disruption (the paper suggests at
     /// least 100 times the number of backends) at 4 bytes per entry.
     pub table_size: u32,
@@ -62,7 +66,7 @@ pub fn is_prime(n: u64) -> bool {
     }
     let mut d = 2;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 1;
@@ -152,6 +156,8 @@ impl BackendSelection for Maglev {
             pos: 0,
             left: 0,
             bound: None,
+            scan_start: 0,
+            scanned: usize::MAX,
         };
         if self.table.is_empty() {
             return Candidates::empty(walk);
@@ -164,6 +170,8 @@ impl BackendSelection for Maglev {
             .balance_factor
             .map(|f| Bound::new(&self.backends, f, self.total_weight));
         let rest = self.table[pos] as usize;
+        walk.scan_start = rest;
+        walk.scanned = 0;
         Candidates::new(&self.backends, walk, usize::MAX, rest)
     }
 }
@@ -175,6 +183,10 @@ pub struct TableWalk<'a> {
     pos: usize,
     left: usize,
     bound: Option<Bound<'a>>,
+    /// With a bound: after the walk, the set is scanned from `scan_start` for backends with
+    /// room, so a hot key never lands on a full backend while another has room.
+    scan_start: usize,
+    scanned: usize,
 }
 
 impl Preference for TableWalk<'_> {
@@ -185,6 +197,15 @@ impl Preference for TableWalk<'_> {
             let i = self.table[self.pos] as usize;
             self.pos = (self.pos + 1) % self.table.len();
             if self.bound.as_ref().is_none_or(|b| b.accepts(i)) {
+                return Some(i);
+            }
+        }
+        let bound = self.bound.as_ref()?;
+        let n = bound.len();
+        while self.scanned < n {
+            let i = (self.scan_start + self.scanned) % n;
+            self.scanned += 1;
+            if bound.accepts(i) {
                 return Some(i);
             }
         }
@@ -201,6 +222,8 @@ mod tests {
     fn primes() {
         assert!(is_prime(65_537) && is_prime(2) && !is_prime(65_536) && !is_prime(1));
         assert_eq!(next_prime(100), 101);
+        assert!(is_prime(u64::from(MAX_TABLE_SIZE)));
+        assert_eq!(next_prime(1 << 24), u64::from(MAX_TABLE_SIZE));
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!   `hash % total_weight`.
 //! - `ip_hash`: starting from 89, `hash = (hash * 113 + byte) % 6271` over the first three
 //!   octets of an IPv4 client address or all sixteen of an IPv6 one, again on every try; the
-//!   point is `hash % total_weight`. The key is the address octets (4 or 16 bytes); other
-//!   lengths are hashed whole.
+//!   point is `hash % total_weight`. The key is the address octets (4 or 16 bytes); an
+//!   empty key stands for a client without an IP address and hashes three zero octets, as
+//!   nginx does; other lengths are hashed whole.
 //!
 //! With a single server, or an empty `hash` key, nginx balances round robin instead of
 //! hashing; so does the mapping here (smooth weighted, as nginx). After the tries,
@@ -189,7 +190,12 @@ impl BackendSelection for IpHash {
 
     #[inline]
     fn iter<'a>(&'a self, key: &'a [u8]) -> Self::Iter<'a> {
-        let octets = if key.len() == 4 { &key[..3] } else { key };
+        // nginx hashes three zero octets for clients without an IP address (Unix sockets).
+        let octets = match key.len() {
+            0 => &[0u8; 3][..],
+            4 => &key[..3],
+            _ => key,
+        };
         let walk = IpWalk {
             weighted: &self.weighted,
             octets,

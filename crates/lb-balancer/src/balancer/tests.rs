@@ -254,3 +254,58 @@ fn slow_start_never_turns_a_selection_into_none() {
         assert!(lb.select(b"", 8).is_some());
     }
 }
+
+#[tokio::test]
+async fn backups_serve_only_when_no_primary_is_usable() {
+    let all = set(&["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+    let lb = LoadBalancer::<RoundRobin>::from_discovery(Arc::new(Static::default()));
+    let mut found = Discovered::new(all.clone());
+    found.backups.insert(all[2].addr().clone());
+    let change = lb.set_discovered(found);
+    assert_eq!(change.added.len(), 3);
+    for _ in 0..9 {
+        assert_ne!(lb.select(b"", 8).unwrap().name(), "10.0.0.3:80");
+    }
+    lb.backends()[0].state().set_health(Health::Unhealthy);
+    lb.backends()[1].state().set_enabled(false);
+    for _ in 0..3 {
+        assert_eq!(lb.select(b"", 8).unwrap().name(), "10.0.0.3:80");
+    }
+    // Promoted by discovery: a role change, reported as toggled, no rebuild needed.
+    let change = lb.set_discovered(Discovered::new(all));
+    assert_eq!(
+        change.toggled.len(),
+        2,
+        "backup flag and enabled flag flipped: {change:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushed_discovery_changes_are_installed_as_they_arrive() {
+    let discovery = Arc::new(Static::new(set(&["10.0.0.1:80"])));
+    let lb = Arc::new(LoadBalancer::<RoundRobin>::from_discovery(
+        discovery.clone(),
+    ));
+    lb.update().await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let lb = lb.clone();
+        async move {
+            lb.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    discovery.add(Backend::parse("10.0.0.2:80").unwrap());
+    // No polling interval is set: only the push can deliver the change.
+    for _ in 0..100 {
+        if lb.backends().len() == 2 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(lb.backends().len(), 2);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

@@ -39,7 +39,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lb_core::Health;
-use lb_selection::{is_prime, BalanceFactor};
+use lb_selection::{is_prime, BalanceFactor, MAX_TABLE_SIZE};
 
 use crate::hash_key::HashKey;
 use serde::Deserialize;
@@ -169,6 +169,11 @@ pub struct TableSize(pub u32);
 impl<'de> Deserialize<'de> for TableSize {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let v = u32::deserialize(deserializer)?;
+        if v > MAX_TABLE_SIZE {
+            return Err(serde::de::Error::custom(format!(
+                "{v} is larger than the largest table, {MAX_TABLE_SIZE} (64 MiB)"
+            )));
+        }
         if !is_prime(u64::from(v)) {
             return Err(serde::de::Error::custom(format!(
                 "{v} is not a prime number (Maglev needs a prime table size, such as 65537)"
