@@ -1,4 +1,10 @@
 //! The `HealthCheck` trait, its failure type and the status-change hook.
+//!
+//! Every probe (TCP, TLS, HTTP, or a user's own) implements [`HealthCheck`]. A failure is a
+//! typed [`CheckFailure`] rather than a string, so hooks, logs and the status page can tell
+//! a refused connection from an expired certificate or a 500 without parsing text. The
+//! variants follow what nginx's check module, HAProxy and Envoy report for a failed check
+//! (connect error, timeout, TLS handshake error, unexpected status, body mismatch).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -6,7 +12,9 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lb_core::{Backend, Health};
+use lb_core::{Backend, BackendAddr, Health};
+
+use crate::{StatusSet, TlsFailureKind};
 
 /// Why a health check failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +29,37 @@ pub enum CheckFailure {
     /// A user-written check failed for its own reason.
     #[error("{0}")]
     Other(#[source] Box<dyn StdError + Send + Sync>),
+    /// The TLS handshake failed (or the server rejected the session right after it).
+    #[error("TLS {kind}: {source}")]
+    Tls {
+        /// What went wrong, for hooks and metrics.
+        kind: TlsFailureKind,
+        /// The error as the TLS stack reported it.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP response status is not in the expected set.
+    #[error("unexpected status {status} (expected {expected})")]
+    Status {
+        /// The status the backend answered with.
+        status: u16,
+        /// The statuses that would have passed.
+        expected: StatusSet,
+    },
+    /// The response body did not match.
+    #[error("body does not {expected} (read {read} bytes)")]
+    Body {
+        /// The match that failed, e.g. `contain "ok"` or `match /^up$/`.
+        expected: String,
+        /// How many bytes of the body were read and searched.
+        read: usize,
+    },
+    /// The HTTP exchange failed: bad response, connection closed, protocol error.
+    #[error("HTTP error: {0}")]
+    Http(#[source] Box<dyn StdError + Send + Sync>),
+    /// The user's validator refused the response.
+    #[error("validator refused the response: {0}")]
+    Validator(String),
 }
 
 impl CheckFailure {
@@ -37,6 +76,62 @@ impl CheckFailure {
     /// True for [`CheckFailure::Connect`].
     pub fn is_connect(&self) -> bool {
         matches!(self, Self::Connect(_))
+    }
+
+    /// True for [`CheckFailure::Tls`].
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls { .. })
+    }
+
+    /// The kind of TLS failure, for [`CheckFailure::Tls`].
+    pub fn tls_kind(&self) -> Option<TlsFailureKind> {
+        match self {
+            Self::Tls { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// True when the certificate is not valid for the name checked (SNI or IP).
+    pub fn is_wrong_name(&self) -> bool {
+        self.tls_kind() == Some(TlsFailureKind::WrongName)
+    }
+
+    /// True when the certificate chain does not lead to a trusted root.
+    pub fn is_untrusted(&self) -> bool {
+        self.tls_kind() == Some(TlsFailureKind::UntrustedIssuer)
+    }
+
+    /// True when the certificate has expired.
+    pub fn is_expired(&self) -> bool {
+        self.tls_kind() == Some(TlsFailureKind::Expired)
+    }
+
+    /// The unexpected HTTP status, for [`CheckFailure::Status`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True for [`CheckFailure::Status`].
+    pub fn is_status(&self) -> bool {
+        matches!(self, Self::Status { .. })
+    }
+
+    /// True for [`CheckFailure::Body`].
+    pub fn is_body(&self) -> bool {
+        matches!(self, Self::Body { .. })
+    }
+
+    /// True for [`CheckFailure::Http`].
+    pub fn is_http(&self) -> bool {
+        matches!(self, Self::Http(_))
+    }
+
+    /// True for [`CheckFailure::Validator`].
+    pub fn is_validator(&self) -> bool {
+        matches!(self, Self::Validator(_))
     }
 }
 
@@ -95,6 +190,11 @@ pub trait HealthCheck: Send + Sync + 'static {
     /// Called once per transition, after the new state is visible to selection. Keep it
     /// short and non-blocking: spawn a task for anything slow.
     fn status_changed(&self, _change: &StatusChange<'_>) {}
+
+    /// Called when a backend leaves the monitored set, so a check that keeps per-backend
+    /// resources (such as [`HttpHealthCheck`](crate::HttpHealthCheck)'s kept-alive
+    /// connections) can release them. The default does nothing.
+    fn forget(&self, _addr: &BackendAddr) {}
 }
 
 /// Adds a status-change hook to any check.
@@ -142,6 +242,10 @@ where
         self.check.status_changed(change);
         (self.hook)(change);
     }
+
+    fn forget(&self, addr: &BackendAddr) {
+        self.check.forget(addr);
+    }
 }
 
 #[async_trait]
@@ -156,5 +260,9 @@ impl<C: HealthCheck + ?Sized> HealthCheck for std::sync::Arc<C> {
 
     fn status_changed(&self, change: &StatusChange<'_>) {
         (**self).status_changed(change);
+    }
+
+    fn forget(&self, addr: &BackendAddr) {
+        (**self).forget(addr);
     }
 }

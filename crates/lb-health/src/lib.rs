@@ -1,45 +1,101 @@
-//! Active health checks with rise/fall thresholds and status-change hooks.
+//! Health checking for the `lb` toolkit: active TCP, TLS and HTTP checks with rise/fall
+//! thresholds, a scheduler that watches thousands of backends from one task, and passive
+//! health (outlier detection) fed by real traffic.
 //!
-//! - [`HealthCheck`]: checks one backend and says why it failed ([`CheckFailure`]); also
-//!   carries the thresholds ([`CheckParams`]: `rise`, `fall`, `timeout`) and a status-change
-//!   hook. Implement it for your own probes.
-//! - [`TcpHealthCheck`]: a backend is up when a TCP (or Unix socket) connection opens within
-//!   the timeout.
-//! - [`HealthTracker`]: the rise/fall state machine of one backend, as nginx's check module
-//!   and HAProxy define it: `rise` consecutive passes make a backend healthy, `fall`
-//!   consecutive failures make it unhealthy, and a broken streak starts the count again.
-//! - [`HealthMonitor`]: runs a check against many backends concurrently, each bounded by the
-//!   timeout, feeds the trackers, publishes verdicts to the backends' shared state, and calls
-//!   the hook exactly once per transition, including the first one after start-up.
+//! **Checks** (each a [`HealthCheck`]; implement the trait for your own probes):
+//!
+//! - [`TcpHealthCheck`]: a TCP (or Unix socket) connection opens within the timeout.
+//! - [`TlsHealthCheck`]: TCP plus a full, verified TLS handshake ([`TlsConfig`]: system
+//!   roots or a CA bundle or verification explicitly off, SNI, mTLS, ALPN). A failure says
+//!   why: [`TlsFailureKind`] (wrong name, untrusted issuer, expired, rejected...).
+//! - [`HttpHealthCheck`]: one HTTP/1.1 request over TCP or TLS, judged by a [`StatusSet`]
+//!   (default `2xx,3xx`), an optional body substring or regex, and an optional validator;
+//!   optional keep-alive reuse and port override.
+//! - A command check, as HAProxy's `external-check`, is the crate's example
+//!   `examples/command_check.rs`: a complete custom check in 60 lines.
+//!
+//! **Verdicts.** [`HealthTracker`] is the rise/fall state machine of nginx's check module
+//! and HAProxy: `rise` consecutive passes make a backend healthy, `fall` consecutive
+//! failures make it unhealthy, a broken streak starts the count again. The *initial
+//! state* is the health the backend's [`BackendState`](lb_core::BackendState) starts in
+//! (`Unknown` by default: usable at once and settled by the first result; `Healthy`: needs
+//! `fall` failures to go down; `Unhealthy`: no traffic until `rise` passes). Every failure
+//! is a typed [`CheckFailure`]. The status-change hook ([`HealthCheck::status_changed`],
+//! [`HealthCheckExt::on_status_change`]) runs exactly once per transition, including the
+//! first one after start-up, after the verdict is visible to selection.
+//!
+//! **Running checks.** [`HealthMonitor`] checks backends ([`check_one`](HealthMonitor::check_one),
+//! [`check_all`](HealthMonitor::check_all)), each bounded by its timeout, keeps one tracker
+//! per backend address, and publishes verdicts. [`HealthMonitor::run`] is the scheduler:
+//! every backend on its own timeline ([`Schedule`]: interval, jitter, HAProxy-style
+//! `downinter`, bounded concurrency, staggered first checks), following a
+//! `watch::Receiver<BackendSet>` as the set changes, returning at once on shutdown.
+//! [`HealthMonitor::snapshot`] gives the status page its rows ([`BackendHealth`]).
+//!
+//! **Passive health.** [`PassiveHealth`] ejects backends on the outcomes the proxy reports
+//! ([`Outcome`]), with nginx's `max_fails`/`fail_timeout` or Envoy's consecutive 5xx /
+//! gateway failures, growing ejection times and `max_ejection_percent` ([`PassiveConfig`]).
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
-//! use lb_core::Backend;
-//! use lb_health::{CheckParams, HealthCheckExt, HealthMonitor, TcpHealthCheck};
+//! use lb_core::{Backend, BackendSet};
+//! use lb_health::{CheckParams, HealthCheckExt, HealthMonitor, HttpHealthCheck, Schedule};
 //!
-//! # async fn run() -> Result<(), lb_core::Error> {
-//! let check = TcpHealthCheck::new(CheckParams {
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let params = CheckParams {
 //!     rise: NonZeroU32::new(2).unwrap(),
 //!     fall: NonZeroU32::new(3).unwrap(),
 //!     timeout: Duration::from_millis(500),
-//! })
-//! .on_status_change(|change| {
-//!     eprintln!("{} is now {} ({:?})", change.backend, change.new, change.reason);
-//! });
+//! };
+//! let check = HttpHealthCheck::builder(params)
+//!     .path("/healthz")
+//!     .expect_status("2xx".parse()?)
+//!     .build()?
+//!     .on_status_change(|change| {
+//!         eprintln!("{} is now {} ({:?})", change.backend, change.new, change.reason);
+//!     });
 //! let monitor = HealthMonitor::new(Arc::new(check));
-//! let backends = [Backend::parse("127.0.0.1:9001")?];
-//! monitor.check_all(&backends).await;
+//! let set: BackendSet = [Backend::parse("127.0.0.1:9001")?].into_iter().collect();
+//!
+//! // One round now...
+//! monitor.check_all(&set).await;
+//! // ...or every backend on its own timeline until shutdown.
+//! let (_sender, backends) = tokio::sync::watch::channel(set);
+//! let mut schedule = Schedule::new(Duration::from_secs(1));
+//! schedule.unhealthy_interval = Some(Duration::from_secs(5));
+//! monitor.run(backends, schedule, std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 
 mod check;
+mod conn;
+mod http;
+mod http_builder;
 mod monitor;
+mod passive;
+mod passive_config;
+mod passive_run;
+mod schedule;
+mod status;
 mod tcp;
+mod tls;
+mod tls_builder;
+mod tls_check;
 mod tracker;
 
 pub use check::{CheckFailure, CheckParams, HealthCheck, HealthCheckExt, StatusChange, WithHook};
-pub use monitor::HealthMonitor;
+pub use http::HttpHealthCheck;
+pub use http_builder::{HttpCheckError, HttpHealthCheckBuilder, Validator, DEFAULT_MAX_BODY};
+pub use monitor::{BackendHealth, HealthMonitor};
+pub use passive::PassiveHealth;
+pub use passive_config::{Outcome, PassiveConfig};
+pub use passive_run::PassiveStatus;
+pub use schedule::{FirstCheck, Schedule, ScheduleStats};
+pub use status::{StatusSet, StatusSetError};
 pub use tcp::TcpHealthCheck;
+pub use tls::{TlsConfig, TlsFailureKind};
+pub use tls_builder::{TlsConfigBuilder, TlsConfigError};
+pub use tls_check::TlsHealthCheck;
 pub use tracker::HealthTracker;

@@ -1,4 +1,10 @@
 //! The rise/fall state machine of one backend.
+//!
+//! The semantics are those of nginx's check module (`rise`, `fall`) and HAProxy (`rise`,
+//! `fall` on `server ... check`): a verdict changes only after a run of equal results, so
+//! one lost packet does not pull a backend and one lucky answer does not restore it.
+//! The initial state is not the tracker's choice: it starts from the health the backend's
+//! shared state already has (configured per upstream; `Unknown` by default).
 
 use std::num::NonZeroU32;
 
@@ -6,6 +12,9 @@ use lb_core::Health;
 
 /// Turns a stream of check results into health transitions.
 ///
+/// - The initial state is the one given to [`HealthTracker::new`]; the monitor passes the
+///   backend's current health, so `Backend::with_initial_health` (or the balancer's
+///   initial-health setting) configures it.
 /// - From [`Health::Unknown`], the first result decides at once.
 /// - A healthy backend becomes unhealthy after `fall` consecutive failures.
 /// - An unhealthy backend becomes healthy after `rise` consecutive passes.
