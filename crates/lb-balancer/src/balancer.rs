@@ -57,6 +57,8 @@ pub struct LoadBalancer<S: BackendSelection> {
     slow_start: Option<SlowStart>,
     /// Serialises updates so two concurrent refreshes cannot interleave their merges.
     update_lock: Mutex<()>,
+    /// Publishes every installed backend set (health scheduling, passive health, tests).
+    published: tokio::sync::watch::Sender<BackendSet>,
     /// How often [`run`](Self::run) checks health; `None` runs no checks.
     pub health_check_frequency: Option<Duration>,
     /// How often [`run`](Self::run) refreshes discovery; `None` keeps the first set.
@@ -108,6 +110,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
             initial_health: Health::Unknown,
             slow_start: None,
             update_lock: Mutex::new(()),
+            published: tokio::sync::watch::Sender::new(BackendSet::new()),
             health_check_frequency: None,
             update_frequency: None,
         }
@@ -182,6 +185,12 @@ impl<S: BackendSelection> LoadBalancer<S> {
         self.current.load().backends.clone()
     }
 
+    /// Follows the backend set: the receiver sees every set installed from now on (and the
+    /// current one at once), so other tasks can track membership without polling.
+    pub fn watch_backends(&self) -> tokio::sync::watch::Receiver<BackendSet> {
+        self.published.subscribe()
+    }
+
     /// The health monitor, when a check is set (trackers, for status pages and tests).
     pub fn health_monitor(&self) -> Option<&HealthMonitor> {
         self.health.as_ref()
@@ -247,9 +256,10 @@ impl<S: BackendSelection> LoadBalancer<S> {
             monitor.retain(&next);
         }
         self.current.store(Arc::new(Snapshot {
-            backends: next,
+            backends: next.clone(),
             selector,
         }));
+        self.published.send_replace(next);
         change
     }
 

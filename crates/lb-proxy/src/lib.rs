@@ -20,11 +20,22 @@ pub mod signals;
 
 mod body;
 mod connector;
+mod discovery;
 mod headers;
 mod server;
 mod service;
 mod upstream;
 
 pub use body::ProxyBody;
-pub use server::{Proxy, RunningProxy};
+pub use discovery::SourceError;
+pub use server::{Proxy, RunningProxy, StartError};
 pub use upstream::{Balancer, HealthHook, Upstream};
+
+/// Builds every upstream of `config` (its discovery source, selector and checks) without
+/// contacting anything: what `lb-proxy -t` runs after parsing. Needs a tokio runtime.
+pub fn check(config: &config::Config) -> Result<(), SourceError> {
+    for (name, upstream) in &config.upstreams {
+        Upstream::new(name, upstream, None)?;
+    }
+    Ok(())
+}

@@ -76,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(path) = &cli.config {
         let config = Config::load(path)?;
         if cli.test {
+            runtime(NonZeroU32::new(1))?.block_on(async { lb_proxy::check(&config) })?;
             eprintln!(
                 "lb-proxy: the configuration file {} syntax is ok",
                 path.display()

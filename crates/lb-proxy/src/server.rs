@@ -16,8 +16,30 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::discovery::SourceError;
 use crate::service::{self, Shared};
 use crate::upstream::{HealthHook, Upstream};
+
+/// How long start-up waits for the first answer of a discovery source.
+const INITIAL_DISCOVERY: Duration = Duration::from_secs(5);
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// An upstream's discovery source could not be built.
+    #[error(transparent)]
+    Upstream(#[from] SourceError),
+}
 
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
 /// not spin while the condition lasts.
@@ -64,26 +86,50 @@ impl Proxy {
         self
     }
 
-    /// Binds every listener (failing before serving anything if one cannot be bound), then
-    /// starts health checks and accepting connections.
-    pub async fn start(self) -> io::Result<RunningProxy> {
-        let mut listeners = Vec::with_capacity(self.config.server.listen.len());
-        for addr in &self.config.server.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            listeners.push(listener);
-        }
-        let local_addrs = listeners
-            .iter()
-            .map(TcpListener::local_addr)
-            .collect::<io::Result<Vec<_>>>()?;
-
+    /// Builds the upstreams, binds every listener (failing before serving anything if one
+    /// cannot be bound), waits a bounded time for the first answer of each discovery source,
+    /// then starts health checks and accepting connections.
+    pub async fn start(self) -> Result<RunningProxy, StartError> {
         let mut index = HashMap::new();
         let mut upstreams = Vec::with_capacity(self.config.upstreams.len());
         for (name, cfg) in &self.config.upstreams {
             index.insert(name.as_str(), upstreams.len());
-            upstreams.push(Upstream::new(name, cfg, self.hook.clone()));
+            upstreams.push(Upstream::new(name, cfg, self.hook.clone())?);
+        }
+        let mut listeners = Vec::with_capacity(self.config.server.listen.len());
+        let mut local_addrs = Vec::with_capacity(listeners.capacity());
+        for addr in &self.config.server.listen {
+            let bound = match TcpListener::bind(addr).await {
+                Ok(listener) => listener.local_addr().map(|local| (listener, local)),
+                Err(e) => Err(e),
+            };
+            let (listener, local) = bound.map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
+            listeners.push(listener);
+            local_addrs.push(local);
+        }
+        for u in upstreams.iter().filter(|u| !u.is_static()) {
+            match tokio::time::timeout(INITIAL_DISCOVERY, u.balancer().update()).await {
+                Ok(Ok(change)) => {
+                    tracing::info!(
+                        upstream = u.name(),
+                        backends = change.added.len(),
+                        "discovered"
+                    );
+                }
+                Ok(Err(error)) => tracing::warn!(
+                    upstream = u.name(),
+                    error = &error as &dyn std::error::Error,
+                    "first discovery failed; answering 503 until it succeeds"
+                ),
+                Err(_) => tracing::warn!(
+                    upstream = u.name(),
+                    timeout = ?INITIAL_DISCOVERY,
+                    "first discovery is slow; answering 503 until it succeeds"
+                ),
+            }
         }
         // Validation guarantees every route names a defined upstream.
         let routes = self

@@ -4,10 +4,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use http::request::Parts;
 use lb_balancer::{LoadBalancer, SlowStart};
-use lb_core::{ConfigOrder, InFlight};
-use lb_discovery::{Discovered, Static};
+use lb_core::InFlight;
+use lb_discovery::ServiceDiscovery;
 use lb_health::{CheckParams, HealthCheck, HealthCheckExt, StatusChange, TcpHealthCheck};
 use lb_selection::{
     BackendSelection, Consistent, ConsistentConfig, FnvHash, IpHash, LeastConn, Maglev,
@@ -15,7 +16,7 @@ use lb_selection::{
 };
 
 use crate::config::{HealthCheckKind, SelectionKind, UpstreamConfig};
-use crate::connector;
+use crate::discovery::{self, SourceError};
 use crate::hash_key::{self, HashKey};
 
 /// How many candidates one selection may try before answering 503.
@@ -73,9 +74,19 @@ impl Balancer {
         each!(self, lb => lb.select(key, MAX_CANDIDATES))
     }
 
+    /// Asks discovery for the current backends now; see [`LoadBalancer::update`].
+    pub async fn update(&self) -> Result<lb_balancer::SetChange, lb_discovery::DiscoveryError> {
+        each!(self, lb => lb.update().await)
+    }
+
     /// Runs one round of health checks now (also driven by the background task).
     pub async fn run_health_check(&self) {
         each!(self, lb => lb.run_health_check().await)
+    }
+
+    /// Follows the backend set; see [`LoadBalancer::watch_backends`].
+    pub fn watch_backends(&self) -> tokio::sync::watch::Receiver<lb_core::BackendSet> {
+        each!(self, lb => lb.watch_backends())
     }
 
     /// The current backends.
@@ -104,34 +115,26 @@ pub struct Upstream {
     name: Arc<str>,
     balancer: Balancer,
     key: KeySource,
+    is_static: bool,
     connect_timeout: Duration,
 }
 
 impl Upstream {
     /// Builds the upstream `name` from its configuration; `hook` hears its health transitions.
-    pub fn new(name: &str, config: &UpstreamConfig, hook: Option<HealthHook>) -> Self {
+    /// Fails when its discovery source cannot be built (an invalid DNS name, a file of an
+    /// unknown format, ...); nothing is contacted yet.
+    pub fn new(
+        name: &str,
+        config: &UpstreamConfig,
+        hook: Option<HealthHook>,
+    ) -> Result<Self, SourceError> {
+        let (discovery, is_static) = discovery::source(name, config)?;
         let name: Arc<str> = name.into();
-        let backends = config
-            .backends
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                // The configured order (nginx's hash and ip_hash walk servers as written),
-                // and the URI authority computed once rather than per request.
-                let mut meta = b
-                    .metadata()
-                    .with(ConfigOrder(u32::try_from(i).unwrap_or(u32::MAX)));
-                if let Some(authority) = connector::upstream_authority(b) {
-                    meta = meta.with(authority);
-                }
-                b.with_metadata(meta)
-            })
-            .collect();
-        let discovery = Arc::new(Static::new(backends));
         let factor = config.balance_factor.as_ref().map(|f| f.get_ref().0);
         let b = Builder {
             name: &name,
             discovery,
+            is_static,
             config,
             hook,
         };
@@ -166,12 +169,18 @@ impl Upstream {
             ),
             _ => KeySource::None,
         };
-        Self {
+        Ok(Self {
             name,
             balancer,
             key,
+            is_static,
             connect_timeout: config.connect_timeout.get(),
-        }
+        })
+    }
+
+    /// True when the backends are listed in the configuration (no discovery to wait for).
+    pub fn is_static(&self) -> bool {
+        self.is_static
     }
 
     /// The configured name.
@@ -205,7 +214,8 @@ impl Upstream {
 /// Builds the `LoadBalancer` of one upstream for any selection algorithm.
 struct Builder<'a> {
     name: &'a Arc<str>,
-    discovery: Arc<Static>,
+    discovery: Arc<dyn ServiceDiscovery>,
+    is_static: bool,
     config: &'a UpstreamConfig,
     hook: Option<HealthHook>,
 }
@@ -234,8 +244,12 @@ impl Builder<'_> {
                 lb.set_slow_start(slow);
             }
         }
-        // The static list is known now: install it without waiting for the first refresh.
-        lb.set_discovered(Discovered::new(self.discovery.get()));
+        if self.is_static {
+            // The list is known now: install it without waiting for the first refresh.
+            if let Some(Ok(found)) = self.discovery.discover().now_or_never() {
+                lb.set_discovered(found);
+            }
+        }
         lb
     }
 }

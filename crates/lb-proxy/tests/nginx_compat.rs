@@ -281,7 +281,7 @@ async fn ip_hash_maps_every_client_like_nginx() {
     let realip = "set_real_ip_from 127.0.0.1;\n    real_ip_header X-Real-IP;";
     let nginx = Nginx::start("ip_hash;", &list, realip).await;
     let config = Config::from_toml_str(&lb_toml("ip_hash", "", &list), "ip_hash.toml").unwrap();
-    let ours = Upstream::new("u", &config.upstreams["u"], None);
+    let ours = Upstream::new("u", &config.upstreams["u"], None).unwrap();
     let client = Client::builder(TokioExecutor::new()).build_http();
     let mut clients: Vec<IpAddr> = (0..800u32)
         .map(|i| {

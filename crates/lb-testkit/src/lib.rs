@@ -7,9 +7,14 @@
 //! every open connection, as a crashed server would; [`TestBackend::start_again`] binds the
 //! same port again.
 //!
+//! [`etcd::Etcd`] runs a real `etcd` (Debian package etcd-server) on free ports, and can kill
+//! and restart it on the same ports and data.
+//!
 //! Not published; used by the tests of the other crates.
 
 #![allow(clippy::unwrap_used, missing_docs)]
+
+pub mod etcd;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! watch stream is consumed (resumed by revision, and re-read after a compaction).
 #![allow(clippy::unwrap_used)]
 
-mod server;
+use lb_testkit::etcd as server;
 
 use std::time::Duration;
 

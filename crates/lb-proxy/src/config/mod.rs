@@ -25,10 +25,12 @@
 //! ```
 
 mod backends;
+mod discovery;
 mod duration;
 mod error;
 
 pub use backends::BackendList;
+pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
 
@@ -208,7 +210,12 @@ pub struct UpstreamConfig {
     #[serde(default = "default_min_percent")]
     pub slow_start_min_percent: Percent,
     /// The backends: `"host:port"` strings or `{ addr = "host:port", weight = N }` tables.
+    /// Either this or `discovery`.
+    #[serde(default)]
     pub backends: BackendList,
+    /// Where the backends come from when they are not listed: DNS, DNS SRV, etcd or a file.
+    #[serde(default)]
+    pub discovery: Option<Spanned<DiscoveryConfig>>,
     /// Active health checking; none when absent (every backend is always usable).
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
@@ -359,6 +366,7 @@ impl Config {
                 slow_start: None,
                 slow_start_min_percent: default_min_percent(),
                 backends,
+                discovery: None,
                 health_check: Some(HealthCheckConfig::default()),
                 connect_timeout: default_connect_timeout(),
             },
@@ -381,6 +389,33 @@ impl Config {
             ConfigError::at(origin, text, offset, key, message)
         };
         for (name, u) in &self.upstreams {
+            match (&u.discovery, u.backends.is_empty()) {
+                (None, true) => {
+                    let offset = text.find(&format!("[upstreams.{name}]")).unwrap_or(0);
+                    return Err(at(
+                        offset,
+                        format!("upstreams.{name}"),
+                        "needs `backends` or `discovery`".into(),
+                    ));
+                }
+                (Some(d), false) => {
+                    return Err(at(
+                        d.span().start,
+                        format!("upstreams.{name}.discovery"),
+                        "set either `backends` or `discovery`, not both".into(),
+                    ));
+                }
+                (Some(d), true) => {
+                    if let Err(message) = d.get_ref().check() {
+                        return Err(at(
+                            d.span().start,
+                            format!("upstreams.{name}.discovery"),
+                            message,
+                        ));
+                    }
+                }
+                (None, false) => {}
+            }
             let kind = u.selection.as_str();
             if let Some(k) = u.hash_key.as_ref().filter(|_| !u.selection.hashes_key()) {
                 let hint = if u.selection == SelectionKind::IpHash {

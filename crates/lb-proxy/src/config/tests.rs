@@ -242,3 +242,84 @@ fn slow_start_is_for_non_hashing_algorithms() {
         "{e}"
     );
 }
+
+const DISC: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+
+[upstreams.web]
+discovery = { kind = "dns", name = "app.internal", port = 8080, resolver = "tcp://127.0.0.1:5353", min_refresh = "2s", max_refresh = "1m" }
+
+[[routes]]
+upstream = "web"
+"#;
+
+#[test]
+fn discovery_kinds_parse_with_their_keys() {
+    let c = Config::from_toml_str(DISC, "lb.toml").unwrap();
+    let d = c.upstreams["web"].discovery.as_ref().unwrap().get_ref();
+    assert_eq!(d.kind, DiscoveryKind::Dns);
+    assert_eq!(d.resolver.unwrap().to_string(), "tcp://127.0.0.1:5353");
+    for table in [
+        r#"{ kind = "dns_srv", name = "_http._tcp.app.internal" }"#,
+        r#"{ kind = "etcd", endpoints = ["http://127.0.0.1:2379"], prefix = "/lb/web/" }"#,
+        r#"{ kind = "file", path = "/etc/lb/web.toml" }"#,
+        r#"{ kind = "static", backends = ["127.0.0.1:9001"] }"#,
+    ] {
+        let text = DISC.replace(
+            DISC.lines().nth(5).unwrap(),
+            &format!("discovery = {table}"),
+        );
+        Config::from_toml_str(&text, "lb.toml").unwrap_or_else(|e| panic!("{table}: {e}"));
+    }
+}
+
+#[test]
+fn discovery_mistakes_name_the_key() {
+    let line = DISC.lines().nth(5).unwrap();
+    let with = |table: &str| DISC.replace(line, &format!("discovery = {table}"));
+    let cases = [
+        (
+            r#"{ kind = "dns", name = "app" }"#,
+            "upstreams.web.discovery: kind = \"dns\" needs `port`",
+        ),
+        (
+            r#"{ kind = "etcd", endpoints = ["http://e:2379"], prefix = "/p/", port = 1 }"#,
+            "`port` does not apply to kind = \"etcd\"",
+        ),
+        (
+            r#"{ kind = "etcd", endpoints = [], prefix = "/p/" }"#,
+            "`endpoints` needs at least one URL",
+        ),
+        (
+            r#"{ kind = "etcd", endpoints = ["http://e:2379"], prefix = "" }"#,
+            "`prefix` must not be empty",
+        ),
+        (
+            r#"{ kind = "dns_srv", name = "x", min_refresh = "1m", max_refresh = "1s" }"#,
+            "`min_refresh` is longer than `max_refresh`",
+        ),
+        (
+            r#"{ kind = "dns", name = "a", port = 1, resolver = "ftp://1.2.3.4:53" }"#,
+            "unknown resolver scheme `ftp`",
+        ),
+        (r#"{ kind = "zookeeper" }"#, "unknown variant `zookeeper`"),
+        (
+            r#"{ kind = "file", path = "/x.toml", pth = "/y" }"#,
+            "unknown field `pth`",
+        ),
+    ];
+    for (table, want) in cases {
+        let e = err(&with(table));
+        assert!(e.starts_with("lb.toml:6:"), "{table}: {e}");
+        assert!(e.contains(want), "{table}: want {want:?} in {e}");
+    }
+    let both = DISC.replace("[[routes]]", "backends = [\"127.0.0.1:1\"]\n\n[[routes]]");
+    let e = err(&both);
+    assert!(
+        e.contains("set either `backends` or `discovery`, not both"),
+        "{e}"
+    );
+    let neither = DISC.replace(line, "");
+    assert!(err(&neither).contains("needs `backends` or `discovery`"));
+}

@@ -1,4 +1,4 @@
-//! A real etcd for the tests: the `etcd` binary (Debian package etcd-server) started on
+//! A real etcd for tests: the `etcd` binary (Debian package etcd-server) started on
 //! free loopback ports with a temporary data directory, killed and started again on the
 //! same ports and data to simulate a restart.
 
@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 
 /// One etcd member, running or stopped.
-pub(crate) struct Etcd {
+pub struct Etcd {
     binary: PathBuf,
     data: tempfile::TempDir,
     client_port: u16,
@@ -46,7 +46,7 @@ fn etcd_binary() -> PathBuf {
 
 impl Etcd {
     /// Starts a single-member cluster and waits until it answers.
-    pub(crate) async fn start() -> Self {
+    pub async fn start() -> Self {
         let mut this = Self {
             binary: etcd_binary(),
             data: tempfile::tempdir().unwrap(),
@@ -59,19 +59,19 @@ impl Etcd {
     }
 
     /// The client URL, `http://127.0.0.1:PORT`.
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
     /// Kills the process (SIGKILL: no graceful goodbye to watchers).
-    pub(crate) async fn kill(&mut self) {
+    pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
         }
     }
 
     /// Starts the process (again) on the same ports and data, and waits until it answers.
-    pub(crate) async fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
@@ -122,7 +122,7 @@ impl Etcd {
     }
 
     /// A client for the test's own writes.
-    pub(crate) async fn client(&self) -> Client {
+    pub async fn client(&self) -> Client {
         Client::connect([self.endpoint()], None).await.unwrap()
     }
 }
