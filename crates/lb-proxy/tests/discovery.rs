@@ -100,7 +100,7 @@ fn config(discovery: &str) -> String {
 }
 
 /// Adds `b2`, then removes `b0` gracefully, through `set`, under load.
-async fn add_and_remove<F, Fut>(h: &Harness, mut backends: Vec<TestBackend>, mut set: F)
+async fn add_and_remove<F, Fut>(h: &Harness, backends: &mut [TestBackend], mut set: F)
 where
     F: FnMut(Vec<SocketAddr>) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -146,17 +146,19 @@ async fn file_discovery_changes_under_load_lose_nothing() {
         path.display()
     )))
     .await;
-    add_and_remove(&h, backends, |addrs| {
+    let mut backends = backends;
+    add_and_remove(&h, &mut backends, |addrs| {
         write(addrs);
         async {}
     })
     .await;
+
     assert!(h.proxy.shutdown().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_discovery_changes_under_load_lose_nothing() {
-    let etcd = Etcd::start().await;
+    let mut etcd = Etcd::start().await;
     let backends = TestBackend::start_many(3).await;
     let mut client = etcd.client().await;
     let key = |a: &SocketAddr| format!("/lb/web/{a}");
@@ -171,7 +173,8 @@ async fn etcd_discovery_changes_under_load_lose_nothing() {
     let (h, _events) = Harness::start(&toml).await;
     let all: Vec<SocketAddr> = backends.iter().map(TestBackend::addr).collect();
     let registry = tokio::sync::Mutex::new(client);
-    add_and_remove(&h, backends, |want| {
+    let mut backends = backends;
+    add_and_remove(&h, &mut backends, |want| {
         let (all, registry, key) = (all.clone(), &registry, key);
         async move {
             let mut c = registry.lock().await;
@@ -187,5 +190,23 @@ async fn etcd_discovery_changes_under_load_lose_nothing() {
         }
     })
     .await;
+
+    // etcd goes away while traffic flows: the last good set keeps serving.
+    let load = Load::start(&h);
+    etcd.kill().await;
+    until_served(&backends[1], 100).await;
+    until_served(&backends[2], 100).await;
+    // It comes back (same ports and data); a change made now converges.
+    etcd.restart().await;
+    let mut client = etcd.client().await;
+    client.delete(key(&backends[1].addr()), None).await.unwrap();
+    until_set_is(&h, &[backends[2].addr()]).await;
+    backends[1].stop().await;
+    until_served(&backends[2], 100).await;
+    let (sent, failed) = load.finish().await;
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed across the etcd restart"
+    );
     assert!(h.proxy.shutdown().await);
 }
