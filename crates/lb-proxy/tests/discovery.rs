@@ -21,6 +21,7 @@ struct Load {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicUsize>,
     failed: Arc<AtomicUsize>,
+    first_failure: Arc<std::sync::OnceLock<String>>,
     tasks: JoinSet<()>,
 }
 
@@ -31,22 +32,31 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicUsize::new(0));
+        let first_failure = Arc::new(std::sync::OnceLock::new());
         let mut tasks = JoinSet::new();
         for _ in 0..2 {
             let (client, url) = (h.client.clone(), h.url("/"));
             let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+            let first_failure = first_failure.clone();
             tasks.spawn(async move {
                 for _ in 0..MAX {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let ok = match client.get(url.parse().unwrap()).await {
-                        Ok(resp) => resp.status() == 200,
-                        Err(_) => false,
+                    let outcome = match client.get(url.parse().unwrap()).await {
+                        Ok(resp) if resp.status() == 200 => Ok(()),
+                        Ok(resp) => {
+                            let status = resp.status();
+                            let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+                            let body = body.map(|b| b.to_bytes()).unwrap_or_default();
+                            Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+                        }
+                        Err(e) => Err(format!("client error: {e:?}")),
                     };
                     sent.fetch_add(1, Ordering::SeqCst);
-                    if !ok {
+                    if let Err(why) = outcome {
                         failed.fetch_add(1, Ordering::SeqCst);
+                        let _ = first_failure.set(why);
                     }
                 }
             });
@@ -55,17 +65,18 @@ impl Load {
             stop,
             sent,
             failed,
+            first_failure,
             tasks,
         }
     }
 
-    async fn finish(mut self) -> (usize, usize) {
+    /// Stops the loops; `(sent, failed, first failure)`.
+    async fn finish(mut self) -> (usize, usize, String) {
         self.stop.store(true, Ordering::SeqCst);
         while self.tasks.join_next().await.is_some() {}
-        (
-            self.sent.load(Ordering::SeqCst),
-            self.failed.load(Ordering::SeqCst),
-        )
+        let first = self.first_failure.get().cloned().unwrap_or_default();
+        let sent = self.sent.load(Ordering::SeqCst);
+        (sent, self.failed.load(Ordering::SeqCst), first)
     }
 }
 
@@ -83,6 +94,28 @@ async fn until_set_is(h: &Harness, want: &[SocketAddr]) {
         .await
         .expect("discovery did not converge within 15 s")
         .unwrap();
+}
+
+/// The proxy's own handle on the backend at `addr` (its in-flight count outlives removal).
+fn proxy_backend(h: &Harness, addr: SocketAddr) -> lb_core::Backend {
+    let set = h.proxy.upstream("web").unwrap().balancer().backends();
+    set.iter()
+        .find(|b| b.addr().as_inet() == Some(addr))
+        .cloned()
+        .unwrap()
+}
+
+/// The drain period of a graceful removal: waits (bounded) until no request the proxy has
+/// assigned to `b` is still on its way. Nothing signals it, so the count is polled.
+async fn drained(b: &lb_core::Backend) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while b.state().in_flight() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests still in flight to {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Waits (bounded) until `b` has served `more` requests beyond what it has now.
@@ -115,15 +148,20 @@ where
     until_set_is(h, &addrs).await;
     until_served(&backends[2], 50).await;
 
+    let leaving = proxy_backend(h, addrs[0]);
     set(addrs[1..].to_vec()).await; // remove b0 from discovery first...
     until_set_is(h, &addrs[1..]).await;
-    backends[0].stop().await; // ...then stop it
+    drained(&leaving).await;
+    backends[0].stop_gracefully().await; // ...then stop it, draining
     until_served(&backends[1], 100).await;
     until_served(&backends[2], 100).await;
 
-    let (sent, failed) = load.finish().await;
+    let (sent, failed, first) = load.finish().await;
     assert!(sent > 300, "load ran: {sent} requests");
-    assert_eq!(failed, 0, "{failed} of {sent} requests failed");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} requests failed; first: {first}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,14 +237,16 @@ async fn etcd_discovery_changes_under_load_lose_nothing() {
     // It comes back (same ports and data); a change made now converges.
     etcd.restart().await;
     let mut client = etcd.client().await;
+    let leaving = proxy_backend(&h, backends[1].addr());
     client.delete(key(&backends[1].addr()), None).await.unwrap();
     until_set_is(&h, &[backends[2].addr()]).await;
-    backends[1].stop().await;
+    drained(&leaving).await;
+    backends[1].stop_gracefully().await;
     until_served(&backends[2], 100).await;
-    let (sent, failed) = load.finish().await;
+    let (sent, failed, first) = load.finish().await;
     assert_eq!(
         failed, 0,
-        "{failed} of {sent} requests failed across the etcd restart"
+        "{failed} of {sent} requests failed across the etcd restart; first: {first}"
     );
     assert!(h.proxy.shutdown().await);
 }

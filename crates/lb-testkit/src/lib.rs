@@ -61,7 +61,16 @@ pub struct TestBackend {
     name: String,
     addr: SocketAddr,
     shared: Arc<Shared>,
-    running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    running: Option<(oneshot::Sender<Stop>, tokio::task::JoinHandle<()>)>,
+}
+
+/// How a backend stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Every connection dropped at once, as a crashed server.
+    Crash,
+    /// No new connections; requests in progress finish first, as a server draining on SIGTERM.
+    Graceful,
 }
 
 impl TestBackend {
@@ -104,26 +113,33 @@ impl TestBackend {
         let shared = self.shared.clone();
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
-            loop {
+            let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+            let mode = loop {
                 tokio::select! {
-                    _ = &mut stop_rx => break,
+                    mode = &mut stop_rx => break mode.unwrap_or(Stop::Crash),
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let name = name.clone();
                         let shared = shared.clone();
+                        let svc = hyper::service::service_fn(move |req| {
+                            handle(req, name.clone(), shared.clone())
+                        });
+                        let conn = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                            .into_owned();
+                        let conn = graceful.watch(conn);
                         conns.spawn(async move {
-                            let svc = hyper::service::service_fn(move |req| {
-                                handle(req, name.clone(), shared.clone())
-                            });
-                            let _ = auto::Builder::new(TokioExecutor::new())
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                .await;
+                            let _ = conn.await;
                         });
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 }
-            }
+            };
             drop(listener);
+            if mode == Stop::Graceful {
+                // Idle keep-alive connections close now; busy ones after their response.
+                let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+            }
             conns.shutdown().await;
         });
         self.running = Some((stop_tx, task));
@@ -172,10 +188,21 @@ impl TestBackend {
         self.shared.delay_ms.store(ms, Ordering::SeqCst);
     }
 
-    /// Closes the listener and drops every open connection; returns when the port is free.
+    /// Closes the listener and drops every open connection at once, as a crash would;
+    /// returns when the port is free.
     pub async fn stop(&mut self) {
+        self.stop_with(Stop::Crash).await;
+    }
+
+    /// Closes the listener and lets requests in progress finish (at most 10 s) before closing
+    /// their connections, as a server draining on SIGTERM; returns when the port is free.
+    pub async fn stop_gracefully(&mut self) {
+        self.stop_with(Stop::Graceful).await;
+    }
+
+    async fn stop_with(&mut self, mode: Stop) {
         if let Some((stop, task)) = self.running.take() {
-            let _ = stop.send(());
+            let _ = stop.send(mode);
             let _ = task.await;
         }
     }
