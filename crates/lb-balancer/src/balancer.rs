@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use futures_util::StreamExt;
 use lb_core::{monotonic_ms, Backend, BackendAddr, BackendSet, Health, InFlight};
 use lb_discovery::{Discovered, DiscoveryError, ServiceDiscovery, Static};
-use lb_health::{HealthCheck, HealthMonitor};
+use lb_health::{HealthCheck, HealthMonitor, Outcome, PassiveConfig, PassiveHealth, Schedule};
 use lb_selection::BackendSelection;
 use parking_lot::Mutex;
 use tokio::time::MissedTickBehavior;
@@ -53,6 +53,8 @@ pub struct LoadBalancer<S: BackendSelection> {
     config: S::Config,
     discovery: Arc<dyn ServiceDiscovery>,
     health: Option<HealthMonitor>,
+    schedule: Option<Schedule>,
+    passive: Option<Arc<PassiveHealth>>,
     initial_health: Health,
     slow_start: Option<SlowStart>,
     /// Serialises updates so two concurrent refreshes cannot interleave their merges.
@@ -107,6 +109,8 @@ impl<S: BackendSelection> LoadBalancer<S> {
             config,
             discovery,
             health: None,
+            schedule: None,
+            passive: None,
             initial_health: Health::Unknown,
             slow_start: None,
             update_lock: Mutex::new(()),
@@ -116,10 +120,46 @@ impl<S: BackendSelection> LoadBalancer<S> {
         }
     }
 
-    /// Checks backends with `check` (on [`health_check_frequency`](Self::health_check_frequency)
-    /// when [`run`](Self::run) drives it).
+    /// Checks backends with `check` (every [`health_check_frequency`](Self::health_check_frequency),
+    /// or on the [`set_health_schedule`](Self::set_health_schedule) schedule, when
+    /// [`run`](Self::run) drives it).
     pub fn set_health_check(&mut self, check: impl HealthCheck) {
-        self.health = Some(HealthMonitor::new(Arc::new(check)));
+        let monitor = HealthMonitor::new(Arc::new(check));
+        self.health = Some(match &self.passive {
+            Some(p) => monitor.with_passive(p.clone()),
+            None => monitor,
+        });
+    }
+
+    /// Schedules health checks per backend: interval, jitter, interval while unhealthy,
+    /// concurrency bound (see [`Schedule`]). Without it, checks run every
+    /// [`health_check_frequency`](Self::health_check_frequency) with the default jitter.
+    pub fn set_health_schedule(&mut self, schedule: Schedule) {
+        self.schedule = Some(schedule);
+    }
+
+    /// Ejects backends on the outcomes of real requests reported with
+    /// [`report`](Self::report) (nginx `max_fails`/`fail_timeout`, Envoy outlier detection);
+    /// see [`PassiveConfig`].
+    pub fn set_passive_health(&mut self, config: PassiveConfig) {
+        let passive = Arc::new(PassiveHealth::new(config));
+        passive.set_backends(&self.backends());
+        self.health = self.health.take().map(|m| m.with_passive(passive.clone()));
+        self.passive = Some(passive);
+    }
+
+    /// Records the outcome of one request to `backend` for passive health; a few relaxed
+    /// atomic operations, nothing when passive health is off.
+    #[inline]
+    pub fn report(&self, backend: &Backend, outcome: Outcome) {
+        if let Some(p) = &self.passive {
+            p.report(backend, outcome);
+        }
+    }
+
+    /// Passive health, when configured (ejection state, for status pages).
+    pub fn passive_health(&self) -> Option<&Arc<PassiveHealth>> {
+        self.passive.as_ref()
     }
 
     /// The health backends start in when discovery first reports them. The default,
@@ -255,6 +295,10 @@ impl<S: BackendSelection> LoadBalancer<S> {
         if let Some(monitor) = &self.health {
             monitor.retain(&next);
         }
+        if let Some(passive) = &self.passive {
+            // Membership first, so reports about new backends count from the first request.
+            passive.set_backends(&next);
+        }
         self.current.store(Arc::new(Snapshot {
             backends: next.clone(),
             selector,
@@ -309,14 +353,29 @@ impl<S: BackendSelection> LoadBalancer<S> {
     /// check in progress.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let discovery = self.follow_discovery();
-        let health = every(
-            self.health_check_frequency
-                .filter(|_| self.health.is_some()),
-            || self.run_health_check(),
-        );
+        let health = async {
+            let schedule = self.schedule.or_else(|| {
+                self.health_check_frequency
+                    .filter(|f| !f.is_zero())
+                    .map(Schedule::new)
+            });
+            if let (Some(monitor), Some(schedule)) = (&self.health, schedule) {
+                monitor
+                    .run(self.published.subscribe(), schedule, std::future::pending())
+                    .await;
+            }
+            std::future::pending::<()>().await;
+        };
+        let passive = async {
+            if let Some(p) = &self.passive {
+                p.run(self.published.subscribe(), std::future::pending())
+                    .await;
+            }
+            std::future::pending::<()>().await;
+        };
         tokio::select! {
             () = shutdown => {}
-            _ = futures_util::future::join(discovery, health) => {}
+            _ = futures_util::future::join3(discovery, health, passive) => {}
         }
     }
 }

@@ -49,4 +49,5 @@ mod slow_start;
 
 pub use balancer::{LoadBalancer, SetChange};
 pub use lb_core::{Backend, BackendSet, Health, InFlight};
+pub use lb_health::{Outcome, PassiveConfig, Schedule};
 pub use slow_start::{InvalidSlowStart, SlowStart};

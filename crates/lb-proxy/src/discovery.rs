@@ -17,14 +17,29 @@ use lb_discovery::{Discovered, DiscoveryError, DiscoveryStream, ServiceDiscovery
 use crate::config::{DiscoveryConfig, DiscoveryKind, UpstreamConfig};
 use crate::connector;
 
-/// Why an upstream's discovery source could not be built.
+/// Why an upstream could not be built from its configuration (its discovery source or its
+/// health check): a file that cannot be read, an invalid name, a bad pattern.
 #[derive(Debug, thiserror::Error)]
-#[error("upstream `{upstream}`: cannot build its {kind} discovery")]
+#[error("upstream `{upstream}`: cannot build its {what}")]
 pub struct SourceError {
     upstream: String,
-    kind: &'static str,
+    what: &'static str,
     #[source]
     source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SourceError {
+    pub(crate) fn new(
+        upstream: &str,
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            upstream: upstream.to_owned(),
+            what,
+            source: source.into(),
+        }
+    }
 }
 
 /// A configured backend with its metadata: the configuration order (nginx's hash and
@@ -61,12 +76,8 @@ pub(crate) fn source(
     let Some(d) = config.discovery.as_ref().map(|d| d.get_ref()) else {
         return Ok((Arc::new(Static::default()), true));
     };
-    let err = |kind: &'static str| {
-        move |e: Box<dyn std::error::Error + Send + Sync>| SourceError {
-            upstream: name.to_owned(),
-            kind,
-            source: e,
-        }
+    let err = |what: &'static str| {
+        move |e: Box<dyn std::error::Error + Send + Sync>| SourceError::new(name, what, e)
     };
     let dynamic: Arc<dyn ServiceDiscovery> = match d.kind {
         DiscoveryKind::Dns | DiscoveryKind::DnsSrv => {
@@ -77,18 +88,18 @@ pub(crate) fn source(
             } else {
                 Dns::srv_with(dns_name, &cfg)
             };
-            Arc::new(dns.map_err(|e| err("DNS")(e.into()))?)
+            Arc::new(dns.map_err(|e| err("DNS discovery")(e.into()))?)
         }
         DiscoveryKind::Etcd => {
             let cfg = EtcdConfig::new(
                 d.endpoints.clone().unwrap_or_default(),
                 d.prefix.clone().unwrap_or_default(),
             );
-            Arc::new(Etcd::new(cfg).map_err(|e| err("etcd")(e.into()))?)
+            Arc::new(Etcd::new(cfg).map_err(|e| err("etcd discovery")(e.into()))?)
         }
         DiscoveryKind::File => {
             let path = d.path.clone().unwrap_or_default();
-            Arc::new(File::new(path).map_err(|e| err("file")(e.into()))?)
+            Arc::new(File::new(path).map_err(|e| err("file discovery")(e.into()))?)
         }
         DiscoveryKind::Static => Arc::new(Static::default()),
     };

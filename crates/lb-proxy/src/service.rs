@@ -11,6 +11,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use lb_health::Outcome;
+
 use crate::body::ProxyBody;
 use crate::connector::{self, Connector, UpstreamAuthority};
 use crate::headers;
@@ -104,6 +106,9 @@ pub(crate) async fn handle(
         .await
     {
         Ok(resp) => {
+            upstream
+                .balancer()
+                .report(guard.backend(), Outcome::Status(resp.status().as_u16()));
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             Ok(Response::from_parts(
@@ -112,6 +117,12 @@ pub(crate) async fn handle(
             ))
         }
         Err(error) => {
+            let outcome = if error.is_connect() {
+                Outcome::ConnectFailure
+            } else {
+                Outcome::Error
+            };
+            upstream.balancer().report(guard.backend(), outcome);
             tracing::debug!(
                 upstream = upstream.name(),
                 backend = %guard.backend(),

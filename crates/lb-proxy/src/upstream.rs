@@ -9,13 +9,18 @@ use http::request::Parts;
 use lb_balancer::{LoadBalancer, SlowStart};
 use lb_core::InFlight;
 use lb_discovery::ServiceDiscovery;
-use lb_health::{CheckParams, HealthCheck, HealthCheckExt, StatusChange, TcpHealthCheck};
+use lb_health::{
+    CheckParams, HealthCheck, HealthCheckExt, HttpHealthCheck, Schedule, StatusChange,
+    TcpHealthCheck, TlsConfig, TlsHealthCheck,
+};
 use lb_selection::{
     BackendSelection, Consistent, ConsistentConfig, FnvHash, IpHash, LeastConn, Maglev,
     MaglevConfig, NginxHash, P2c, Random, RoundRobin, DEFAULT_TABLE_SIZE,
 };
 
-use crate::config::{HealthCheckKind, SelectionKind, UpstreamConfig};
+use crate::config::{
+    HealthCheckConfig, HealthCheckKind, PositiveDuration, SelectionKind, UpstreamConfig,
+};
 use crate::discovery::{self, SourceError};
 use crate::hash_key::{self, HashKey};
 
@@ -79,6 +84,12 @@ impl Balancer {
         each!(self, lb => lb.update().await)
     }
 
+    /// Records the outcome of one request for passive health; see [`LoadBalancer::report`].
+    #[inline]
+    pub fn report(&self, backend: &lb_core::Backend, outcome: lb_health::Outcome) {
+        each!(self, lb => lb.report(backend, outcome))
+    }
+
     /// Runs one round of health checks now (also driven by the background task).
     pub async fn run_health_check(&self) {
         each!(self, lb => lb.run_health_check().await)
@@ -139,16 +150,16 @@ impl Upstream {
             hook,
         };
         let balancer = match config.selection {
-            SelectionKind::RoundRobin => Balancer::RoundRobin(b.build(())),
-            SelectionKind::Random => Balancer::Random(b.build(())),
-            SelectionKind::P2c => Balancer::P2c(b.build(())),
-            SelectionKind::LeastConn => Balancer::LeastConn(b.build(())),
-            SelectionKind::Fnv => Balancer::Fnv(b.build(())),
-            SelectionKind::Hash => Balancer::Hash(b.build(())),
-            SelectionKind::IpHash => Balancer::IpHash(b.build(())),
+            SelectionKind::RoundRobin => Balancer::RoundRobin(b.build(())?),
+            SelectionKind::Random => Balancer::Random(b.build(())?),
+            SelectionKind::P2c => Balancer::P2c(b.build(())?),
+            SelectionKind::LeastConn => Balancer::LeastConn(b.build(())?),
+            SelectionKind::Fnv => Balancer::Fnv(b.build(())?),
+            SelectionKind::Hash => Balancer::Hash(b.build(())?),
+            SelectionKind::IpHash => Balancer::IpHash(b.build(())?),
             SelectionKind::Consistent => Balancer::Consistent(b.build(ConsistentConfig {
                 balance_factor: factor,
-            })),
+            })?),
             SelectionKind::Maglev => Balancer::Maglev(
                 b.build(MaglevConfig {
                     table_size: config
@@ -156,7 +167,7 @@ impl Upstream {
                         .as_ref()
                         .map_or(DEFAULT_TABLE_SIZE, |t| t.get_ref().0),
                     balance_factor: factor,
-                }),
+                })?,
             ),
         };
         let key = match config.selection {
@@ -221,19 +232,26 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn build<S: BackendSelection>(self, selection: S::Config) -> LoadBalancer<S> {
+    fn build<S: BackendSelection>(
+        self,
+        selection: S::Config,
+    ) -> Result<LoadBalancer<S>, SourceError> {
         let mut lb = LoadBalancer::<S>::with_config(self.discovery.clone(), selection);
+        if let Some(p) = &self.config.passive {
+            lb.set_passive_health(p.get_ref().to_passive());
+        }
         if let Some(hc) = &self.config.health_check {
+            let hc = hc.get_ref();
             lb.set_initial_health(hc.initial.into());
-            let params = CheckParams {
-                rise: hc.rise,
-                fall: hc.fall,
-                timeout: hc.timeout.get(),
-            };
-            let check = match hc.kind {
-                HealthCheckKind::Tcp => TcpHealthCheck::new(params),
-            };
+            let check = health_check(self.name, hc)?;
             lb.set_health_check(with_hook(check, self.name.clone(), self.hook));
+            let mut schedule = Schedule::new(hc.interval.get());
+            schedule.jitter = hc.jitter.0;
+            schedule.unhealthy_interval = hc.unhealthy_interval.map(PositiveDuration::get);
+            if let Some(n) = hc.max_concurrency {
+                schedule.max_concurrency = n.get() as usize;
+            }
+            lb.set_health_schedule(schedule);
             lb.health_check_frequency = Some(hc.interval.get());
         }
         if let Some(window) = &self.config.slow_start {
@@ -250,12 +268,98 @@ impl Builder<'_> {
                 lb.set_discovered(found);
             }
         }
-        lb
+        Ok(lb)
     }
 }
 
+/// The active check an upstream's `health_check` table describes.
+fn health_check(
+    upstream: &str,
+    hc: &HealthCheckConfig,
+) -> Result<Arc<dyn HealthCheck>, SourceError> {
+    let params = CheckParams {
+        rise: hc.rise,
+        fall: hc.fall,
+        timeout: hc.timeout.get(),
+    };
+    let tls = if hc.uses_tls() {
+        let mut b = TlsConfig::builder();
+        if hc.verify == Some(false) {
+            b = b.dangerous_accept_any_certificate();
+        } else if let Some(ca) = &hc.ca_file {
+            b = b.ca_file(ca.clone());
+        } else {
+            b = b.system_roots();
+        }
+        if let (Some(cert), Some(key)) = (&hc.client_cert, &hc.client_key) {
+            b = b.client_cert_files(cert, key);
+        }
+        if let Some(alpn) = &hc.alpn {
+            b = b.alpn(alpn.iter().map(|p| p.as_bytes().to_vec()));
+        }
+        if let Some(sni) = &hc.sni {
+            b = b.server_name(sni.clone());
+        }
+        Some(
+            b.build()
+                .map_err(|e| SourceError::new(upstream, "TLS health check", e))?,
+        )
+    } else {
+        None
+    };
+    Ok(match hc.kind {
+        HealthCheckKind::Tcp => Arc::new(TcpHealthCheck::new(params)),
+        HealthCheckKind::Tls => {
+            let tls = tls
+                .ok_or_else(|| SourceError::new(upstream, "TLS health check", "no TLS settings"))?;
+            let mut check = TlsHealthCheck::new(params, tls);
+            if let Some(port) = hc.port {
+                check = check.port(port);
+            }
+            Arc::new(check)
+        }
+        HealthCheckKind::Http => {
+            let mut b = HttpHealthCheck::builder(params);
+            if let Some(m) = &hc.method {
+                b = b.method(m.clone());
+            }
+            if let Some(p) = &hc.path {
+                b = b.path(p.clone());
+            }
+            if let Some(h) = &hc.host {
+                b = b.host(h.clone());
+            }
+            for (name, value) in hc.headers.iter().flatten() {
+                b = b.header(name.clone(), value.clone());
+            }
+            if let Some(s) = hc.expect_status {
+                b = b.expect_status(s.0);
+            }
+            if let Some(text) = &hc.expect_body {
+                b = b.expect_body_contains(text.clone());
+            }
+            if let Some(re) = &hc.expect_body_regex {
+                b = b.expect_body_regex(re);
+            }
+            if let Some(reuse) = hc.reuse_connection {
+                b = b.reuse_connection(reuse);
+            }
+            if let Some(port) = hc.port {
+                b = b.port(port);
+            }
+            if let Some(tls) = tls {
+                b = b.tls(tls);
+            }
+            Arc::new(
+                b.build()
+                    .map_err(|e| SourceError::new(upstream, "HTTP health check", e))?,
+            )
+        }
+    })
+}
+
 fn with_hook(
-    check: impl HealthCheck,
+    check: Arc<dyn HealthCheck>,
     upstream: Arc<str>,
     hook: Option<HealthHook>,
 ) -> impl HealthCheck {

@@ -309,3 +309,64 @@ async fn pushed_discovery_changes_are_installed_as_they_arrive() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn passive_health_ejects_on_reported_failures() {
+    // Passive health configured before the set is known, as lb-proxy does.
+    let discovery = Arc::new(Static::new(set(&[
+        "10.0.0.1:80",
+        "10.0.0.2:80",
+        "10.0.0.3:80",
+    ])));
+    let mut lb = LoadBalancer::<RoundRobin>::from_discovery(discovery);
+    let mut cfg = crate::PassiveConfig::default();
+    cfg.consecutive_5xx = std::num::NonZeroU32::new(3);
+    cfg.max_ejection_percent = 50;
+    lb.set_passive_health(cfg);
+    lb.update().await.unwrap();
+    let bad = lb.backends()[1].clone();
+    for _ in 0..3 {
+        lb.report(&bad, crate::Outcome::Status(502));
+    }
+    assert!(bad.state().is_ejected(), "ejected after three 5xx");
+    for _ in 0..6 {
+        assert_ne!(lb.select(b"", 8).unwrap().backend(), &bad);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ejected_backends_return_when_their_time_is_over() {
+    let discovery = Arc::new(Static::new(set(&[
+        "10.0.0.1:80",
+        "10.0.0.2:80",
+        "10.0.0.3:80",
+    ])));
+    let mut lb = LoadBalancer::<RoundRobin>::from_discovery(discovery);
+    let mut cfg = crate::PassiveConfig::default();
+    cfg.consecutive_5xx = std::num::NonZeroU32::new(1);
+    cfg.base_ejection_time = Duration::from_millis(300);
+    cfg.max_ejection_percent = 50;
+    lb.set_passive_health(cfg);
+    lb.update().await.unwrap();
+    let lb = Arc::new(lb);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let lb = lb.clone();
+        async move {
+            lb.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    tokio::task::yield_now().await;
+    let bad = lb.backends()[0].clone();
+    lb.report(&bad, crate::Outcome::Status(500));
+    assert!(bad.state().is_ejected());
+    tokio::time::sleep(Duration::from_millis(299)).await;
+    assert!(bad.state().is_ejected(), "still out before its time");
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert!(!bad.state().is_ejected(), "back when its time is over");
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

@@ -28,11 +28,15 @@ mod backends;
 mod discovery;
 mod duration;
 mod error;
+mod health;
 
 pub use backends::BackendList;
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
+pub use health::{
+    HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
+};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,7 +44,6 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
-use lb_core::Health;
 use lb_selection::{is_prime, BalanceFactor, MAX_TABLE_SIZE};
 
 use crate::hash_key::HashKey;
@@ -218,7 +221,10 @@ pub struct UpstreamConfig {
     pub discovery: Option<Spanned<DiscoveryConfig>>,
     /// Active health checking; none when absent (every backend is always usable).
     #[serde(default)]
-    pub health_check: Option<HealthCheckConfig>,
+    pub health_check: Option<Spanned<HealthCheckConfig>>,
+    /// Passive health: ejection on the outcomes of real requests; none when absent.
+    #[serde(default)]
+    pub passive: Option<Spanned<PassiveHealthConfig>>,
     /// How long to wait for a TCP connection to a backend.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: PositiveDuration,
@@ -238,89 +244,6 @@ where
         return Err(serde::de::Error::custom("needs at least one address"));
     }
     Ok(v)
-}
-
-/// The kind of active health check.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum HealthCheckKind {
-    /// A TCP connection opens within the timeout.
-    #[default]
-    Tcp,
-}
-
-/// The initial health of backends, before their first check.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InitialHealth {
-    /// Usable at once; the first check result decides (and is reported as a transition).
-    #[default]
-    Unknown,
-    /// Healthy until `fall` checks fail.
-    Healthy,
-    /// No traffic until `rise` checks pass.
-    Unhealthy,
-}
-
-impl From<InitialHealth> for Health {
-    fn from(value: InitialHealth) -> Self {
-        match value {
-            InitialHealth::Unknown => Health::Unknown,
-            InitialHealth::Healthy => Health::Healthy,
-            InitialHealth::Unhealthy => Health::Unhealthy,
-        }
-    }
-}
-
-/// `[upstreams.NAME.health_check]`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthCheckConfig {
-    /// What to check.
-    #[serde(default)]
-    pub kind: HealthCheckKind,
-    /// Time between checks of one backend.
-    #[serde(default = "default_interval")]
-    pub interval: PositiveDuration,
-    /// How long one check may take.
-    #[serde(default = "default_timeout")]
-    pub timeout: PositiveDuration,
-    /// Consecutive passes that make an unhealthy backend healthy.
-    #[serde(default = "default_rise")]
-    pub rise: NonZeroU32,
-    /// Consecutive failures that make a healthy backend unhealthy.
-    #[serde(default = "default_fall")]
-    pub fall: NonZeroU32,
-    /// Health of a backend before its first check.
-    #[serde(default)]
-    pub initial: InitialHealth,
-}
-
-fn default_interval() -> PositiveDuration {
-    PositiveDuration(Duration::from_secs(1))
-}
-fn default_timeout() -> PositiveDuration {
-    PositiveDuration(Duration::from_secs(1))
-}
-fn default_rise() -> NonZeroU32 {
-    NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN)
-}
-fn default_fall() -> NonZeroU32 {
-    NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN)
-}
-
-impl Default for HealthCheckConfig {
-    fn default() -> Self {
-        Self {
-            kind: HealthCheckKind::Tcp,
-            interval: default_interval(),
-            timeout: default_timeout(),
-            rise: default_rise(),
-            fall: default_fall(),
-            initial: InitialHealth::Unknown,
-        }
-    }
 }
 
 /// `[[routes]]`: which upstream a request goes to.
@@ -367,7 +290,8 @@ impl Config {
                 slow_start_min_percent: default_min_percent(),
                 backends,
                 discovery: None,
-                health_check: Some(HealthCheckConfig::default()),
+                health_check: Some(Spanned::new(0..0, HealthCheckConfig::default())),
+                passive: None,
                 connect_timeout: default_connect_timeout(),
             },
         );
@@ -389,6 +313,24 @@ impl Config {
             ConfigError::at(origin, text, offset, key, message)
         };
         for (name, u) in &self.upstreams {
+            if let Some(hc) = &u.health_check {
+                if let Err(message) = hc.get_ref().check() {
+                    return Err(at(
+                        hc.span().start,
+                        format!("upstreams.{name}.health_check"),
+                        message,
+                    ));
+                }
+            }
+            if let Some(p) = &u.passive {
+                if let Err(message) = p.get_ref().check() {
+                    return Err(at(
+                        p.span().start,
+                        format!("upstreams.{name}.passive"),
+                        message,
+                    ));
+                }
+            }
             match (&u.discovery, u.backends.is_empty()) {
                 (None, true) => {
                     let offset = text.find(&format!("[upstreams.{name}]")).unwrap_or(0);

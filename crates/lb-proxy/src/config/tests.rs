@@ -34,7 +34,7 @@ fn the_documented_example_loads() {
     assert_eq!(web.backends.len(), 3);
     assert_eq!(web.backends[1].weight().get(), 2);
     assert_eq!(web.backends[2].name(), "[::1]:9003");
-    let hc = web.health_check.as_ref().unwrap();
+    let hc = web.health_check.as_ref().unwrap().get_ref();
     assert_eq!(hc.timeout.get(), Duration::from_millis(500));
     assert_eq!((hc.rise.get(), hc.fall.get()), (2, 3));
     assert_eq!(c.server.grace_period.get(), Duration::from_secs(10));
@@ -322,4 +322,84 @@ fn discovery_mistakes_name_the_key() {
     );
     let neither = DISC.replace(line, "");
     assert!(err(&neither).contains("needs `backends` or `discovery`"));
+}
+
+#[test]
+fn health_check_kinds_take_their_keys() {
+    let http = GOOD.replace(
+        "kind = \"tcp\"",
+        "kind = \"http\"\npath = \"/healthz\"\nmethod = \"HEAD\"\nhost = \"app\"\nexpect_status = \"2xx,404\"\n\
+         expect_body = \"ok\"\nreuse_connection = true\ntls = true\nsni = \"app.internal\"\nunhealthy_interval = \"5s\"\njitter = 0.2\n\
+         headers = { x-probe = \"lb\" }",
+    );
+    let c = Config::from_toml_str(&http, "lb.toml").unwrap();
+    let hc = c.upstreams["web"].health_check.as_ref().unwrap().get_ref();
+    assert_eq!(hc.kind, HealthCheckKind::Http);
+    assert!(hc.uses_tls());
+    assert_eq!(hc.expect_status.unwrap().0.to_string(), "2xx,404");
+    let tls = GOOD.replace(
+        "kind = \"tcp\"",
+        "kind = \"tls\"\nalpn = [\"h2\"]\nverify = false\nport = 8443",
+    );
+    Config::from_toml_str(&tls, "lb.toml").unwrap();
+}
+
+#[test]
+fn health_check_keys_of_other_kinds_are_refused_at_the_table() {
+    let cases = [
+        (
+            "kind = \"tcp\"\npath = \"/\"",
+            "`path` applies to kind = \"http\" only, not \"tcp\"",
+        ),
+        (
+            "kind = \"http\"\nsni = \"x\"",
+            "`sni` applies to TLS checks only",
+        ),
+        (
+            "kind = \"tls\"\nclient_cert = \"/c.pem\"",
+            "`client_cert` and `client_key` go together",
+        ),
+        (
+            "kind = \"tls\"\nverify = false\nca_file = \"/ca.pem\"",
+            "`verify = false` ignores `ca_file`",
+        ),
+        (
+            "kind = \"http\"\nexpect_status = \"2xx,7xx\"",
+            "upstreams.web.health_check.expect_status",
+        ),
+        ("kind = \"http\"\njitter = 2.0", "jitter is a fraction"),
+    ];
+    for (keys, want) in cases {
+        let e = err(&GOOD.replace("kind = \"tcp\"", keys));
+        assert!(e.starts_with("lb.toml:"), "{e}");
+        assert!(e.contains(want), "{keys}: want {want:?} in {e}");
+    }
+}
+
+#[test]
+fn passive_health_needs_a_trigger() {
+    let with = |table: &str| {
+        GOOD.replace(
+            "[[routes]]",
+            &format!("[upstreams.web.passive]\n{table}\n\n[[routes]]"),
+        )
+    };
+    let c = Config::from_toml_str(
+        &with(
+            "max_fails = 3\nfail_timeout = \"10s\"\nconsecutive_5xx = 5\nmax_ejection_percent = 50",
+        ),
+        "lb.toml",
+    )
+    .unwrap();
+    let p = c.upstreams["web"]
+        .passive
+        .as_ref()
+        .unwrap()
+        .get_ref()
+        .to_passive();
+    assert_eq!(p.max_ejection_percent, 50);
+    let e = err(&with("fail_timeout = \"10s\""));
+    assert!(e.contains("upstreams.web.passive: set `max_fails`"), "{e}");
+    let e = err(&with("max_fails = 1\nmax_ejection_percent = 150"));
+    assert!(e.contains("percentage"), "{e}");
 }
