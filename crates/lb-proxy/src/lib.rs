@@ -16,6 +16,7 @@
 pub mod config;
 pub mod demo;
 pub mod hash_key;
+pub mod notify;
 pub mod signals;
 
 mod body;

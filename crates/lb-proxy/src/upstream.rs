@@ -244,7 +244,8 @@ impl Builder<'_> {
             let hc = hc.get_ref();
             lb.set_initial_health(hc.initial.into());
             let check = health_check(self.name, hc)?;
-            lb.set_health_check(with_hook(check, self.name.clone(), self.hook));
+            let notifier = hc.on_change.as_ref().map(crate::notify::Notifier::new);
+            lb.set_health_check(with_hook(check, self.name.clone(), self.hook, notifier));
             let mut schedule = Schedule::new(hc.interval.get());
             schedule.jitter = hc.jitter.0;
             schedule.unhealthy_interval = hc.unhealthy_interval.map(PositiveDuration::get);
@@ -362,10 +363,14 @@ fn with_hook(
     check: Arc<dyn HealthCheck>,
     upstream: Arc<str>,
     hook: Option<HealthHook>,
+    notifier: Option<crate::notify::Notifier>,
 ) -> impl HealthCheck {
     check.on_status_change(move |change| {
         if let Some(hook) = &hook {
             hook(&upstream, change);
+        }
+        if let Some(notifier) = &notifier {
+            notifier.notify(&upstream, change);
         }
     })
 }

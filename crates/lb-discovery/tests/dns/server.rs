@@ -41,9 +41,19 @@ impl DnsServer {
             1, // negative answers may be cached for 1 s at most
         );
         assert!(zone.upsert_mut(Record::from_rdata(origin, 1, RData::SOA(soa)), 1));
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = socket.local_addr().unwrap();
-        let listener = TcpListener::bind(addr).await.unwrap();
+        // A free UDP port whose TCP twin is free too (another process may hold it): retry.
+        let mut attempts = 0;
+        let (socket, addr, listener) = loop {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = socket.local_addr().unwrap();
+            match TcpListener::bind(addr).await {
+                Ok(listener) => break (socket, addr, listener),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 50 => {
+                    attempts += 1
+                }
+                Err(e) => panic!("cannot bind TCP {addr}: {e}"),
+            }
+        };
         let mut this = Self {
             zone: Arc::new(zone),
             addr,

@@ -165,6 +165,10 @@ pub struct HealthCheckConfig {
     /// At most this many checks of the upstream run at once (default 256).
     #[serde(default)]
     pub max_concurrency: Option<NonZeroU32>,
+    /// Operator hooks run on every transition (a webhook and/or a command); see
+    /// [`crate::notify`].
+    #[serde(default)]
+    pub on_change: Option<crate::notify::OnChangeConfig>,
 }
 
 fn default_interval() -> PositiveDuration {
@@ -211,6 +215,7 @@ impl Default for HealthCheckConfig {
             client_key: None,
             alpn: None,
             max_concurrency: None,
+            on_change: None,
         }
     }
 }
