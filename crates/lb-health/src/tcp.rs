@@ -13,7 +13,10 @@ use crate::{CheckFailure, CheckParams, HealthCheck};
 
 /// A backend is healthy when a connection to it opens within the timeout.
 ///
-/// Works for TCP and Unix domain socket backends. The connection is closed at once.
+/// Works for TCP and Unix domain socket backends. The connection is closed at once, with a
+/// reset (`SO_LINGER` 0) rather than a FIN, as HAProxy closes its checks: a FIN would leave
+/// one `TIME_WAIT` socket per check on the checking host (about 100,000 for 10,000 backends
+/// checked every second, near the kernel's limit), and the reset is cheaper for both ends.
 #[derive(Clone, Debug, Default)]
 pub struct TcpHealthCheck {
     params: CheckParams,
@@ -30,7 +33,10 @@ impl TcpHealthCheck {
 impl HealthCheck for TcpHealthCheck {
     async fn check(&self, backend: &Backend) -> Result<(), CheckFailure> {
         match backend.addr() {
-            BackendAddr::Inet(addr) => TcpStream::connect(addr).await.map(drop),
+            BackendAddr::Inet(addr) => TcpStream::connect(addr).await.map(|stream| {
+                // Best effort: without it the close is an ordinary FIN.
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+            }),
             BackendAddr::Unix(path) => UnixStream::connect(path).await.map(drop),
         }
         .map_err(CheckFailure::Connect)
