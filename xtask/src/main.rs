@@ -8,6 +8,9 @@
 //! `cargo xtask ci` is the one gate: the same command runs locally and in CI
 //! (via `.ci/run`).
 
+mod bench;
+mod bench_health;
+mod bench_peers;
 mod ci;
 mod cmd;
 
@@ -18,8 +21,16 @@ const USAGE: &str = "\
 Usage: cargo xtask <TASK>
 
 Tasks:
-  ci      Run the CI gate: fmt, clippy, tests, doc (stops at the first failure)
-  help    Show this message
+  ci                    Run the CI gate: fmt, clippy, tests, doc (stops at the first failure)
+  bench [FILTER]        Run the criterion benches of lb-selection and lb-balancer and
+                        print the median tables (not part of ci); `bench --report`
+                        reprints the tables of the last run
+  bench-peers [FILTER]  Compare selection with pingora-load-balancing in one run and print
+                        the ratio table (not part of ci; builds bench/pingora-compare,
+                        needs cmake); `bench-peers --report` reprints the last table
+  bench-health [ARGS]   Measure TCP health checks of 10,000 loopback backends at 1s (CPU,
+                        peak RSS, lateness; 3 runs and the median; not part of ci)
+  help                  Show this message
 ";
 
 fn main() -> ExitCode {
@@ -30,6 +41,9 @@ fn main() -> ExitCode {
     // module here, and a line in `USAGE`.
     let result = match args.as_slice() {
         ["ci"] => ci::run(),
+        ["bench", args @ ..] => bench::run(args),
+        ["bench-peers", args @ ..] => bench_peers::run(args),
+        ["bench-health", args @ ..] => bench_health::run(args),
         ["help" | "--help" | "-h"] => {
             cmd::echo(USAGE.trim_end());
             Ok(())

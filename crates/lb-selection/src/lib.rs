@@ -101,17 +101,17 @@
 //! # Ok::<(), lb_core::Error>(())
 //! ```
 
-mod bounded;
-mod candidates;
-mod fnv;
+pub mod bounded;
+pub mod candidates;
+pub mod fnv;
 mod hashing;
-mod ketama;
-mod least_conn;
-mod maglev;
-mod nginx_hash;
-mod p2c;
-mod random;
-mod round_robin;
+pub mod ketama;
+pub mod least_conn;
+pub mod maglev;
+pub mod nginx_hash;
+pub mod p2c;
+pub mod random;
+pub mod round_robin;
 mod weighted;
 
 pub use bounded::{BalanceFactor, InvalidBalanceFactor};

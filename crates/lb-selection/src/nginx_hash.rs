@@ -2,7 +2,7 @@
 //! users migrating sticky mappings they cannot break.
 //!
 //! Both pick a point in the weighted list of servers **in configuration order** (attach
-//! [`ConfigOrder`] metadata to the backends; without it the set order is used) and, when
+//! [`ConfigOrder`](lb_core::ConfigOrder) metadata to the backends; without it the set order is used) and, when
 //! that server is unusable, compute a new point and try again, at most 20 times more, as
 //! `ngx_http_upstream_hash_module.c` and `ngx_http_upstream_ip_hash_module.c` do:
 //!
