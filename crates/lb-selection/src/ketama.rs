@@ -27,8 +27,9 @@
 use lb_core::{Backend, BackendSet};
 
 use crate::bounded::{BalanceFactor, Bound};
-use crate::candidates::{Candidates, Preference, WalkOrPicks};
+use crate::candidates::{Candidates, WalkOrPicks};
 use crate::hashing::crc32;
+use crate::walk::CyclicWalk;
 use crate::{BackendSelection, RoundRobin};
 
 /// Points per unit of weight, as nginx.
@@ -127,17 +128,9 @@ impl BackendSelection for Consistent {
     }
 
     #[inline]
-    fn iter<'a>(&'a self, key: &[u8]) -> Self::Iter<'a> {
-        let walk = RingWalk {
-            points: &self.points,
-            pos: 0,
-            left: 0,
-            bound: None,
-            scan_start: 0,
-            scanned: usize::MAX,
-        };
+    fn iter<'a>(&'a self, key: &'a [u8]) -> Self::Iter<'a> {
         if self.points.is_empty() {
-            return Candidates::empty(WalkOrPicks::Walk(walk));
+            return Candidates::empty(WalkOrPicks::Walk(CyclicWalk::empty(&self.points)));
         }
         if key.is_empty() {
             if let Some((picks, steps, rest)) = self.rr.picks() {
@@ -150,54 +143,13 @@ impl BackendSelection for Consistent {
             .config
             .balance_factor
             .map(|f| Bound::new(&self.backends, f, self.total_weight));
-        let walk = RingWalk {
-            points: &self.points,
-            pos,
-            left: self.points.len(),
-            bound,
-            scan_start: rest,
-            scanned: 0,
-        };
+        let walk = CyclicWalk::new(&self.points, pos, self.points.len(), bound, rest);
         Candidates::new(&self.backends, WalkOrPicks::Walk(walk), usize::MAX, rest)
     }
 }
 
 /// The walk along the ring from a key's point: one pass at most.
-#[derive(Debug)]
-pub struct RingWalk<'a> {
-    points: &'a [(u32, u32)],
-    pos: usize,
-    left: usize,
-    bound: Option<Bound<'a>>,
-    /// With a bound: after the walk, the set is scanned from `scan_start` for backends with
-    /// room, so a hot key never lands on a full backend while another has room.
-    scan_start: usize,
-    scanned: usize,
-}
-
-impl Preference for RingWalk<'_> {
-    #[inline]
-    fn next_index(&mut self) -> Option<usize> {
-        while self.left > 0 {
-            self.left -= 1;
-            let i = self.points[self.pos].1 as usize;
-            self.pos = (self.pos + 1) % self.points.len();
-            if self.bound.as_ref().is_none_or(|b| b.accepts(i)) {
-                return Some(i);
-            }
-        }
-        let bound = self.bound.as_ref()?;
-        let n = bound.len();
-        while self.scanned < n {
-            let i = (self.scan_start + self.scanned) % n;
-            self.scanned += 1;
-            if bound.accepts(i) {
-                return Some(i);
-            }
-        }
-        None
-    }
-}
+pub type RingWalk<'a> = CyclicWalk<'a, (u32, u32)>;
 
 #[cfg(test)]
 mod tests {

@@ -112,6 +112,7 @@ pub mod nginx_hash;
 pub mod p2c;
 pub mod random;
 pub mod round_robin;
+pub mod walk;
 mod weighted;
 
 pub use bounded::{BalanceFactor, InvalidBalanceFactor};
@@ -124,6 +125,7 @@ pub use nginx_hash::{IpHash, IpWalk, NginxHash, RehashWalk};
 pub use p2c::P2c;
 pub use random::Random;
 pub use round_robin::RoundRobin;
+pub use walk::{CyclicWalk, Entry};
 
 use lb_core::{Backend, BackendSet};
 

@@ -16,8 +16,9 @@
 use lb_core::BackendSet;
 
 use crate::bounded::{BalanceFactor, Bound};
-use crate::candidates::{Candidates, Preference};
+use crate::candidates::Candidates;
 use crate::hashing::xxh64;
+use crate::walk::CyclicWalk;
 use crate::BackendSelection;
 
 /// The default table size, a prime (Envoy's default too).
@@ -150,68 +151,23 @@ impl BackendSelection for Maglev {
     }
 
     #[inline]
-    fn iter<'a>(&'a self, key: &[u8]) -> Self::Iter<'a> {
-        let mut walk = TableWalk {
-            table: &self.table,
-            pos: 0,
-            left: 0,
-            bound: None,
-            scan_start: 0,
-            scanned: usize::MAX,
-        };
+    fn iter<'a>(&'a self, key: &'a [u8]) -> Self::Iter<'a> {
         if self.table.is_empty() {
-            return Candidates::empty(walk);
+            return Candidates::empty(CyclicWalk::empty(&self.table));
         }
         let pos = (xxh64(key, 2) % self.table.len() as u64) as usize;
-        walk.pos = pos;
-        walk.left = WALK_LIMIT.min(self.table.len());
-        walk.bound = self
+        let bound = self
             .config
             .balance_factor
             .map(|f| Bound::new(&self.backends, f, self.total_weight));
         let rest = self.table[pos] as usize;
-        walk.scan_start = rest;
-        walk.scanned = 0;
+        let walk = CyclicWalk::new(&self.table, pos, WALK_LIMIT, bound, rest);
         Candidates::new(&self.backends, walk, usize::MAX, rest)
     }
 }
 
 /// The walk along the lookup table from a key's entry.
-#[derive(Debug)]
-pub struct TableWalk<'a> {
-    table: &'a [u32],
-    pos: usize,
-    left: usize,
-    bound: Option<Bound<'a>>,
-    /// With a bound: after the walk, the set is scanned from `scan_start` for backends with
-    /// room, so a hot key never lands on a full backend while another has room.
-    scan_start: usize,
-    scanned: usize,
-}
-
-impl Preference for TableWalk<'_> {
-    #[inline]
-    fn next_index(&mut self) -> Option<usize> {
-        while self.left > 0 {
-            self.left -= 1;
-            let i = self.table[self.pos] as usize;
-            self.pos = (self.pos + 1) % self.table.len();
-            if self.bound.as_ref().is_none_or(|b| b.accepts(i)) {
-                return Some(i);
-            }
-        }
-        let bound = self.bound.as_ref()?;
-        let n = bound.len();
-        while self.scanned < n {
-            let i = (self.scan_start + self.scanned) % n;
-            self.scanned += 1;
-            if bound.accepts(i) {
-                return Some(i);
-            }
-        }
-        None
-    }
-}
+pub type TableWalk<'a> = CyclicWalk<'a, u32>;
 
 #[cfg(test)]
 mod tests {
