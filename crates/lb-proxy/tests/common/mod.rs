@@ -35,6 +35,16 @@ pub struct Harness {
 /// The health transitions the proxy reported, in order.
 pub struct Transitions(mpsc::UnboundedReceiver<Transition>);
 
+/// A port that was free a moment ago (bind to port 0, read it, release it), for processes
+/// that must be told their port on the command line.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `"127.0.0.1:p1", "127.0.0.1:p2", ...` for a TOML array.
 pub fn backend_list(backends: &[TestBackend]) -> String {
     backends
