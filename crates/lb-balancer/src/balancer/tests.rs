@@ -12,6 +12,32 @@ use lb_selection::RoundRobin;
 
 use super::*;
 
+/// `LoadBalancer::run` in a task, stopped on demand.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn spawn<S: lb_selection::BackendSelection>(lb: &Arc<LoadBalancer<S>>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let lb = lb.clone();
+        let task = tokio::spawn(async move {
+            lb.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, task }
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
 fn set(names: &[&str]) -> BackendSet {
     names.iter().map(|n| Backend::parse(n).unwrap()).collect()
 }
@@ -191,16 +217,7 @@ async fn run_checks_on_its_interval_and_stops_promptly() {
     lb.update_frequency = Some(Duration::from_secs(1));
     let lb = Arc::new(lb);
 
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let lb = lb.clone();
-        async move {
-            lb.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let running = Running::spawn(&lb);
     // Rounds at t = 0, 1, 2 (the first at once).
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(counting.calls.load(Ordering::SeqCst), 6);
@@ -210,8 +227,7 @@ async fn run_checks_on_its_interval_and_stops_promptly() {
     counting.hang.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let before = tokio::time::Instant::now();
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(before.elapsed(), Duration::ZERO, "shutdown is immediate");
 }
 
@@ -287,16 +303,7 @@ async fn pushed_discovery_changes_are_installed_as_they_arrive() {
         discovery.clone(),
     ));
     lb.update().await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let lb = lb.clone();
-        async move {
-            lb.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let running = Running::spawn(&lb);
     discovery.add(Backend::parse("10.0.0.2:80").unwrap());
     // No polling interval is set: only the push can deliver the change.
     for _ in 0..100 {
@@ -306,8 +313,7 @@ async fn pushed_discovery_changes_are_installed_as_they_arrive() {
         tokio::task::yield_now().await;
     }
     assert_eq!(lb.backends().len(), 2);
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -349,16 +355,7 @@ async fn ejected_backends_return_when_their_time_is_over() {
     lb.set_passive_health(cfg);
     lb.update().await.unwrap();
     let lb = Arc::new(lb);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let lb = lb.clone();
-        async move {
-            lb.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        }
-    });
+    let running = Running::spawn(&lb);
     tokio::task::yield_now().await;
     let bad = lb.backends()[0].clone();
     lb.report(&bad, crate::Outcome::Status(500));
@@ -367,6 +364,5 @@ async fn ejected_backends_return_when_their_time_is_over() {
     assert!(bad.state().is_ejected(), "still out before its time");
     tokio::time::sleep(Duration::from_millis(2)).await;
     assert!(!bad.state().is_ejected(), "back when its time is over");
-    stop.send(()).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 }
