@@ -8,7 +8,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use lb_core::InFlight;
+
+use crate::limits::Guard;
 
 pin_project_lite::pin_project! {
     /// A body sent to the client: streamed from a backend (which counts the request as in
@@ -25,7 +26,7 @@ pin_project_lite::pin_project! {
         Upstream {
             #[pin]
             body: Incoming,
-            guard: Option<InFlight>,
+            guard: Option<Guard>,
         },
         Local {
             #[pin]
@@ -36,7 +37,7 @@ pin_project_lite::pin_project! {
 
 impl ProxyBody {
     /// A body from a backend, counted against it until done.
-    pub(crate) fn upstream(body: Incoming, guard: InFlight) -> Self {
+    pub(crate) fn upstream(body: Incoming, guard: Guard) -> Self {
         let guard = (!body.is_end_stream()).then_some(guard);
         Self {
             inner: Inner::Upstream { body, guard },

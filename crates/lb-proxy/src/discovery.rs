@@ -14,7 +14,7 @@ use lb_discovery::etcd::{Etcd, EtcdConfig};
 use lb_discovery::file::File;
 use lb_discovery::{Discovered, DiscoveryError, DiscoveryStream, ServiceDiscovery, Static};
 
-use crate::config::{DiscoveryConfig, DiscoveryKind, UpstreamConfig};
+use crate::config::{Backup, DiscoveryConfig, DiscoveryKind, UpstreamConfig};
 use crate::connector;
 
 /// Why an upstream could not be built from its configuration (its discovery source or its
@@ -71,7 +71,13 @@ pub(crate) fn source(
             .enumerate()
             .map(|(i, b)| decorate(b, Some(u32::try_from(i).unwrap_or(u32::MAX))))
             .collect();
-        return Ok((Arc::new(Static::new(backends)), true));
+        let backups = list
+            .iter()
+            .filter(|b| b.metadata().get::<Backup>().is_some())
+            .map(|b| b.addr().clone())
+            .collect();
+        let found = Discovered::new(backends).with_backups(backups);
+        return Ok((Arc::new(Static::from_discovered(found)), true));
     }
     let Some(d) = config.discovery.as_ref().map(|d| d.get_ref()) else {
         return Ok((Arc::new(Static::default()), true));

@@ -16,19 +16,30 @@
 pub mod config;
 pub mod demo;
 pub mod hash_key;
+pub mod hooks;
 pub mod notify;
+pub mod retry;
 pub mod signals;
 
 mod body;
+mod client;
+mod config_proxy;
 mod connector;
 mod discovery;
 mod headers;
+mod limits;
+mod pipeline;
+mod replay;
+mod serve;
 mod server;
-mod service;
 mod upstream;
 
 pub use body::ProxyBody;
+pub use client::{PeerOptions, UpstreamClient, UpstreamError};
 pub use discovery::SourceError;
+pub use hooks::{ProxyHttp, Session};
+pub use replay::RequestBody;
+pub use serve::Server;
 pub use server::{Proxy, RunningProxy, StartError};
 pub use upstream::{Balancer, HealthHook, Upstream};
 

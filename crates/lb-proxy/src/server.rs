@@ -16,8 +16,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::config_proxy::ConfigProxy;
 use crate::discovery::SourceError;
-use crate::service::{self, Shared};
+use crate::hooks::{ConnInfo, ProxyHttp};
+use crate::pipeline;
 use crate::upstream::{HealthHook, Upstream};
 
 /// How long start-up waits for the first answer of a discovery source.
@@ -138,7 +140,7 @@ impl Proxy {
             .iter()
             .filter_map(|r| index.get(r.upstream.get_ref().as_str()).copied())
             .collect();
-        let shared = Arc::new(Shared::new(upstreams, routes));
+        let shared = Arc::new(ConfigProxy::new(upstreams, routes));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = Vec::new();
@@ -158,9 +160,7 @@ impl Proxy {
         }
 
         let graceful = Arc::new(GracefulShutdown::new());
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(hyper_util::rt::TokioTimer::new());
-        builder.http2().timer(hyper_util::rt::TokioTimer::new());
+        let builder = connection_builder();
         let accepting = listeners
             .into_iter()
             .map(|listener| {
@@ -186,9 +186,18 @@ impl Proxy {
     }
 }
 
-async fn accept_loop(
+/// The HTTP/1.1 + HTTP/2 connection settings of every listener.
+pub(crate) fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(hyper_util::rt::TokioTimer::new());
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    builder
+}
+
+/// Accepts connections on `listener` until `stop`, serving each with `hooks`.
+pub(crate) async fn accept_loop<H: ProxyHttp>(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    hooks: Arc<H>,
     builder: auto::Builder<TokioExecutor>,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
@@ -210,8 +219,13 @@ async fn accept_loop(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
-        let shared = shared.clone();
-        let svc = hyper::service::service_fn(move |req| service::handle(shared.clone(), peer, req));
+        let conn = ConnInfo {
+            peer,
+            local: stream.local_addr().unwrap_or(peer),
+            tls: false,
+        };
+        let hooks = hooks.clone();
+        let svc = hyper::service::service_fn(move |req| pipeline::handle(hooks.clone(), conn, req));
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), svc)
             .into_owned();
@@ -230,7 +244,7 @@ async fn accept_loop(
 #[derive(Debug)]
 pub struct RunningProxy {
     local_addrs: Vec<SocketAddr>,
-    shared: Arc<Shared>,
+    shared: Arc<ConfigProxy>,
     stop: watch::Sender<bool>,
     accepting: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,

@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::request::Parts;
@@ -18,11 +17,15 @@ use lb_selection::{
     MaglevConfig, NginxHash, P2c, Random, RoundRobin, DEFAULT_TABLE_SIZE,
 };
 
+use crate::client::{PeerOptions, UpstreamClient};
 use crate::config::{
     HealthCheckConfig, HealthCheckKind, PositiveDuration, SelectionKind, UpstreamConfig,
 };
 use crate::discovery::{self, SourceError};
 use crate::hash_key::{self, HashKey};
+use crate::hooks::{LocalResponse, Peer, Session};
+use crate::limits::{Limits, Refused};
+use crate::retry::RetryPolicy;
 
 /// How many candidates one selection may try before answering 503.
 pub(crate) const MAX_CANDIDATES: usize = 256;
@@ -79,6 +82,17 @@ impl Balancer {
         each!(self, lb => lb.select(key, MAX_CANDIDATES))
     }
 
+    /// Like [`select`](Self::select), skipping the backends `accept` refuses; see
+    /// [`LoadBalancer::select_with`].
+    #[inline]
+    pub fn select_with(
+        &self,
+        key: &[u8],
+        accept: impl FnMut(&lb_core::Backend) -> bool,
+    ) -> Option<InFlight> {
+        each!(self, lb => lb.select_with(key, MAX_CANDIDATES, accept))
+    }
+
     /// Asks discovery for the current backends now; see [`LoadBalancer::update`].
     pub async fn update(&self) -> Result<lb_balancer::SetChange, lb_discovery::DiscoveryError> {
         each!(self, lb => lb.update().await)
@@ -127,7 +141,9 @@ pub struct Upstream {
     balancer: Balancer,
     key: KeySource,
     is_static: bool,
-    connect_timeout: Duration,
+    client: Arc<UpstreamClient>,
+    retry: RetryPolicy,
+    limits: Option<Arc<Limits>>,
 }
 
 impl Upstream {
@@ -180,12 +196,26 @@ impl Upstream {
             ),
             _ => KeySource::None,
         };
+        let options = PeerOptions {
+            connect_timeout: config.connect_timeout.get(),
+            ..PeerOptions::default()
+        };
+        let retry = config
+            .retry
+            .as_ref()
+            .map_or_else(RetryPolicy::default, |r| RetryPolicy::new(r.get_ref()));
+        let limits = config
+            .limits
+            .as_ref()
+            .and_then(|l| Limits::new(l.get_ref()));
         Ok(Self {
             name,
             balancer,
             key,
             is_static,
-            connect_timeout: config.connect_timeout.get(),
+            client: Arc::new(UpstreamClient::new(options)),
+            retry,
+            limits,
         })
     }
 
@@ -204,21 +234,67 @@ impl Upstream {
         &self.balancer
     }
 
-    /// How long a TCP connect to one of its backends may take.
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
+    /// The client that reaches its backends.
+    pub fn client(&self) -> &Arc<UpstreamClient> {
+        &self.client
     }
 
-    /// Picks a backend for a request from `client` (hashing its key if the algorithm does).
+    /// Its retry policy.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// Picks a backend that `accept` takes for a request from `client` (hashing its key if
+    /// the algorithm does).
     #[inline]
-    pub(crate) fn select(&self, parts: &Parts, client: IpAddr) -> Option<InFlight> {
+    pub(crate) fn select(
+        &self,
+        parts: &Parts,
+        client: IpAddr,
+        accept: impl FnMut(&lb_core::Backend) -> bool,
+    ) -> Option<InFlight> {
         let mut scratch = [0u8; 16];
         let key: &[u8] = match &self.key {
             KeySource::None => b"",
             KeySource::Key(HashKey::ClientIp) => hash_key::client_ip(client, &mut scratch),
             KeySource::Key(k) => k.extract(parts, client, &mut scratch),
         };
-        self.balancer.select(key)
+        self.balancer.select_with(key, accept)
+    }
+
+    /// The peer for the next attempt of `session`: a backend it has not tried, with room
+    /// under the upstream's limits (waiting in its queue while every backend is full).
+    pub(crate) async fn peer(&self, session: &Session) -> Result<Peer, LocalResponse> {
+        let req = session.req_header();
+        let ip = session.client_addr().ip();
+        let Some(limits) = &self.limits else {
+            return self
+                .select(req, ip, |b| !session.has_tried(b))
+                .map(|in_flight| Peer::new(in_flight, self.client.clone()))
+                .ok_or_else(LocalResponse::no_backend);
+        };
+        let acquired = limits
+            .acquire(|limits, full| {
+                self.select(req, ip, |b| {
+                    if session.has_tried(b) {
+                        return false;
+                    }
+                    let room = limits.has_room(b);
+                    *full |= !room;
+                    room
+                })
+            })
+            .await;
+        match acquired {
+            Ok((in_flight, release)) => {
+                Ok(Peer::new(in_flight, self.client.clone()).with_release(release))
+            }
+            Err(Refused::NoBackend) => Err(LocalResponse::no_backend()),
+            Err(Refused::Overloaded) => {
+                tracing::debug!(upstream = %self.name, "at capacity");
+                Err(LocalResponse::overloaded())
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// The backends of one upstream, parsed and resolved while the configuration loads.
 ///
 /// Each entry is `"host:port"` (also `"[ipv6]:port"` and `"unix:/path"`) or a table
-/// `{ addr = "host:port", weight = 2 }`. A name that resolves to several addresses gives one
+/// `{ addr = "host:port", weight = 2, backup = true }`. A name that resolves to several addresses gives one
 /// backend per address, each keeping the configured name.
 #[derive(Clone, Debug, Default)]
 pub struct BackendList(pub Vec<Backend>);
@@ -30,7 +30,14 @@ struct Entry {
     addr: String,
     #[serde(default = "one")]
     weight: NonZeroU32,
+    #[serde(default)]
+    backup: bool,
 }
+
+/// Marks a backend listed with `backup = true` (in its metadata): it gets traffic only
+/// when no other backend of its upstream is usable, as nginx's `backup` parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backup;
 
 fn one() -> NonZeroU32 {
     NonZeroU32::MIN
@@ -57,7 +64,7 @@ impl<'de> Deserialize<'de> for OneEntry {
             type Value = OneEntry;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(r#""host:port" or { addr = "host:port", weight = N }"#)
+                f.write_str(r#""host:port" or { addr = "host:port", weight = N, backup = false }"#)
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<OneEntry, E> {
@@ -66,7 +73,13 @@ impl<'de> Deserialize<'de> for OneEntry {
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<OneEntry, A::Error> {
                 let entry = Entry::deserialize(MapAccessDeserializer::new(map))?;
-                resolve(&entry.addr, entry.weight).map(OneEntry)
+                let mut found = resolve(&entry.addr, entry.weight)?;
+                if entry.backup {
+                    for b in &mut found {
+                        *b = b.with_metadata(b.metadata().with(Backup));
+                    }
+                }
+                Ok(OneEntry(found))
             }
         }
         deserializer.deserialize_any(V)

@@ -29,14 +29,16 @@ mod discovery;
 mod duration;
 mod error;
 mod health;
+mod retry;
 
-pub use backends::BackendList;
+pub use backends::{BackendList, Backup};
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
+pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -228,6 +230,12 @@ pub struct UpstreamConfig {
     /// How long to wait for a TCP connection to a backend.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: PositiveDuration,
+    /// When failed attempts are retried on another backend; nginx's defaults when absent.
+    #[serde(default)]
+    pub retry: Option<Spanned<RetryConfig>>,
+    /// Per-backend and per-upstream load limits; none when absent.
+    #[serde(default)]
+    pub limits: Option<Spanned<LimitsConfig>>,
 }
 
 fn default_connect_timeout() -> PositiveDuration {
@@ -293,6 +301,8 @@ impl Config {
                 health_check: Some(Spanned::new(0..0, HealthCheckConfig::default())),
                 passive: None,
                 connect_timeout: default_connect_timeout(),
+                retry: None,
+                limits: None,
             },
         );
         Self {
@@ -318,6 +328,15 @@ impl Config {
                     return Err(at(
                         hc.span().start,
                         format!("upstreams.{name}.health_check"),
+                        message,
+                    ));
+                }
+            }
+            if let Some(r) = &u.retry {
+                if let Err(message) = r.get_ref().check() {
+                    return Err(at(
+                        r.span().start,
+                        format!("upstreams.{name}.retry"),
                         message,
                     ));
                 }

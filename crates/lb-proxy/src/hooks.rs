@@ -1,0 +1,396 @@
+//! The decisions of the request path, as a trait: Pingora's `ProxyHttp` for `lb-proxy`.
+//!
+//! The proxy runs the same pipeline for every request (see [`crate::pipeline`]), and asks a
+//! [`ProxyHttp`] implementation at each decision point:
+//!
+//! 1. [`request_filter`](ProxyHttp::request_filter): answer locally (a redirect, a 403), or
+//!    go on.
+//! 2. [`upstream_peer`](ProxyHttp::upstream_peer): which backend, reached through which
+//!    [`UpstreamClient`], serves this attempt. The only required method.
+//! 3. [`upstream_request_filter`](ProxyHttp::upstream_request_filter): rewrite the request
+//!    head sent to that backend (`Host`, added headers).
+//! 4. [`after_attempt`](ProxyHttp::after_attempt): told how the attempt went (a response
+//!    status, or an error); says whether to try again. The pipeline then enforces what it
+//!    alone knows: a body already streamed past the replay buffer is never sent twice.
+//! 5. [`response_filter`](ProxyHttp::response_filter): rewrite the response head.
+//! 6. [`logging`](ProxyHttp::logging): once per request, at the end.
+//!
+//! The TOML-driven proxy is itself an implementation of this trait (`ConfigProxy`, built by
+//! [`Proxy`](crate::Proxy)), so an embedding user writes the same kind of code the binary
+//! runs. `crates/lb-proxy/examples/balanced_proxy.rs` and `multi_cluster_router.rs`
+//! reproduce Pingora's `BalancedProxy` and `MultiClusterRouter` this way.
+//!
+//! Futures returned by the hooks are `Send` and statically dispatched: no boxing per request.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::request::Parts;
+use http::{response, HeaderValue, StatusCode};
+use lb_core::{Backend, InFlight};
+
+use crate::client::{UpstreamClient, UpstreamError};
+use crate::limits::{Guard, Release};
+
+/// What the proxy knows about the client connection a request came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address (the TCP peer).
+    pub peer: SocketAddr,
+    /// The local address the client connected to.
+    pub local: SocketAddr,
+    /// True when the connection is TLS.
+    pub tls: bool,
+}
+
+/// One request on its way through the proxy: the client's request head and what happened
+/// to it so far.
+#[derive(Debug)]
+pub struct Session {
+    req: Parts,
+    conn: ConnInfo,
+    started: Instant,
+    attempts: u32,
+    tried: Vec<Backend>,
+    replay_limit: usize,
+    replayable: bool,
+}
+
+/// The backend an attempt goes to, and the client that reaches it: Pingora's `HttpPeer`.
+///
+/// The backend counts the attempt as in flight from the moment it was selected until the
+/// response body ends (or the attempt fails).
+#[derive(Debug)]
+pub struct Peer {
+    guard: Guard,
+    client: Arc<UpstreamClient>,
+}
+
+/// How an attempt ended, as told to [`ProxyHttp::after_attempt`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Attempt<'a> {
+    /// The backend answered with this response head.
+    Response(&'a response::Parts),
+    /// The attempt failed before a response head arrived.
+    Failed(&'a UpstreamError),
+}
+
+/// Whether to try a request again after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Keep this outcome: pass the response on, or answer the error.
+    No,
+    /// Try again: [`ProxyHttp::upstream_peer`] is asked for another backend.
+    Yes,
+}
+
+/// A local answer instead of a proxied response: a status and a short text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalResponse {
+    status: StatusCode,
+    text: &'static str,
+    retry_after: Option<HeaderValue>,
+}
+
+/// The behaviour of the proxy, one method per decision; see the [module](self) docs.
+///
+/// ```
+/// use lb_proxy::hooks::{LocalResponse, Peer, ProxyHttp, Session};
+/// use lb_proxy::{PeerOptions, UpstreamClient};
+/// use lb_balancer::LoadBalancer;
+/// use lb_selection::RoundRobin;
+/// use std::sync::Arc;
+///
+/// struct Balanced {
+///     lb: LoadBalancer<RoundRobin>,
+///     client: Arc<UpstreamClient>,
+/// }
+///
+/// impl ProxyHttp for Balanced {
+///     type Ctx = ();
+///
+///     fn new_ctx(&self) {}
+///
+///     async fn upstream_peer(&self, session: &mut Session, _: &mut ()) -> Result<Peer, LocalResponse> {
+///         let key = session.req_header().uri.path().as_bytes();
+///         let backend = self.lb.select(key, 256).ok_or_else(LocalResponse::no_backend)?;
+///         Ok(Peer::new(backend, self.client.clone()))
+///     }
+/// }
+/// ```
+pub trait ProxyHttp: Send + Sync + 'static {
+    /// Per-request state, created by [`new_ctx`](Self::new_ctx) and passed to every hook.
+    type Ctx: Send + 'static;
+
+    /// A fresh context for a new request.
+    fn new_ctx(&self) -> Self::Ctx;
+
+    /// Runs first. `Err` answers the client at once with that response.
+    fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<(), LocalResponse>> + Send {
+        let _ = (session, ctx);
+        async { Ok(()) }
+    }
+
+    /// Chooses the backend for the next attempt ([`Session::attempts`] and
+    /// [`Session::tried`] say what failed before). `Err` answers the client with that
+    /// response (`LocalResponse::no_backend()` is the usual 503).
+    fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::Ctx,
+    ) -> impl Future<Output = Result<Peer, LocalResponse>> + Send;
+
+    /// Rewrites the request head sent to `peer` (already stripped of hop-by-hop headers).
+    fn upstream_request_filter(
+        &self,
+        session: &Session,
+        upstream_request: &mut Parts,
+        peer: &Peer,
+        ctx: &mut Self::Ctx,
+    ) {
+        let _ = (session, upstream_request, peer, ctx);
+    }
+
+    /// Hears how an attempt went and decides whether to try again. The default never
+    /// retries.
+    fn after_attempt(
+        &self,
+        session: &Session,
+        peer: &Peer,
+        attempt: Attempt<'_>,
+        ctx: &mut Self::Ctx,
+    ) -> Retry {
+        let _ = (session, peer, attempt, ctx);
+        Retry::No
+    }
+
+    /// Rewrites the response head sent to the client (already stripped of hop-by-hop
+    /// headers). Runs for proxied responses, not for local ones.
+    fn response_filter(
+        &self,
+        session: &Session,
+        upstream_response: &mut response::Parts,
+        ctx: &mut Self::Ctx,
+    ) {
+        let _ = (session, upstream_response, ctx);
+    }
+
+    /// Runs once per request when its response head is ready, with the status sent to the
+    /// client.
+    fn logging(&self, session: &Session, status: StatusCode, ctx: &mut Self::Ctx) {
+        let _ = (session, status, ctx);
+    }
+}
+
+impl Session {
+    pub(crate) fn new(req: Parts, conn: ConnInfo) -> Self {
+        Self {
+            req,
+            conn,
+            started: Instant::now(),
+            attempts: 0,
+            tried: Vec::new(),
+            replay_limit: 0,
+            replayable: true,
+        }
+    }
+
+    /// The client's request head.
+    pub fn req_header(&self) -> &Parts {
+        &self.req
+    }
+
+    /// The client's request head, to change before it is forwarded.
+    pub fn req_header_mut(&mut self) -> &mut Parts {
+        &mut self.req
+    }
+
+    /// The client connection.
+    pub fn conn(&self) -> &ConnInfo {
+        &self.conn
+    }
+
+    /// The client's address.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    /// How long ago the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// When the request arrived.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// How many attempts were made so far (0 in the first `upstream_peer` call).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The backends of the failed attempts so far, oldest first.
+    pub fn tried(&self) -> &[Backend] {
+        &self.tried
+    }
+
+    /// True when an earlier attempt of this request went to `backend`.
+    pub fn has_tried(&self, backend: &Backend) -> bool {
+        self.tried.iter().any(|b| b.addr() == backend.addr())
+    }
+
+    /// Lets the request be retried after its body started streaming: up to `bytes` of the
+    /// request body are kept for replay (0, the default, means a request with a body is
+    /// retried only if none of it was read). Set it in `upstream_peer` before the first
+    /// attempt.
+    pub fn set_replay_limit(&mut self, bytes: usize) {
+        self.replay_limit = bytes;
+    }
+
+    /// True when the request could be sent again after the attempt that just ended (its
+    /// body, if any, is still whole in the replay buffer). The pipeline never retries
+    /// otherwise, whatever [`ProxyHttp::after_attempt`] answers.
+    pub fn body_replayable(&self) -> bool {
+        self.replayable
+    }
+
+    pub(crate) fn set_replayable(&mut self, replayable: bool) {
+        self.replayable = replayable;
+    }
+
+    pub(crate) fn replay_limit(&self) -> usize {
+        self.replay_limit
+    }
+
+    pub(crate) fn attempt_failed(&mut self, backend: Backend) {
+        self.tried.push(backend);
+    }
+
+    pub(crate) fn begin_attempt(&mut self) {
+        self.attempts += 1;
+    }
+}
+
+impl Peer {
+    /// The selected backend (its in-flight guard, as `LoadBalancer::select` returns it) and
+    /// the client that reaches it.
+    pub fn new(in_flight: InFlight, client: Arc<UpstreamClient>) -> Self {
+        Self {
+            guard: Guard {
+                in_flight,
+                release: None,
+            },
+            client,
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        self.guard.in_flight.backend()
+    }
+
+    pub(crate) fn with_release(mut self, release: Release) -> Self {
+        self.guard.release = Some(release);
+        self
+    }
+
+    /// The client that reaches it.
+    pub fn client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    pub(crate) fn into_guard(self) -> Guard {
+        self.guard
+    }
+}
+
+impl Attempt<'_> {
+    /// The response status, if the backend answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Attempt::Response(parts) => Some(parts.status),
+            Attempt::Failed(_) => None,
+        }
+    }
+
+    /// The error, if the attempt failed.
+    pub fn error(&self) -> Option<&UpstreamError> {
+        match self {
+            Attempt::Response(_) => None,
+            Attempt::Failed(e) => Some(e),
+        }
+    }
+}
+
+impl LocalResponse {
+    /// A response with `status` and a short plain-text body.
+    pub fn new(status: StatusCode, text: &'static str) -> Self {
+        Self {
+            status,
+            text,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a `Retry-After` header (seconds).
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(HeaderValue::from(seconds));
+        self
+    }
+
+    /// 404: no route matches the request.
+    pub fn no_route() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "404 Not Found: no route matches\n")
+    }
+
+    /// 503: the upstream has no usable backend.
+    pub fn no_backend() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: no healthy backend\n",
+        )
+        .retry_after(1)
+    }
+
+    /// 503: the upstream's queue or limits are full.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable: upstream at capacity\n",
+        )
+        .retry_after(1)
+    }
+
+    /// 502: the backend could not be reached or answered nonsense.
+    pub fn bad_gateway() -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
+    }
+
+    /// 504: the backend did not answer in time.
+    pub fn gateway_timeout() -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body text.
+    pub fn text(&self) -> &'static str {
+        self.text
+    }
+
+    pub(crate) fn retry_after_header(&self) -> Option<&HeaderValue> {
+        self.retry_after.as_ref()
+    }
+}

@@ -1,0 +1,147 @@
+//! The request pipeline: the same steps for every request, with a [`ProxyHttp`]
+//! implementation deciding at each step (see [`crate::hooks`]).
+//!
+//! request filter → (upstream peer → upstream request filter → send → after attempt)+ →
+//! response filter → logging. A retry sends the request head again (the client's head is
+//! kept in the [`Session`]) with the body replayed from its bounded buffer
+//! ([`RequestBody`]); a body that outgrew the buffer after part of it was sent is never
+//! sent twice, whatever the hook says.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::headers;
+use crate::hooks::{Attempt, ConnInfo, LocalResponse, ProxyHttp, Retry, Session};
+use crate::replay::RequestBody;
+
+/// Serves one request from the connection `conn` with `hooks`.
+pub(crate) async fn handle<H: ProxyHttp>(
+    hooks: Arc<H>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let mut session = Session::new(parts, conn);
+    let mut ctx = hooks.new_ctx();
+    let resp = run(&*hooks, &mut session, &mut ctx, body).await;
+    hooks.logging(&session, resp.status(), &mut ctx);
+    Ok(resp)
+}
+
+async fn run<H: ProxyHttp>(
+    hooks: &H,
+    session: &mut Session,
+    ctx: &mut H::Ctx,
+    body: Incoming,
+) -> Response<ProxyBody> {
+    if let Err(local) = hooks.request_filter(session, ctx).await {
+        return local_response(&local);
+    }
+    // HTTP/2 clients send the authority in the URI only; HTTP/1.1 backends need `Host`.
+    let req = session.req_header_mut();
+    if !req.headers.contains_key(header::HOST) {
+        if let Some(host) = req
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers.insert(header::HOST, host);
+        }
+    }
+
+    let mut body = Some(body);
+    let mut template: Option<RequestBody> = None;
+    loop {
+        let peer = match hooks.upstream_peer(session, ctx).await {
+            Ok(peer) => peer,
+            Err(local) => return local_response(&local),
+        };
+        // The first attempt decides how the body travels: recorded for replay when it may
+        // be retried, else streamed through.
+        let attempt_body = match (&template, body.take()) {
+            (None, Some(b)) => {
+                let t = RequestBody::replayable(b, session.replay_limit());
+                let first = t.replay();
+                template = Some(t);
+                first
+            }
+            (Some(t), _) => t.replay(),
+            (None, None) => None,
+        };
+        let Some(attempt_body) = attempt_body else {
+            return local_response(&LocalResponse::bad_gateway());
+        };
+        session.begin_attempt();
+        let mut upstream = clone_head(session.req_header());
+        headers::strip_hop_by_hop(&mut upstream.headers);
+        hooks.upstream_request_filter(session, &mut upstream, &peer, ctx);
+
+        let sent = peer
+            .client()
+            .request(peer.backend(), Request::from_parts(upstream, attempt_body))
+            .await;
+        let can_replay = template.as_ref().is_none_or(RequestBody::can_replay);
+        session.set_replayable(can_replay);
+        match sent {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                let retry = hooks.after_attempt(session, &peer, Attempt::Response(&parts), ctx);
+                if retry == Retry::Yes && can_replay {
+                    session.attempt_failed(peer.backend().clone());
+                    continue;
+                }
+                headers::strip_hop_by_hop(&mut parts.headers);
+                hooks.response_filter(session, &mut parts, ctx);
+                return Response::from_parts(parts, ProxyBody::upstream(body, peer.into_guard()));
+            }
+            Err(error) => {
+                tracing::debug!(
+                    backend = %peer.backend(),
+                    attempt = session.attempts(),
+                    error = &error as &dyn std::error::Error,
+                    "upstream attempt failed"
+                );
+                let retry = hooks.after_attempt(session, &peer, Attempt::Failed(&error), ctx);
+                if retry == Retry::Yes && can_replay {
+                    session.attempt_failed(peer.backend().clone());
+                    continue;
+                }
+                return local_response(&if error.is_timeout() {
+                    LocalResponse::gateway_timeout()
+                } else {
+                    LocalResponse::bad_gateway()
+                });
+            }
+        }
+    }
+}
+
+/// A copy of the client's request head for one attempt (extensions are not copied).
+fn clone_head(req: &http::request::Parts) -> http::request::Parts {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = req.method.clone();
+    parts.uri = req.uri.clone();
+    parts.version = http::Version::HTTP_11;
+    parts.headers = req.headers.clone();
+    parts
+}
+
+/// The response for a local answer.
+pub(crate) fn local_response(local: &LocalResponse) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::local(local.text()));
+    *resp.status_mut() = local.status();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(v) = local.retry_after_header() {
+        headers.insert(header::RETRY_AFTER, v.clone());
+    }
+    resp
+}
