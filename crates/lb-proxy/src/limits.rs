@@ -86,7 +86,6 @@ impl Limits {
     }
 
     /// The requests currently waiting in the queue.
-    #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }

@@ -239,6 +239,11 @@ impl Upstream {
         &self.client
     }
 
+    /// Requests waiting for a backend with room (0 without `limits`).
+    pub fn queued(&self) -> usize {
+        self.limits.as_ref().map_or(0, |l| l.queued())
+    }
+
     /// Its retry policy.
     pub fn retry(&self) -> &RetryPolicy {
         &self.retry
