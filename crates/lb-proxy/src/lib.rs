@@ -23,13 +23,17 @@ mod body;
 mod connector;
 mod discovery;
 mod headers;
+mod listener;
 mod server;
 mod service;
+mod tls;
 mod upstream;
 
 pub use body::ProxyBody;
 pub use discovery::SourceError;
+pub use listener::ConnInfo;
 pub use server::{Proxy, RunningProxy, StartError};
+pub use tls::TlsError;
 pub use upstream::{Balancer, HealthHook, Upstream};
 
 /// Builds every upstream of `config` (its discovery source, selector and checks) without

@@ -1,7 +1,6 @@
 //! The per-request path: route, select, rewrite, forward, stream back.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
@@ -16,6 +15,7 @@ use lb_health::Outcome;
 use crate::body::ProxyBody;
 use crate::connector::{self, Connector, UpstreamAuthority};
 use crate::headers;
+use crate::listener::ConnInfo;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared by all connections.
@@ -60,12 +60,15 @@ fn local(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     resp
 }
 
-/// Handles one request from `client`.
+/// Handles one request that arrived on connection `conn`.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
-    client: SocketAddr,
+    conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    // tlsdown: the listener now passes ConnInfo (peer, local, tls); `conn.tls` is for
+    // X-Forwarded-Proto in the pipeline rewrite.
+    let client = conn.peer;
     // Routes match everything for now; the first one wins.
     let Some(&index) = shared.routes.first() else {
         return Ok(local(

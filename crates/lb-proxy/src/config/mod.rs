@@ -29,6 +29,8 @@ mod discovery;
 mod duration;
 mod error;
 mod health;
+mod paths;
+mod tls;
 
 pub use backends::BackendList;
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
@@ -36,6 +38,9 @@ pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
+};
+pub use tls::{
+    Alpn, CertificateConfig, ClientAuthConfig, ServerNamePattern, TlsListenerConfig, TlsVersion,
 };
 
 use std::collections::BTreeMap;
@@ -68,9 +73,13 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Addresses to accept HTTP/1.1 and HTTP/2 (h2c) connections on; at least one.
-    #[serde(deserialize_with = "non_empty")]
+    /// Addresses to accept plain HTTP/1.1 and HTTP/2 (h2c) connections on. May be empty
+    /// when there is a TLS listener; validation requires at least one listener overall.
+    #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// `[[server.tls]]`: TLS listeners (HTTP/1.1, or HTTP/2 through ALPN).
+    #[serde(default)]
+    pub tls: Vec<TlsListenerConfig>,
     /// Worker threads; defaults to the number of CPUs.
     #[serde(default)]
     pub threads: Option<NonZeroU32>,
@@ -269,9 +278,11 @@ impl Config {
     pub fn from_toml_str(text: &str, origin: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let origin = origin.as_ref();
         let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(deserializer)
+        let mut config: Config = serde_path_to_error::deserialize(deserializer)
             .map_err(|e| ConfigError::from_toml(origin, text, e))?;
         config.validate(text, origin)?;
+        // Listeners: at least one; TLS files resolved against `origin` and loaded.
+        tls::validate(&mut config.server, text, origin)?;
         Ok(config)
     }
 
@@ -298,6 +309,7 @@ impl Config {
         Self {
             server: ServerConfig {
                 listen,
+                tls: Vec::new(),
                 threads: None,
                 grace_period: default_grace_period(),
             },
