@@ -524,7 +524,7 @@ fn configuration_errors_name_file_line_and_key() {
         ),
         (
             listener("certificates = [{ cert = \"a.pem\", key = \"a.key\" }]\ndefault_certificate = 1"),
-            format!("{file}:5:23: server.tls[0].default_certificate: there is no certificate 1"),
+            format!("{file}:5:23: server.tls[0].default_certificate: index 1 is out of range"),
         ),
         (
             listener("certificates = [{ cert = \"a.pem\", key = \"a.key\" }]\nclient_auth = { ca_file = \"garbage.pem\" }"),

@@ -111,7 +111,7 @@ pub enum TlsError {
         name: String,
     },
     /// `default_certificate` is not an index into `certificates`.
-    #[error("there is no certificate {index}: there are {count}, numbered from 0")]
+    #[error("index {index} is out of range: `certificates` has {count} (numbered from 0)")]
     NoDefault {
         /// The configured index.
         index: usize,
