@@ -239,7 +239,12 @@ impl TlsListenerConfig {
                     .map_or(0, |a| a.ca_file.span().start),
                 format!("{prefix}.client_auth.ca_file"),
             ),
-            Part::Listener => (text.find("[[server.tls]]").unwrap_or(0), prefix),
+            Part::Listener => (
+                text.match_indices("[[server.tls]]")
+                    .nth(listener)
+                    .map_or(0, |(offset, _)| offset),
+                prefix,
+            ),
         }
     }
 }
