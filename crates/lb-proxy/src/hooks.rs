@@ -33,17 +33,7 @@ use lb_core::{Backend, InFlight};
 
 use crate::client::{UpstreamClient, UpstreamError};
 use crate::limits::{Guard, Release};
-
-/// What the proxy knows about the client connection a request came on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnInfo {
-    /// The client's address (the TCP peer).
-    pub peer: SocketAddr,
-    /// The local address the client connected to.
-    pub local: SocketAddr,
-    /// True when the connection is TLS.
-    pub tls: bool,
-}
+pub use crate::listener::ConnInfo;
 
 /// One request on its way through the proxy: the client's request head and what happened
 /// to it so far.

@@ -28,10 +28,12 @@ mod connector;
 mod discovery;
 mod headers;
 mod limits;
+mod listener;
 mod pipeline;
 mod replay;
 mod serve;
 mod server;
+mod tls;
 mod upstream;
 
 pub use body::ProxyBody;
@@ -41,6 +43,7 @@ pub use hooks::{ProxyHttp, Session};
 pub use replay::RequestBody;
 pub use serve::Server;
 pub use server::{Proxy, RunningProxy, StartError};
+pub use tls::TlsError;
 pub use upstream::{Balancer, HealthHook, Upstream};
 
 /// Builds every upstream of `config` (its discovery source, selector and checks) without

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 
 use crate::hooks::ProxyHttp;
-use crate::server::{accept_loop, connection_builder};
+use crate::listener::{accept_loop, Builders, Listener, Serving};
 
 /// Serves HTTP/1.1 and HTTP/2 (h2c) with the decisions of `H`, like Pingora's
 /// `http_proxy_service`.
@@ -83,20 +83,22 @@ impl<H: ProxyHttp> Server<H> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
-        let builder = connection_builder();
-        let tasks: Vec<_> = self
-            .listeners
-            .into_iter()
-            .map(|listener| {
-                tokio::spawn(accept_loop(
+        let serving = Serving {
+            hooks: self.hooks.clone(),
+            builders: Arc::new(Builders::new()),
+            stop: stop_rx,
+        };
+        let mut tasks = Vec::with_capacity(self.listeners.len());
+        for tcp in self.listeners {
+            match Listener::plain(tcp) {
+                Ok(listener) => tasks.push(tokio::spawn(accept_loop(
                     listener,
-                    self.hooks.clone(),
-                    builder.clone(),
+                    serving.clone(),
                     graceful.clone(),
-                    stop_rx.clone(),
-                ))
-            })
-            .collect();
+                ))),
+                Err(error) => tracing::warn!(%error, "listener without an address; skipped"),
+            }
+        }
         shutdown.await;
         let _ = stop_tx.send(true);
         for task in tasks {

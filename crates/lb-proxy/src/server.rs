@@ -6,11 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use lb_health::StatusChange;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -18,8 +15,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::config_proxy::ConfigProxy;
 use crate::discovery::SourceError;
-use crate::hooks::{ConnInfo, ProxyHttp};
-use crate::pipeline;
+use crate::listener;
 use crate::upstream::{HealthHook, Upstream};
 
 /// How long start-up waits for the first answer of a discovery source.
@@ -38,14 +34,19 @@ pub enum StartError {
         #[source]
         source: io::Error,
     },
+    /// The certificates or settings of `[[server.tls]]` table `index` cannot be used.
+    #[error("TLS listener {index}")]
+    Tls {
+        /// Which `[[server.tls]]` table (from 0).
+        index: usize,
+        /// Why.
+        #[source]
+        source: crate::tls::TlsError,
+    },
     /// An upstream's discovery source could not be built.
     #[error(transparent)]
     Upstream(#[from] SourceError),
 }
-
-/// Back-off after an accept error (for instance out of file descriptors), so the loop does
-/// not spin while the condition lasts.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A proxy built from a [`Config`], ready to [`start`](Proxy::start).
 ///
@@ -98,20 +99,10 @@ impl Proxy {
             index.insert(name.as_str(), upstreams.len());
             upstreams.push(Upstream::new(name, cfg, self.hook.clone())?);
         }
-        let mut listeners = Vec::with_capacity(self.config.server.listen.len());
-        let mut local_addrs = Vec::with_capacity(listeners.capacity());
-        for addr in &self.config.server.listen {
-            let bound = match TcpListener::bind(addr).await {
-                Ok(listener) => listener.local_addr().map(|local| (listener, local)),
-                Err(e) => Err(e),
-            };
-            let (listener, local) = bound.map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
-            listeners.push(listener);
-            local_addrs.push(local);
-        }
+        // Plain listeners first, then TLS ones (their certificates are loaded first).
+        let listeners = listener::bind_all(&self.config.server).await?;
+        let local_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect();
+        let plain = listeners.iter().filter(|l| !l.is_tls()).count();
         for u in upstreams.iter().filter(|u| !u.is_static()) {
             match tokio::time::timeout(INITIAL_DISCOVERY, u.balancer().update()).await {
                 Ok(Ok(change)) => {
@@ -160,22 +151,19 @@ impl Proxy {
         }
 
         let graceful = Arc::new(GracefulShutdown::new());
-        let builder = connection_builder();
+        let serving = listener::Serving {
+            hooks: shared.clone(),
+            builders: Arc::new(listener::Builders::new()),
+            stop: stop_rx.clone(),
+        };
         let accepting = listeners
             .into_iter()
-            .map(|listener| {
-                tokio::spawn(accept_loop(
-                    listener,
-                    shared.clone(),
-                    builder.clone(),
-                    graceful.clone(),
-                    stop_rx.clone(),
-                ))
-            })
+            .map(|l| tokio::spawn(listener::accept_loop(l, serving.clone(), graceful.clone())))
             .collect();
-        tracing::info!(listen = ?local_addrs, upstreams = shared.upstreams.len(), "lb-proxy started");
+        tracing::info!(listen = ?&local_addrs[..plain], tls = ?&local_addrs[plain..], upstreams = shared.upstreams.len(), "lb-proxy started");
         Ok(RunningProxy {
             local_addrs,
+            plain,
             shared,
             stop: stop_tx,
             accepting,
@@ -186,64 +174,13 @@ impl Proxy {
     }
 }
 
-/// The HTTP/1.1 + HTTP/2 connection settings of every listener.
-pub(crate) fn connection_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new());
-    builder.http2().timer(hyper_util::rt::TokioTimer::new());
-    builder
-}
-
-/// Accepts connections on `listener` until `stop`, serving each with `hooks`.
-pub(crate) async fn accept_loop<H: ProxyHttp>(
-    listener: TcpListener,
-    hooks: Arc<H>,
-    builder: auto::Builder<TokioExecutor>,
-    graceful: Arc<GracefulShutdown>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(conn) => conn,
-            Err(error) => {
-                tracing::warn!(%error, "accept failed; retrying");
-                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                continue;
-            }
-        };
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
-        }
-        let conn = ConnInfo {
-            peer,
-            local: stream.local_addr().unwrap_or(peer),
-            tls: false,
-        };
-        let hooks = hooks.clone();
-        let svc = hyper::service::service_fn(move |req| pipeline::handle(hooks.clone(), conn, req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%peer, error = &*error as &dyn std::error::Error, "connection ended with an error");
-            }
-        });
-    }
-    // The listener is dropped here: new connections are refused from now on.
-}
-
 /// A started proxy. Dropping it without [`shutdown`](Self::shutdown) stops nothing; the
 /// tasks end with the runtime.
 #[derive(Debug)]
 pub struct RunningProxy {
     local_addrs: Vec<SocketAddr>,
+    /// How many of `local_addrs` (the first ones) are plain listeners.
+    plain: usize,
     shared: Arc<ConfigProxy>,
     stop: watch::Sender<bool>,
     accepting: Vec<JoinHandle<()>>,
@@ -253,9 +190,15 @@ pub struct RunningProxy {
 }
 
 impl RunningProxy {
-    /// The bound listener addresses (with real ports where the config said port 0).
+    /// The bound listener addresses (with real ports where the config said port 0): the
+    /// plain ones (`server.listen`) first, then those of each `[[server.tls]]` in order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The bound TLS listener addresses, in `[[server.tls]]` order.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs[self.plain..]
     }
 
     /// The upstream called `name`.

@@ -29,7 +29,9 @@ mod discovery;
 mod duration;
 mod error;
 mod health;
+mod paths;
 mod retry;
+mod tls;
 
 pub use backends::{BackendList, Backup};
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
@@ -39,6 +41,9 @@ pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
+pub use tls::{
+    Alpn, CertificateConfig, ClientAuthConfig, ServerNamePattern, TlsListenerConfig, TlsVersion,
+};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -70,9 +75,13 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Addresses to accept HTTP/1.1 and HTTP/2 (h2c) connections on; at least one.
-    #[serde(deserialize_with = "non_empty")]
+    /// Addresses to accept plain HTTP/1.1 and HTTP/2 (h2c) connections on. May be empty
+    /// when there is a TLS listener; validation requires at least one listener overall.
+    #[serde(default)]
     pub listen: Vec<SocketAddr>,
+    /// `[[server.tls]]`: TLS listeners (HTTP/1.1, or HTTP/2 through ALPN).
+    #[serde(default)]
+    pub tls: Vec<TlsListenerConfig>,
     /// Worker threads; defaults to the number of CPUs.
     #[serde(default)]
     pub threads: Option<NonZeroU32>,
@@ -277,9 +286,11 @@ impl Config {
     pub fn from_toml_str(text: &str, origin: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let origin = origin.as_ref();
         let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(deserializer)
+        let mut config: Config = serde_path_to_error::deserialize(deserializer)
             .map_err(|e| ConfigError::from_toml(origin, text, e))?;
         config.validate(text, origin)?;
+        // Listeners: at least one; TLS files resolved against `origin` and loaded.
+        tls::validate(&mut config.server, text, origin)?;
         Ok(config)
     }
 
@@ -308,6 +319,7 @@ impl Config {
         Self {
             server: ServerConfig {
                 listen,
+                tls: Vec::new(),
                 threads: None,
                 grace_period: default_grace_period(),
             },

@@ -1,0 +1,273 @@
+//! Listeners: binding, the accept loops, and one task per connection.
+//!
+//! A plain listener serves HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port.
+//! A TLS listener runs the handshake in the connection's own task (never in the accept
+//! loop, so a slow or silent client delays no one), bounded by its `handshake_timeout`,
+//! then serves HTTP/2 when ALPN agreed on `h2` and HTTP/1.1 otherwise. Either way the
+//! service receives a [`ConnInfo`] with every request.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::ServerConfig;
+use crate::hooks::ProxyHttp;
+use crate::pipeline;
+use crate::server::StartError;
+
+/// Back-off after an accept error (for instance out of file descriptors), so the loop does
+/// not spin while the condition lasts.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// What the proxy knows about the connection a request arrived on; `Copy`, passed to the
+/// service with every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The proxy's address the client connected to.
+    pub local: SocketAddr,
+    /// True when the connection came through a TLS listener (for `X-Forwarded-Proto`).
+    pub tls: bool,
+}
+
+/// The error a connection ends with.
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A bound listener, plain or TLS.
+pub(crate) struct Listener {
+    tcp: TcpListener,
+    local: SocketAddr,
+    tls: Option<Tls>,
+}
+
+/// What a TLS listener needs per connection.
+#[derive(Clone)]
+struct Tls {
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+}
+
+/// The connection builders, configured once: plain listeners auto-detect HTTP/1.1 or h2c;
+/// TLS connections are told the protocol by ALPN.
+#[derive(Clone)]
+pub(crate) struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+/// What every connection task needs (cheap to clone). The `GracefulShutdown` itself stays
+/// with the accept loops: shutdown takes it back once they have ended.
+pub(crate) struct Serving<H> {
+    /// The decisions of the request path (the TOML-driven proxy, or a user's).
+    pub(crate) hooks: Arc<H>,
+    /// The HTTP connection builders.
+    pub(crate) builders: Arc<Builders>,
+    /// Set to true when the proxy stops.
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl<H> Clone for Serving<H> {
+    fn clone(&self) -> Self {
+        Self {
+            hooks: self.hooks.clone(),
+            builders: self.builders.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+impl Builders {
+    /// HTTP/1.1 and HTTP/2 with hyper's timers; `auto` detects h2c prior knowledge.
+    pub(crate) fn new() -> Self {
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        auto.http1().timer(TokioTimer::new());
+        auto.http2().timer(TokioTimer::new());
+        Self {
+            http1: auto.clone().http1_only(),
+            http2: auto.clone().http2_only(),
+            auto,
+        }
+    }
+}
+
+impl Listener {
+    /// A plain (HTTP/1.1 and h2c) listener over a bound socket.
+    pub(crate) fn plain(tcp: TcpListener) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        Ok(Self {
+            tcp,
+            local,
+            tls: None,
+        })
+    }
+
+    /// The bound address (with the real port where the config said port 0).
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Whether this is a TLS listener.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+/// Builds every TLS listener's rustls configuration, then binds every address: the plain
+/// ones (`server.listen`) first, then each `[[server.tls]]` table's in order. Fails before
+/// serving anything.
+pub(crate) async fn bind_all(server: &ServerConfig) -> Result<Vec<Listener>, StartError> {
+    let mut tls = Vec::with_capacity(server.tls.len());
+    for (index, t) in server.tls.iter().enumerate() {
+        let config =
+            crate::tls::server_config(t).map_err(|source| StartError::Tls { index, source })?;
+        let settings = Tls {
+            acceptor: TlsAcceptor::from(config),
+            handshake_timeout: t.handshake_timeout.get(),
+        };
+        tls.extend(t.listen.iter().map(|addr| (*addr, Some(settings.clone()))));
+    }
+    let plain = server.listen.iter().map(|addr| (*addr, None));
+    let mut listeners = Vec::with_capacity(server.listen.len() + tls.len());
+    for (addr, tls) in plain.chain(tls) {
+        let bound = match TcpListener::bind(addr).await {
+            Ok(tcp) => tcp.local_addr().map(|local| (tcp, local)),
+            Err(e) => Err(e),
+        };
+        let (tcp, local) = bound.map_err(|source| StartError::Listen { addr, source })?;
+        listeners.push(Listener { tcp, local, tls });
+    }
+    Ok(listeners)
+}
+
+/// Accepts connections on `listener` until the stop flag is set, each served in its own
+/// task; the listener is dropped (new connections refused) when the loop ends.
+pub(crate) async fn accept_loop<H: ProxyHttp>(
+    listener: Listener,
+    serving: Serving<H>,
+    graceful: Arc<GracefulShutdown>,
+) {
+    let mut stop = serving.stop.clone();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.tcp.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed; retrying");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
+        }
+        // The listener's address is exact unless it is a wildcard (0.0.0.0, [::]).
+        let local = if listener.local.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(listener.local)
+        } else {
+            listener.local
+        };
+        let info = ConnInfo {
+            peer,
+            local,
+            tls: listener.tls.is_some(),
+        };
+        let watcher = graceful.watcher();
+        match &listener.tls {
+            None => {
+                let conn = serve(&serving.builders.auto, &serving.hooks, stream, info);
+                tokio::spawn(finish(watcher, conn, info));
+            }
+            Some(tls) => {
+                tokio::spawn(handshake_then_serve(
+                    tls.clone(),
+                    serving.clone(),
+                    watcher,
+                    stream,
+                    info,
+                ));
+            }
+        }
+    }
+}
+
+/// A TLS connection's task: the handshake (bounded, and abandoned when the proxy stops),
+/// then HTTP/2 or HTTP/1.1 as ALPN decided.
+async fn handshake_then_serve<H: ProxyHttp>(
+    tls: Tls,
+    mut serving: Serving<H>,
+    watcher: Watcher,
+    stream: TcpStream,
+    info: ConnInfo,
+) {
+    let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
+    let stream = tokio::select! {
+        biased;
+        _ = serving.stop.wait_for(|s| *s) => return,
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(peer = %info.peer, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %info.peer, timeout = ?tls.handshake_timeout, "TLS handshake timed out");
+                return;
+            }
+        },
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let builder = if h2 {
+        &serving.builders.http2
+    } else {
+        &serving.builders.http1
+    };
+    let conn = serve(builder, &serving.hooks, stream, info);
+    finish(watcher, conn, info).await;
+}
+
+/// The HTTP connection future for `io`, each request handed to the service with `info`.
+fn serve<H: ProxyHttp, I>(
+    builder: &auto::Builder<TokioExecutor>,
+    hooks: &Arc<H>,
+    io: I,
+    info: ConnInfo,
+) -> impl GracefulConnection<Error = BoxError> + Send + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let hooks = hooks.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        pipeline::handle(hooks.clone(), info, req)
+    });
+    builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .into_owned()
+}
+
+/// Runs a connection to its end under graceful shutdown.
+async fn finish<C>(watcher: Watcher, conn: C, info: ConnInfo)
+where
+    C: GracefulConnection<Error = BoxError>,
+{
+    if let Err(error) = watcher.watch(conn).await {
+        tracing::debug!(peer = %info.peer, tls = info.tls, error = &*error as &dyn StdError, "connection ended with an error");
+    }
+}
