@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -14,8 +15,10 @@ use hyper_util::rt::TokioExecutor;
 use lb_health::Outcome;
 
 use crate::body::ProxyBody;
+use crate::config::ServerConfig;
 use crate::connector::{self, Connector, UpstreamAuthority};
-use crate::headers;
+use crate::headers::{self, Forwarding};
+use crate::upgrade::UpgradeRequest;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared by all connections.
@@ -26,10 +29,14 @@ pub(crate) struct Shared {
     pub(crate) routes: Vec<usize>,
     /// One HTTP/1.1 client (keep-alive pool per backend) per upstream, by index.
     pub(crate) clients: Vec<Client<Connector, Incoming>>,
+    /// `[server.forwarding]`, prepared (crate::headers).
+    pub(crate) forwarding: Forwarding,
+    /// `[server] upgrade_idle_timeout`, for upstreams without their own (crate::upgrade).
+    pub(crate) upgrade_idle_timeout: Duration,
 }
 
 impl Shared {
-    pub(crate) fn new(upstreams: Vec<Upstream>, routes: Vec<usize>) -> Self {
+    pub(crate) fn new(upstreams: Vec<Upstream>, routes: Vec<usize>, server: &ServerConfig) -> Self {
         let clients = upstreams
             .iter()
             .map(|u| {
@@ -42,6 +49,8 @@ impl Shared {
             upstreams,
             routes,
             clients,
+            forwarding: Forwarding::new(&server.forwarding),
+            upgrade_idle_timeout: server.upgrade_idle_timeout.get(),
         }
     }
 }
@@ -75,7 +84,9 @@ pub(crate) async fn handle(
     };
     let upstream = &shared.upstreams[index];
     let (mut parts, body) = req.into_parts();
-    let Some(guard) = upstream.select(&parts, client.ip()) else {
+    // The client a trusted proxy vouches for (crate::headers), also what ip_hash hashes.
+    let client = shared.forwarding.client(client.ip(), &parts.headers);
+    let Some(guard) = upstream.select(&parts, client.ip) else {
         tracing::debug!(upstream = upstream.name(), "no usable backend");
         return Ok(local(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -83,18 +94,15 @@ pub(crate) async fn handle(
         ));
     };
 
-    // HTTP/2 clients send the authority in the URI only; HTTP/1.1 backends need `Host`.
-    if !parts.headers.contains_key(header::HOST) {
-        if let Some(host) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(header::HOST, host);
-        }
+    // Host, hop-by-hop and forwarding headers (crate::headers); an HTTP/1.1 upgrade keeps
+    // its Connection/Upgrade (crate::upgrade). TODO(tls listeners): pass the connection's tls.
+    let upgrade = UpgradeRequest::take(&mut parts);
+    shared
+        .forwarding
+        .rewrite_request(&mut parts, &client, false, upstream.host_header());
+    if let Some(up) = &upgrade {
+        up.restore_headers(&mut parts.headers);
     }
-    headers::strip_hop_by_hop(&mut parts.headers);
-    headers::append_forwarded_for(&mut parts.headers, client.ip());
     let Some(uri) = upstream_uri(&guard, &parts.uri) else {
         return Ok(local(StatusCode::BAD_REQUEST, "400 Bad Request\n"));
     };
@@ -109,6 +117,12 @@ pub(crate) async fn handle(
             upstream
                 .balancer()
                 .report(guard.backend(), Outcome::Status(resp.status().as_u16()));
+            if let Some(up) = upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS) {
+                let idle = upstream
+                    .upgrade_idle_timeout()
+                    .unwrap_or(shared.upgrade_idle_timeout);
+                return Ok(up.switch(resp, guard, idle));
+            }
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             Ok(Response::from_parts(

@@ -128,6 +128,10 @@ pub struct Upstream {
     key: KeySource,
     is_static: bool,
     connect_timeout: Duration,
+    /// `host`: the `Host` sent to the backends instead of the client's.
+    host: Option<http::HeaderValue>,
+    /// `upgrade_idle_timeout`, when the upstream sets its own.
+    upgrade_idle_timeout: Option<Duration>,
 }
 
 impl Upstream {
@@ -186,6 +190,8 @@ impl Upstream {
             key,
             is_static,
             connect_timeout: config.connect_timeout.get(),
+            host: config.host.as_ref().map(|h| h.value().clone()),
+            upgrade_idle_timeout: config.upgrade_idle_timeout.map(PositiveDuration::get),
         })
     }
 
@@ -207,6 +213,17 @@ impl Upstream {
     /// How long a TCP connect to one of its backends may take.
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout
+    }
+
+    /// The `Host` its backends get instead of the client's (`host = "..."`), if any.
+    pub fn host_header(&self) -> Option<&http::HeaderValue> {
+        self.host.as_ref()
+    }
+
+    /// How long its upgraded connections may stay silent, when it overrides
+    /// `[server] upgrade_idle_timeout`.
+    pub fn upgrade_idle_timeout(&self) -> Option<Duration> {
+        self.upgrade_idle_timeout
     }
 
     /// Picks a backend for a request from `client` (hashing its key if the algorithm does).

@@ -28,12 +28,14 @@ mod backends;
 mod discovery;
 mod duration;
 mod error;
+mod headers;
 mod health;
 
 pub use backends::BackendList;
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
+pub use headers::{Cidr, ForwardingConfig, HostHeader, InvalidCidr, Via, DEFAULT_VIA_NAME};
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
@@ -77,6 +79,17 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[serde(default = "default_grace_period")]
     pub grace_period: ConfigDuration,
+    /// `[server.forwarding]`: forwarding headers and trusted proxies.
+    #[serde(default)]
+    pub forwarding: ForwardingConfig,
+    /// How long an upgraded connection (WebSocket) may stay silent both ways before it is
+    /// closed; an upstream's own `upgrade_idle_timeout` wins.
+    #[serde(default = "default_upgrade_idle_timeout")]
+    pub upgrade_idle_timeout: PositiveDuration,
+}
+
+fn default_upgrade_idle_timeout() -> PositiveDuration {
+    PositiveDuration(Duration::from_secs(3600))
 }
 
 fn default_grace_period() -> ConfigDuration {
@@ -228,6 +241,12 @@ pub struct UpstreamConfig {
     /// How long to wait for a TCP connection to a backend.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: PositiveDuration,
+    /// The `Host` sent to this upstream's backends instead of the client's.
+    #[serde(default)]
+    pub host: Option<HostHeader>,
+    /// `[server] upgrade_idle_timeout` for this upstream's upgraded connections.
+    #[serde(default)]
+    pub upgrade_idle_timeout: Option<PositiveDuration>,
 }
 
 fn default_connect_timeout() -> PositiveDuration {
@@ -293,6 +312,8 @@ impl Config {
                 health_check: Some(Spanned::new(0..0, HealthCheckConfig::default())),
                 passive: None,
                 connect_timeout: default_connect_timeout(),
+                host: None,
+                upgrade_idle_timeout: None,
             },
         );
         Self {
@@ -300,6 +321,8 @@ impl Config {
                 listen,
                 threads: None,
                 grace_period: default_grace_period(),
+                forwarding: ForwardingConfig::default(),
+                upgrade_idle_timeout: default_upgrade_idle_timeout(),
             },
             upstreams,
             routes: vec![RouteConfig {
