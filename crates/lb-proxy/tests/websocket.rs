@@ -272,19 +272,22 @@ async fn a_backend_close_reaches_the_client() {
 
 #[tokio::test]
 async fn a_silent_connection_is_closed_at_the_idle_timeout() {
-    // The upstream's own setting, then the server-wide one.
+    // The upstream's own setting (the server's is longer), then the server-wide one.
     for (server, upstream) in [
-        ("", "upgrade_idle_timeout = \"400ms\""),
-        ("upgrade_idle_timeout = \"400ms\"", ""),
+        (
+            "upgrade_idle_timeout = \"1h\"",
+            "upgrade_idle_timeout = \"1s\"",
+        ),
+        ("upgrade_idle_timeout = \"1s\"", ""),
     ] {
         let mut backend = WsBackend::start().await;
         let h = proxy(&backend, server, upstream).await;
         let mut ws = connect(&h, "/ws").await.unwrap();
 
-        // Traffic keeps it open well past the timeout.
+        // Traffic every 250 ms keeps it open well past the timeout.
         let start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        for i in 0..10 {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        for i in 0..7 {
             tick.tick().await;
             ws.send(Message::text(format!("{i}"))).await.unwrap();
             assert_eq!(
@@ -292,11 +295,12 @@ async fn a_silent_connection_is_closed_at_the_idle_timeout() {
                 Message::text(format!("{i}"))
             );
         }
-        assert!(start.elapsed() >= Duration::from_millis(800));
+        assert!(start.elapsed() >= Duration::from_millis(1500));
 
-        // Then silence closes both sides.
+        // Then silence closes both sides, one timeout after the last byte moved (which was
+        // a moment before the client read it).
         let waited = until_closed(&mut ws).await;
-        assert!(waited >= Duration::from_millis(400), "{waited:?}");
+        assert!(waited >= Duration::from_millis(900), "{waited:?}");
         let how = backend.ended().await;
         assert!(how.starts_with("error"), "{how}");
     }

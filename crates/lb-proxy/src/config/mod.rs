@@ -25,6 +25,7 @@
 //! ```
 
 mod backends;
+mod cidr;
 mod discovery;
 mod duration;
 mod error;
@@ -32,10 +33,11 @@ mod headers;
 mod health;
 
 pub use backends::BackendList;
+pub use cidr::{Cidr, InvalidCidr};
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
-pub use headers::{Cidr, ForwardingConfig, HostHeader, InvalidCidr, Via, DEFAULT_VIA_NAME};
+pub use headers::{ForwardingConfig, HostHeader, Via, DEFAULT_VIA_NAME};
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
