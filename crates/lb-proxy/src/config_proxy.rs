@@ -6,9 +6,12 @@
 //! forwarding headers (upstream request filter); report each attempt's outcome to passive
 //! health and apply the retry policy and budget (after attempt).
 
+use std::time::Duration;
+
 use lb_health::Outcome;
 
-use crate::headers;
+use crate::config::ServerConfig;
+use crate::headers::{ClientAddr, Forwarding};
 use crate::hooks::{Attempt, LocalResponse, Peer, ProxyHttp, Retry, Session};
 use crate::retry::Decision;
 use crate::upstream::Upstream;
@@ -19,6 +22,10 @@ pub(crate) struct ConfigProxy {
     pub(crate) upstreams: Vec<Upstream>,
     /// For each `[[routes]]` entry, in order, the index of its upstream.
     pub(crate) routes: Vec<usize>,
+    /// `[server.forwarding]`: trusted proxies and the forwarding headers to write.
+    forwarding: Forwarding,
+    /// `[server] upgrade_idle_timeout`, for upstreams without their own.
+    upgrade_idle_timeout: Duration,
 }
 
 /// Per-request state of the TOML-driven proxy.
@@ -26,11 +33,18 @@ pub(crate) struct ConfigProxy {
 pub(crate) struct RequestCtx {
     /// The index of the routed upstream.
     upstream: usize,
+    /// The client, as trusted proxies vouch for it (what `ip_hash` hashes).
+    client: Option<ClientAddr>,
 }
 
 impl ConfigProxy {
-    pub(crate) fn new(upstreams: Vec<Upstream>, routes: Vec<usize>) -> Self {
-        Self { upstreams, routes }
+    pub(crate) fn new(upstreams: Vec<Upstream>, routes: Vec<usize>, server: &ServerConfig) -> Self {
+        Self {
+            upstreams,
+            routes,
+            forwarding: Forwarding::new(&server.forwarding),
+            upgrade_idle_timeout: server.upgrade_idle_timeout.get(),
+        }
     }
 
     fn upstream(&self, ctx: &RequestCtx) -> &Upstream {
@@ -42,14 +56,19 @@ impl ProxyHttp for ConfigProxy {
     type Ctx = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx { upstream: 0 }
+        RequestCtx {
+            upstream: 0,
+            client: None,
+        }
     }
 
     async fn request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), LocalResponse> {
+        let peer = session.client_addr().ip();
+        ctx.client = Some(self.forwarding.client(peer, &session.req_header().headers));
         // Routes match everything for now; the first one wins.
         let Some(&index) = self.routes.first() else {
             return Err(LocalResponse::no_route());
@@ -68,7 +87,15 @@ impl ProxyHttp for ConfigProxy {
             upstream.retry().request_started();
             session.set_replay_limit(upstream.retry().replay_limit());
         }
-        upstream.peer(session).await
+        let client = ctx
+            .client
+            .as_ref()
+            .map_or_else(|| session.client_addr().ip(), |c| c.ip);
+        let peer = upstream.peer(session, client).await?;
+        let idle = upstream
+            .upgrade_idle_timeout()
+            .unwrap_or(self.upgrade_idle_timeout);
+        Ok(peer.with_upgrade_idle_timeout(idle))
     }
 
     fn upstream_request_filter(
@@ -76,9 +103,19 @@ impl ProxyHttp for ConfigProxy {
         session: &Session,
         upstream_request: &mut http::request::Parts,
         _peer: &Peer,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) {
-        headers::append_forwarded_for(&mut upstream_request.headers, session.client_addr().ip());
+        let upstream = self.upstream(ctx);
+        let client = ctx.client.get_or_insert_with(|| {
+            self.forwarding
+                .client(session.client_addr().ip(), &session.req_header().headers)
+        });
+        self.forwarding.rewrite_request(
+            upstream_request,
+            client,
+            session.conn().tls,
+            upstream.host_header(),
+        );
     }
 
     fn after_attempt(

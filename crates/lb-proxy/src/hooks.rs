@@ -48,6 +48,9 @@ pub struct Session {
     replayable: bool,
 }
 
+/// The idle timeout of upgraded connections unless the peer says otherwise.
+const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The backend an attempt goes to, and the client that reaches it: Pingora's `HttpPeer`.
 ///
 /// The backend counts the attempt as in flight from the moment it was selected until the
@@ -56,6 +59,7 @@ pub struct Session {
 pub struct Peer {
     guard: Guard,
     client: Arc<UpstreamClient>,
+    upgrade_idle_timeout: Duration,
 }
 
 /// How an attempt ended, as told to [`ProxyHttp::after_attempt`].
@@ -279,7 +283,21 @@ impl Peer {
                 release: None,
             },
             client,
+            upgrade_idle_timeout: DEFAULT_UPGRADE_IDLE_TIMEOUT,
         }
+    }
+
+    /// How long an upgraded connection (a WebSocket) through this peer may stay silent in
+    /// both directions before both sides are closed; one hour by default.
+    #[must_use]
+    pub fn with_upgrade_idle_timeout(mut self, idle: Duration) -> Self {
+        self.upgrade_idle_timeout = idle;
+        self
+    }
+
+    /// See [`with_upgrade_idle_timeout`](Self::with_upgrade_idle_timeout).
+    pub fn upgrade_idle_timeout(&self) -> Duration {
+        self.upgrade_idle_timeout
     }
 
     /// The backend.

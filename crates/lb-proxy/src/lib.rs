@@ -8,10 +8,12 @@
 //!
 //! The request path: accept (HTTP/1.1, or HTTP/2 with prior knowledge) → route → select a
 //! usable backend (lock-free; the backend counts the request as in flight until the
-//! response body ends) → strip hop-by-hop headers, append `X-Forwarded-For`, keep `Host`
-//! → forward over a keep-alive HTTP/1.1 connection → stream the response back. Bodies are
-//! streamed both ways, never buffered whole. A backend that cannot be reached gives 502;
-//! no usable backend gives 503.
+//! response body ends) → strip hop-by-hop headers, write the forwarding headers
+//! (`X-Forwarded-For`, `X-Real-IP`, ..., believing only trusted proxies), keep or rewrite
+//! `Host` → forward over a keep-alive HTTP/1.1 connection → stream the response back.
+//! Bodies are streamed both ways, never buffered whole. An HTTP/1.1 upgrade (WebSocket)
+//! that the backend accepts with 101 becomes a spliced two-way byte stream. A backend that
+//! cannot be reached gives 502; no usable backend gives 503.
 
 pub mod config;
 pub mod demo;
@@ -34,6 +36,7 @@ mod replay;
 mod serve;
 mod server;
 mod tls;
+mod upgrade;
 mod upstream;
 
 pub use body::ProxyBody;

@@ -11,13 +11,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::hooks::{Attempt, ConnInfo, LocalResponse, ProxyHttp, Retry, Session};
 use crate::replay::RequestBody;
+use crate::upgrade::UpgradeRequest;
 
 /// Serves one request from the connection `conn` with `hooks`.
 pub(crate) async fn handle<H: ProxyHttp>(
@@ -54,6 +55,9 @@ async fn run<H: ProxyHttp>(
         }
     }
 
+    // An HTTP/1.1 upgrade (WebSocket) keeps its Connection/Upgrade headers and, on 101,
+    // splices the two connections (crate::upgrade).
+    let upgrade = UpgradeRequest::take(session.req_header_mut());
     let mut body = Some(body);
     let mut template: Option<RequestBody> = None;
     loop {
@@ -79,7 +83,11 @@ async fn run<H: ProxyHttp>(
         session.begin_attempt();
         let mut upstream = clone_head(session.req_header());
         headers::strip_hop_by_hop(&mut upstream.headers);
+        if let Some(up) = &upgrade {
+            up.restore_headers(&mut upstream.headers);
+        }
         hooks.upstream_request_filter(session, &mut upstream, &peer, ctx);
+        upstream.version = http::Version::HTTP_11;
 
         let sent = peer
             .client()
@@ -94,6 +102,13 @@ async fn run<H: ProxyHttp>(
                 if retry == Retry::Yes && can_replay {
                     session.attempt_failed(peer.backend().clone());
                     continue;
+                }
+                if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(up) = upgrade {
+                        let idle = peer.upgrade_idle_timeout();
+                        let resp = Response::from_parts(parts, body);
+                        return up.switch(resp, peer.into_guard(), idle);
+                    }
                 }
                 headers::strip_hop_by_hop(&mut parts.headers);
                 hooks.response_filter(session, &mut parts, ctx);
@@ -121,12 +136,13 @@ async fn run<H: ProxyHttp>(
     }
 }
 
-/// A copy of the client's request head for one attempt (extensions are not copied).
+/// A copy of the client's request head for one attempt (extensions are not copied; the
+/// version stays the client's until the hooks ran, for `Via`).
 fn clone_head(req: &http::request::Parts) -> http::request::Parts {
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = req.method.clone();
     parts.uri = req.uri.clone();
-    parts.version = http::Version::HTTP_11;
+    parts.version = req.version;
     parts.headers = req.headers.clone();
     parts
 }

@@ -131,7 +131,7 @@ impl Proxy {
             .iter()
             .filter_map(|r| index.get(r.upstream.get_ref().as_str()).copied())
             .collect();
-        let shared = Arc::new(ConfigProxy::new(upstreams, routes));
+        let shared = Arc::new(ConfigProxy::new(upstreams, routes, &self.config.server));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = Vec::new();

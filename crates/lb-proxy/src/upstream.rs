@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::request::Parts;
@@ -144,6 +145,10 @@ pub struct Upstream {
     client: Arc<UpstreamClient>,
     retry: RetryPolicy,
     limits: Option<Arc<Limits>>,
+    /// `host`: the `Host` sent to the backends instead of the client's.
+    host: Option<http::HeaderValue>,
+    /// `upgrade_idle_timeout`, when the upstream sets its own.
+    upgrade_idle_timeout: Option<Duration>,
 }
 
 impl Upstream {
@@ -216,6 +221,8 @@ impl Upstream {
             client: Arc::new(UpstreamClient::new(options)),
             retry,
             limits,
+            host: config.host.as_ref().map(|h| h.value().clone()),
+            upgrade_idle_timeout: config.upgrade_idle_timeout.map(PositiveDuration::get),
         })
     }
 
@@ -237,6 +244,17 @@ impl Upstream {
     /// The client that reaches its backends.
     pub fn client(&self) -> &Arc<UpstreamClient> {
         &self.client
+    }
+
+    /// The `Host` its backends get instead of the client's (`host = "..."`), if any.
+    pub fn host_header(&self) -> Option<&http::HeaderValue> {
+        self.host.as_ref()
+    }
+
+    /// How long its upgraded connections may stay silent, when it overrides
+    /// `[server] upgrade_idle_timeout`.
+    pub fn upgrade_idle_timeout(&self) -> Option<Duration> {
+        self.upgrade_idle_timeout
     }
 
     /// Requests waiting for a backend with room (0 without `limits`).
@@ -269,9 +287,8 @@ impl Upstream {
 
     /// The peer for the next attempt of `session`: a backend it has not tried, with room
     /// under the upstream's limits (waiting in its queue while every backend is full).
-    pub(crate) async fn peer(&self, session: &Session) -> Result<Peer, LocalResponse> {
+    pub(crate) async fn peer(&self, session: &Session, ip: IpAddr) -> Result<Peer, LocalResponse> {
         let req = session.req_header();
-        let ip = session.client_addr().ip();
         let Some(limits) = &self.limits else {
             return self
                 .select(req, ip, |b| !session.has_tried(b))

@@ -25,18 +25,22 @@
 //! ```
 
 mod backends;
+mod cidr;
 mod discovery;
 mod duration;
 mod error;
+mod headers;
 mod health;
 mod paths;
 mod retry;
 mod tls;
 
 pub use backends::{BackendList, Backup};
+pub use cidr::{Cidr, InvalidCidr};
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
+pub use headers::{ForwardingConfig, HostHeader, Via, DEFAULT_VIA_NAME};
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
@@ -88,6 +92,17 @@ pub struct ServerConfig {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[serde(default = "default_grace_period")]
     pub grace_period: ConfigDuration,
+    /// `[server.forwarding]`: forwarding headers and trusted proxies.
+    #[serde(default)]
+    pub forwarding: ForwardingConfig,
+    /// How long an upgraded connection (WebSocket) may stay silent both ways before it is
+    /// closed; an upstream's own `upgrade_idle_timeout` wins.
+    #[serde(default = "default_upgrade_idle_timeout")]
+    pub upgrade_idle_timeout: PositiveDuration,
+}
+
+fn default_upgrade_idle_timeout() -> PositiveDuration {
+    PositiveDuration(Duration::from_secs(3600))
 }
 
 fn default_grace_period() -> ConfigDuration {
@@ -245,6 +260,12 @@ pub struct UpstreamConfig {
     /// Per-backend and per-upstream load limits; none when absent.
     #[serde(default)]
     pub limits: Option<Spanned<LimitsConfig>>,
+    /// The `Host` sent to this upstream's backends instead of the client's.
+    #[serde(default)]
+    pub host: Option<HostHeader>,
+    /// `[server] upgrade_idle_timeout` for this upstream's upgraded connections.
+    #[serde(default)]
+    pub upgrade_idle_timeout: Option<PositiveDuration>,
 }
 
 fn default_connect_timeout() -> PositiveDuration {
@@ -314,6 +335,8 @@ impl Config {
                 connect_timeout: default_connect_timeout(),
                 retry: None,
                 limits: None,
+                host: None,
+                upgrade_idle_timeout: None,
             },
         );
         Self {
@@ -322,6 +345,8 @@ impl Config {
                 tls: Vec::new(),
                 threads: None,
                 grace_period: default_grace_period(),
+                forwarding: ForwardingConfig::default(),
+                upgrade_idle_timeout: default_upgrade_idle_timeout(),
             },
             upstreams,
             routes: vec![RouteConfig {
