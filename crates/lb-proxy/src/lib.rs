@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod hash_key;
 pub mod notify;
+pub mod router;
 pub mod signals;
 
 mod body;

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::discovery::SourceError;
+use crate::router::{Router, RouterError};
 use crate::service::{self, Shared};
 use crate::upstream::{HealthHook, Upstream};
 
@@ -39,6 +40,10 @@ pub enum StartError {
     /// An upstream's discovery source could not be built.
     #[error(transparent)]
     Upstream(#[from] SourceError),
+    /// The routes could not be built (a configuration made in code naming an unknown
+    /// upstream, or with two path conditions on one route).
+    #[error(transparent)]
+    Routes(#[from] RouterError),
 }
 
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
@@ -96,6 +101,7 @@ impl Proxy {
             index.insert(name.as_str(), upstreams.len());
             upstreams.push(Upstream::new(name, cfg, self.hook.clone())?);
         }
+        let router = Router::new(&self.config.routes, |name| index.get(name).copied())?;
         let mut listeners = Vec::with_capacity(self.config.server.listen.len());
         let mut local_addrs = Vec::with_capacity(listeners.capacity());
         for addr in &self.config.server.listen {
@@ -131,14 +137,7 @@ impl Proxy {
                 ),
             }
         }
-        // Validation guarantees every route names a defined upstream.
-        let routes = self
-            .config
-            .routes
-            .iter()
-            .filter_map(|r| index.get(r.upstream.get_ref().as_str()).copied())
-            .collect();
-        let shared = Arc::new(Shared::new(upstreams, routes));
+        let shared = Arc::new(Shared::new(upstreams, router));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = Vec::new();

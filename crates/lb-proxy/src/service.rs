@@ -16,20 +16,21 @@ use lb_health::Outcome;
 use crate::body::ProxyBody;
 use crate::connector::{self, Connector, UpstreamAuthority};
 use crate::headers;
+use crate::router::Router;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) upstreams: Vec<Upstream>,
-    /// For each `[[routes]]` entry, in order, the index of its upstream.
-    pub(crate) routes: Vec<usize>,
+    /// The `[[routes]]`, whose upstream indexes point into `upstreams`.
+    pub(crate) router: Router,
     /// One HTTP/1.1 client (keep-alive pool per backend) per upstream, by index.
     pub(crate) clients: Vec<Client<Connector, Incoming>>,
 }
 
 impl Shared {
-    pub(crate) fn new(upstreams: Vec<Upstream>, routes: Vec<usize>) -> Self {
+    pub(crate) fn new(upstreams: Vec<Upstream>, router: Router) -> Self {
         let clients = upstreams
             .iter()
             .map(|u| {
@@ -40,7 +41,7 @@ impl Shared {
             .collect();
         Self {
             upstreams,
-            routes,
+            router,
             clients,
         }
     }
@@ -66,15 +67,16 @@ pub(crate) async fn handle(
     client: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    // Routes match everything for now; the first one wins.
-    let Some(&index) = shared.routes.first() else {
+    let (mut parts, body) = req.into_parts();
+    // Routing: the first matching `[[routes]]` entry names the upstream (router.rs).
+    let Some(route) = shared.router.route(&parts) else {
         return Ok(local(
             StatusCode::NOT_FOUND,
             "404 Not Found: no route matches\n",
         ));
     };
+    let index = route.upstream();
     let upstream = &shared.upstreams[index];
-    let (mut parts, body) = req.into_parts();
     let Some(guard) = upstream.select(&parts, client.ip()) else {
         tracing::debug!(upstream = upstream.name(), "no usable backend");
         return Ok(local(
@@ -95,6 +97,8 @@ pub(crate) async fn handle(
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, client.ip());
+    // The route's `request_headers` rules, after the proxy's own rewriting.
+    route.request_headers().apply(&mut parts.headers);
     let Some(uri) = upstream_uri(&guard, &parts.uri) else {
         return Ok(local(StatusCode::BAD_REQUEST, "400 Bad Request\n"));
     };
@@ -111,6 +115,8 @@ pub(crate) async fn handle(
                 .report(guard.backend(), Outcome::Status(resp.status().as_u16()));
             let (mut parts, body) = resp.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
+            // The route's `response_headers` rules (upstream responses only).
+            route.response_headers().apply(&mut parts.headers);
             Ok(Response::from_parts(
                 parts,
                 ProxyBody::upstream(body, guard),

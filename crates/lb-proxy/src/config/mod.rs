@@ -29,6 +29,7 @@ mod discovery;
 mod duration;
 mod error;
 mod health;
+mod routes;
 
 pub use backends::BackendList;
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
@@ -37,6 +38,7 @@ pub use error::ConfigError;
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
+pub use routes::{PathConflict, RouteConfig};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -246,14 +248,6 @@ where
     Ok(v)
 }
 
-/// `[[routes]]`: which upstream a request goes to.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// The name of an `[upstreams.NAME]` table.
-    pub upstream: Spanned<String>,
-}
-
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -302,9 +296,7 @@ impl Config {
                 grace_period: default_grace_period(),
             },
             upstreams,
-            routes: vec![RouteConfig {
-                upstream: Spanned::new(0..0, "default".to_owned()),
-            }],
+            routes: vec![RouteConfig::new("default")],
         }
     }
 
@@ -421,6 +413,10 @@ impl Config {
                     format!("routes[{i}].upstream"),
                     format!("upstream `{name}` is not defined (defined: {known:?})"),
                 ));
+            }
+            if let Err(conflict) = route.path_match() {
+                let key = format!("routes[{i}].{}", conflict.key);
+                return Err(at(conflict.offset, key, conflict.to_string()));
             }
         }
         Ok(())
