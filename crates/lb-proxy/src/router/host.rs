@@ -159,22 +159,25 @@ impl HostList {
 
 /// The host a request is for, without port, userinfo or trailing dot: the URI authority
 /// when the request has one (HTTP/2 `:authority`, or an HTTP/1.1 absolute-form target,
-/// which RFC 9112 §3.2.2 says takes precedence), else the `Host` header. `None` when there
-/// is neither, or when `Host` is repeated or not text (a request host conditions never match).
+/// which RFC 9112 §3.2.2 says takes precedence), else the `Host` header.
+///
+/// `None`, so that no host condition matches, when there is neither, when `Host` is
+/// repeated or not text, or when `Host` names another host than the authority (RFC 9113
+/// §8.3.1 calls that malformed; the backend would see one host and the router another).
 #[inline]
 pub(crate) fn request_host(parts: &Parts) -> Option<&str> {
-    let raw = match parts.uri.authority() {
-        Some(authority) => authority.as_str(),
-        None => {
-            let mut hosts = parts.headers.get_all(HOST).iter();
-            let first = hosts.next()?;
-            if hosts.next().is_some() {
-                return None;
-            }
-            first.to_str().ok()?
-        }
+    let mut fields = parts.headers.get_all(HOST).iter();
+    let header = match (fields.next(), fields.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(bare_host(v.to_str().ok()?)),
+        (Some(_), Some(_)) => return None,
     };
-    Some(bare_host(raw))
+    match (parts.uri.authority().map(|a| bare_host(a.as_str())), header) {
+        (Some(authority), Some(header)) => {
+            authority.eq_ignore_ascii_case(header).then_some(authority)
+        }
+        (authority, header) => authority.or(header),
+    }
 }
 
 /// `raw` (an authority) without userinfo, port and one trailing dot.
@@ -269,11 +272,21 @@ mod tests {
         assert_eq!(host("/", &["plain"]).as_deref(), Some("plain"));
         assert_eq!(host("/", &[]), None);
         assert_eq!(host("/", &["a", "b"]), None, "repeated Host is ambiguous");
-        // HTTP/2 (:authority) and absolute-form targets: the URI wins over Host.
+        // HTTP/2 (:authority) and absolute-form targets: the URI authority, which a Host
+        // header, if any, must agree with (ports aside).
         assert_eq!(
-            host("http://user@api.example.com:8443/x", &["other"]).as_deref(),
+            host("http://user@api.example.com:8443/x", &[]).as_deref(),
             Some("api.example.com")
         );
+        assert_eq!(
+            host("http://api.example.com:8443/x", &["API.example.com"]).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            host("http://api.example.com/x", &["admin.example.com"]),
+            None
+        );
+        assert_eq!(host("http://api.example.com/x", &["a", "a"]), None);
         assert_eq!(
             host("http://[2001:db8::1]/", &[]).as_deref(),
             Some("[2001:db8::1]")
