@@ -145,7 +145,9 @@ impl Router {
     #[inline]
     pub fn route(&self, parts: &Parts) -> Option<&Route> {
         let host = host::request_host(parts);
-        self.routes.iter().find(|r| r.matches_host(parts, host))
+        self.routes
+            .iter()
+            .find(|r| r.matches_with_host(parts, host))
     }
 
     /// Every route, in order.
@@ -181,13 +183,13 @@ impl Route {
 
     /// True if every condition matches the request head `parts`.
     pub fn matches(&self, parts: &Parts) -> bool {
-        self.matches_host(parts, host::request_host(parts))
+        self.matches_with_host(parts, host::request_host(parts))
     }
 
     /// [`matches`](Self::matches) with the request's host already extracted. The cheap
     /// conditions come first.
     #[inline]
-    fn matches_host(&self, parts: &Parts, host: Option<&str>) -> bool {
+    fn matches_with_host(&self, parts: &Parts, host: Option<&str>) -> bool {
         self.methods
             .as_ref()
             .is_none_or(|m| m.matches(&parts.method))
