@@ -1,10 +1,14 @@
 //! The TOML-driven proxy: the [`ProxyHttp`] implementation that [`Proxy`](crate::Proxy)
 //! runs, built from a [`Config`](crate::config::Config).
 //!
-//! Route → upstream (request filter); select a backend with room that this request has
-//! not tried (upstream peer, waiting in the upstream's queue when every backend is full);
-//! forwarding headers (upstream request filter); report each attempt's outcome to passive
-//! health and apply the retry policy and budget (after attempt).
+//! - request filter: the route, hence the upstream, and the client address that trusted
+//!   proxies vouch for;
+//! - upstream peer: a backend with room that this request has not tried, waiting in the
+//!   upstream's queue when every backend is full;
+//! - upstream request filter: forwarding headers, `Host`, the route's request header rules;
+//! - after attempt: the outcome reported to passive health, then the retry policy and
+//!   budget;
+//! - response filter: the route's response header rules.
 
 use std::time::Duration;
 
@@ -14,14 +18,15 @@ use crate::config::ServerConfig;
 use crate::headers::{ClientAddr, Forwarding};
 use crate::hooks::{Attempt, LocalResponse, Peer, ProxyHttp, Retry, Session};
 use crate::retry::Decision;
+use crate::router::Router;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
 pub(crate) struct ConfigProxy {
     pub(crate) upstreams: Vec<Upstream>,
-    /// For each `[[routes]]` entry, in order, the index of its upstream.
-    pub(crate) routes: Vec<usize>,
+    /// The `[[routes]]`, matched in order.
+    pub(crate) router: Router,
     /// `[server.forwarding]`: trusted proxies and the forwarding headers to write.
     forwarding: Forwarding,
     /// `[server] upgrade_idle_timeout`, for upstreams without their own.
@@ -31,6 +36,8 @@ pub(crate) struct ConfigProxy {
 /// Per-request state of the TOML-driven proxy.
 #[derive(Debug)]
 pub(crate) struct RequestCtx {
+    /// The index of the matched route.
+    route: usize,
     /// The index of the routed upstream.
     upstream: usize,
     /// The client, as trusted proxies vouch for it (what `ip_hash` hashes).
@@ -38,10 +45,10 @@ pub(crate) struct RequestCtx {
 }
 
 impl ConfigProxy {
-    pub(crate) fn new(upstreams: Vec<Upstream>, routes: Vec<usize>, server: &ServerConfig) -> Self {
+    pub(crate) fn new(upstreams: Vec<Upstream>, router: Router, server: &ServerConfig) -> Self {
         Self {
             upstreams,
-            routes,
+            router,
             forwarding: Forwarding::new(&server.forwarding),
             upgrade_idle_timeout: server.upgrade_idle_timeout.get(),
         }
@@ -57,6 +64,7 @@ impl ProxyHttp for ConfigProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            route: 0,
             upstream: 0,
             client: None,
         }
@@ -69,11 +77,11 @@ impl ProxyHttp for ConfigProxy {
     ) -> Result<(), LocalResponse> {
         let peer = session.client_addr().ip();
         ctx.client = Some(self.forwarding.client(peer, &session.req_header().headers));
-        // Routes match everything for now; the first one wins.
-        let Some(&index) = self.routes.first() else {
+        let Some(route) = self.router.route(session.req_header()) else {
             return Err(LocalResponse::no_route());
         };
-        ctx.upstream = index;
+        ctx.route = route.index();
+        ctx.upstream = route.upstream();
         Ok(())
     }
 
@@ -116,6 +124,20 @@ impl ProxyHttp for ConfigProxy {
             session.conn().tls,
             upstream.host_header(),
         );
+        self.router.routes()[ctx.route]
+            .request_headers()
+            .apply(&mut upstream_request.headers);
+    }
+
+    fn response_filter(
+        &self,
+        _session: &Session,
+        upstream_response: &mut http::response::Parts,
+        ctx: &mut RequestCtx,
+    ) {
+        self.router.routes()[ctx.route]
+            .response_headers()
+            .apply(&mut upstream_response.headers);
     }
 
     fn after_attempt(

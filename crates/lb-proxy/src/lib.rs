@@ -21,6 +21,7 @@ pub mod hash_key;
 pub mod hooks;
 pub mod notify;
 pub mod retry;
+pub mod router;
 pub mod signals;
 
 mod body;

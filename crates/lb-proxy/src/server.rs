@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::config_proxy::ConfigProxy;
 use crate::discovery::SourceError;
 use crate::listener;
+use crate::router::{Router, RouterError};
 use crate::upstream::{HealthHook, Upstream};
 
 /// How long start-up waits for the first answer of a discovery source.
@@ -46,6 +47,10 @@ pub enum StartError {
     /// An upstream's discovery source could not be built.
     #[error(transparent)]
     Upstream(#[from] SourceError),
+    /// The routes could not be built (a configuration made in code naming an unknown
+    /// upstream, or with two path conditions on one route).
+    #[error(transparent)]
+    Routes(#[from] RouterError),
 }
 
 /// A proxy built from a [`Config`], ready to [`start`](Proxy::start).
@@ -99,6 +104,7 @@ impl Proxy {
             index.insert(name.as_str(), upstreams.len());
             upstreams.push(Upstream::new(name, cfg, self.hook.clone())?);
         }
+        let router = Router::new(&self.config.routes, |name| index.get(name).copied())?;
         // Plain listeners first, then TLS ones (their certificates are loaded first).
         let listeners = listener::bind_all(&self.config.server).await?;
         let local_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect();
@@ -124,14 +130,7 @@ impl Proxy {
                 ),
             }
         }
-        // Validation guarantees every route names a defined upstream.
-        let routes = self
-            .config
-            .routes
-            .iter()
-            .filter_map(|r| index.get(r.upstream.get_ref().as_str()).copied())
-            .collect();
-        let shared = Arc::new(ConfigProxy::new(upstreams, routes, &self.config.server));
+        let shared = Arc::new(ConfigProxy::new(upstreams, router, &self.config.server));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = Vec::new();

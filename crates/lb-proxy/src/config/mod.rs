@@ -33,6 +33,7 @@ mod headers;
 mod health;
 mod paths;
 mod retry;
+mod routes;
 mod tls;
 
 pub use backends::{BackendList, Backup};
@@ -45,6 +46,7 @@ pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
+pub use routes::{PathConflict, RouteConfig};
 pub use tls::{
     Alpn, CertificateConfig, ClientAuthConfig, ServerNamePattern, TlsListenerConfig, TlsVersion,
 };
@@ -284,14 +286,6 @@ where
     Ok(v)
 }
 
-/// `[[routes]]`: which upstream a request goes to.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// The name of an `[upstreams.NAME]` table.
-    pub upstream: Spanned<String>,
-}
-
 impl Config {
     /// Reads, parses and validates the file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
@@ -349,9 +343,7 @@ impl Config {
                 upgrade_idle_timeout: default_upgrade_idle_timeout(),
             },
             upstreams,
-            routes: vec![RouteConfig {
-                upstream: Spanned::new(0..0, "default".to_owned()),
-            }],
+            routes: vec![RouteConfig::new("default")],
         }
     }
 
@@ -477,6 +469,10 @@ impl Config {
                     format!("routes[{i}].upstream"),
                     format!("upstream `{name}` is not defined (defined: {known:?})"),
                 ));
+            }
+            if let Err(conflict) = route.path_match() {
+                let key = format!("routes[{i}].{}", conflict.key);
+                return Err(at(conflict.offset, key, conflict.to_string()));
             }
         }
         Ok(())
