@@ -7,8 +7,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use lb_core::InFlight;
+
+use crate::client::{UpstreamBody, UpstreamError};
 
 pin_project_lite::pin_project! {
     /// A body sent to the client: streamed from a backend (which counts the request as in
@@ -24,7 +25,7 @@ pin_project_lite::pin_project! {
     enum Inner {
         Upstream {
             #[pin]
-            body: Incoming,
+            body: UpstreamBody,
             guard: Option<InFlight>,
         },
         Local {
@@ -36,7 +37,7 @@ pin_project_lite::pin_project! {
 
 impl ProxyBody {
     /// A body from a backend, counted against it until done.
-    pub(crate) fn upstream(body: Incoming, guard: InFlight) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody, guard: InFlight) -> Self {
         let guard = (!body.is_end_stream()).then_some(guard);
         Self {
             inner: Inner::Upstream { body, guard },
@@ -55,12 +56,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         match self.project().inner.project() {
             Proj::Upstream { body, guard } => {
                 let polled = body.poll_frame(cx);

@@ -13,6 +13,7 @@
 //! streamed both ways, never buffered whole. A backend that cannot be reached gives 502;
 //! no usable backend gives 503.
 
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod hash_key;
@@ -20,7 +21,6 @@ pub mod notify;
 pub mod signals;
 
 mod body;
-mod connector;
 mod discovery;
 mod headers;
 mod server;
@@ -28,6 +28,7 @@ mod service;
 mod upstream;
 
 pub use body::ProxyBody;
+pub use client::{PeerOptions, TlsOptions, UpstreamClient, UpstreamError};
 pub use discovery::SourceError;
 pub use server::{Proxy, RunningProxy, StartError};
 pub use upstream::{Balancer, HealthHook, Upstream};

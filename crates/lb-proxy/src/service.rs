@@ -5,16 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{self, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use lb_health::Outcome;
 
 use crate::body::ProxyBody;
-use crate::connector::{self, Connector, UpstreamAuthority};
 use crate::headers;
 use crate::upstream::Upstream;
 
@@ -24,25 +20,11 @@ pub(crate) struct Shared {
     pub(crate) upstreams: Vec<Upstream>,
     /// For each `[[routes]]` entry, in order, the index of its upstream.
     pub(crate) routes: Vec<usize>,
-    /// One HTTP/1.1 client (keep-alive pool per backend) per upstream, by index.
-    pub(crate) clients: Vec<Client<Connector, Incoming>>,
 }
 
 impl Shared {
     pub(crate) fn new(upstreams: Vec<Upstream>, routes: Vec<usize>) -> Self {
-        let clients = upstreams
-            .iter()
-            .map(|u| {
-                Client::builder(TokioExecutor::new()).build(Connector {
-                    timeout: u.connect_timeout(),
-                })
-            })
-            .collect();
-        Self {
-            upstreams,
-            routes,
-            clients,
-        }
+        Self { upstreams, routes }
     }
 }
 
@@ -95,14 +77,13 @@ pub(crate) async fn handle(
     }
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::append_forwarded_for(&mut parts.headers, client.ip());
-    let Some(uri) = upstream_uri(&guard, &parts.uri) else {
-        return Ok(local(StatusCode::BAD_REQUEST, "400 Bad Request\n"));
-    };
-    parts.uri = uri;
     parts.version = Version::HTTP_11;
 
-    match shared.clients[index]
-        .request(Request::from_parts(parts, body))
+    // The upstream's client (client.rs) sets the backend URI, speaks TLS/HTTP/2 and
+    // enforces the connect, read and write timeouts.
+    match upstream
+        .client()
+        .request(guard.backend(), Request::from_parts(parts, body))
         .await
     {
         Ok(resp) => {
@@ -117,8 +98,12 @@ pub(crate) async fn handle(
             ))
         }
         Err(error) => {
+            // Connected but no answer in time: 504, as nginx; any other failure: 502.
+            let timed_out = error.is_timeout() && !error.is_connect();
             let outcome = if error.is_connect() {
                 Outcome::ConnectFailure
+            } else if timed_out {
+                Outcome::Timeout
             } else {
                 Outcome::Error
             };
@@ -129,24 +114,10 @@ pub(crate) async fn handle(
                 error = &error as &dyn std::error::Error,
                 "upstream request failed"
             );
+            if timed_out {
+                return Ok(local(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n"));
+            }
             Ok(local(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"))
         }
     }
-}
-
-fn upstream_uri(backend: &lb_core::Backend, original: &Uri) -> Option<Uri> {
-    let authority = match backend.metadata().get::<UpstreamAuthority>() {
-        Some(cached) => cached.0.clone(),
-        None => Authority::try_from(connector::authority(backend.addr())).ok()?,
-    };
-    let path = original
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .ok()
 }

@@ -18,6 +18,7 @@ use lb_selection::{
     MaglevConfig, NginxHash, P2c, Random, RoundRobin, DEFAULT_TABLE_SIZE,
 };
 
+use crate::client::UpstreamClient;
 use crate::config::{
     HealthCheckConfig, HealthCheckKind, PositiveDuration, SelectionKind, UpstreamConfig,
 };
@@ -127,7 +128,7 @@ pub struct Upstream {
     balancer: Balancer,
     key: KeySource,
     is_static: bool,
-    connect_timeout: Duration,
+    client: UpstreamClient,
 }
 
 impl Upstream {
@@ -180,12 +181,18 @@ impl Upstream {
             ),
             _ => KeySource::None,
         };
+        // The client to its backends (TLS, timeouts, pool), from the connection keys.
+        let client = UpstreamClient::new(config.peer_options())
+            .map_err(|e| SourceError::new(&name, "upstream client", e))?;
+        if client.options().tls.as_ref().is_some_and(|t| !t.verify) {
+            tracing::warn!(upstream = %name, "TLS certificate verification to backends is off (tls.verify = false)");
+        }
         Ok(Self {
             name,
             balancer,
             key,
             is_static,
-            connect_timeout: config.connect_timeout.get(),
+            client,
         })
     }
 
@@ -206,7 +213,12 @@ impl Upstream {
 
     /// How long a TCP connect to one of its backends may take.
     pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
+        self.client.options().connect_timeout
+    }
+
+    /// The client that reaches its backends: with a selected backend, a peer.
+    pub fn client(&self) -> &UpstreamClient {
+        &self.client
     }
 
     /// Picks a backend for a request from `client` (hashing its key if the algorithm does).

@@ -29,6 +29,8 @@ mod discovery;
 mod duration;
 mod error;
 mod health;
+mod paths;
+mod peer;
 
 pub use backends::BackendList;
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
@@ -37,9 +39,10 @@ pub use error::ConfigError;
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
+pub use peer::UpstreamTlsConfig;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
@@ -228,6 +231,28 @@ pub struct UpstreamConfig {
     /// How long to wait for a TCP connection to a backend.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: PositiveDuration,
+    // Connection keys below: see `peer.rs` and [`crate::client::PeerOptions`].
+    /// How long the TCP connect and the TLS handshake may take together (TLS only).
+    #[serde(default)]
+    pub total_connection_timeout: Option<Spanned<PositiveDuration>>,
+    /// How long to wait for the response head, and between two reads of its body.
+    #[serde(default = "peer::default_read_timeout")]
+    pub read_timeout: PositiveDuration,
+    /// How long a write to a backend may make no progress.
+    #[serde(default = "peer::default_write_timeout")]
+    pub write_timeout: PositiveDuration,
+    /// How long an idle keep-alive connection is kept.
+    #[serde(default = "peer::default_idle_timeout")]
+    pub idle_timeout: PositiveDuration,
+    /// Idle keep-alive connections kept per backend (0: no reuse).
+    #[serde(default = "peer::default_pool_max_idle")]
+    pub pool_max_idle: u32,
+    /// The local address connections to backends come from.
+    #[serde(default)]
+    pub bind: Option<Spanned<IpAddr>>,
+    /// HTTPS to the backends; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<Spanned<UpstreamTlsConfig>>,
 }
 
 fn default_connect_timeout() -> PositiveDuration {
@@ -269,9 +294,11 @@ impl Config {
     pub fn from_toml_str(text: &str, origin: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let origin = origin.as_ref();
         let deserializer = toml::Deserializer::new(text);
-        let config: Config = serde_path_to_error::deserialize(deserializer)
+        let mut config: Config = serde_path_to_error::deserialize(deserializer)
             .map_err(|e| ConfigError::from_toml(origin, text, e))?;
         config.validate(text, origin)?;
+        // Upstream connection keys checked, TLS files read (relative to `origin`).
+        peer::load(&mut config.upstreams, text, origin)?;
         Ok(config)
     }
 
@@ -293,6 +320,13 @@ impl Config {
                 health_check: Some(Spanned::new(0..0, HealthCheckConfig::default())),
                 passive: None,
                 connect_timeout: default_connect_timeout(),
+                total_connection_timeout: None,
+                read_timeout: peer::default_read_timeout(),
+                write_timeout: peer::default_write_timeout(),
+                idle_timeout: peer::default_idle_timeout(),
+                pool_max_idle: peer::default_pool_max_idle(),
+                bind: None,
+                tls: None,
             },
         );
         Self {
