@@ -7,21 +7,26 @@
 //!
 //! ```no_run
 //! # async fn demo(backend: lb_core::Backend) -> Result<(), Box<dyn std::error::Error>> {
+//! use bytes::Bytes;
+//! use http_body_util::Empty;
 //! use lb_proxy::client::{PeerOptions, TlsOptions, UpstreamClient};
 //!
 //! let mut options = PeerOptions::default();
 //! options.tls = Some(TlsOptions::default());
-//! let client: UpstreamClient = UpstreamClient::new(options)?;
-//! let request = http::Request::get("/health").body(http_body_util::Empty::<bytes::Bytes>::new())?;
-//! # let request = request.map(|_| unreachable!());
-//! let response = client.request(&backend, request).await?;
-//! println!("{}", response.status());
+//! let client: UpstreamClient<Empty<Bytes>> = UpstreamClient::new(options)?;
+//! let request = http::Request::get("/health").body(Empty::new())?;
+//! match client.request(&backend, request).await {
+//!     Ok(response) => println!("{}", response.status()),
+//!     Err(e) if e.is_connect() => println!("never reached {backend}: {e}"),
+//!     Err(e) if e.is_timeout() => println!("{backend} did not answer in time"),
+//!     Err(e) => println!("{backend} failed: {e}"),
+//! }
 //! # Ok(()) }
 //! ```
 //!
-//! Underneath is hyper-util's pooled client. Connections are pooled by URI authority, one
-//! pool per client: a TLS client and a plain one never share a connection, and the
-//! authority of a backend is computed once (see [`prepare_backend`]).
+//! Underneath is hyper-util's pooled client. Connections are pooled by scheme and URI
+//! authority, one pool per client: a TLS client and a plain one never share a connection,
+//! and the authority of a backend is computed once (see [`prepare_backend`]).
 
 mod body;
 mod connector;

@@ -9,9 +9,10 @@
 //! The request path: accept (HTTP/1.1, or HTTP/2 with prior knowledge) → route → select a
 //! usable backend (lock-free; the backend counts the request as in flight until the
 //! response body ends) → strip hop-by-hop headers, append `X-Forwarded-For`, keep `Host`
-//! → forward over a keep-alive HTTP/1.1 connection → stream the response back. Bodies are
-//! streamed both ways, never buffered whole. A backend that cannot be reached gives 502;
-//! no usable backend gives 503.
+//! → forward through the upstream's [`UpstreamClient`] (keep-alive pool, TLS and HTTP/2 if
+//! configured, connect/read/write timeouts) → stream the response back. Bodies are
+//! streamed both ways, never buffered whole. A backend that cannot be reached gives 502,
+//! one that does not answer in time 504; no usable backend gives 503.
 
 pub mod client;
 pub mod config;
