@@ -312,6 +312,87 @@ async fn no_response_head_within_read_timeout_is_a_timeout_and_504() {
     );
 }
 
+/// A TLS backend that accepts TCP and never answers the handshake: the connect (TCP plus
+/// TLS) times out, and the error says the backend never saw the request.
+#[tokio::test]
+async fn a_handshake_that_never_finishes_is_a_connect_timeout() {
+    let (addr, _server) = silent_server().await;
+    let pki = Pki::new();
+    for total in [Some(Duration::from_millis(300)), None] {
+        let c = client(|o| {
+            o.connect_timeout = Duration::from_millis(200);
+            o.total_connection_timeout = total;
+            o.tls = Some(tls_options(&pki.ca_file));
+        });
+        let started = Instant::now();
+        let error = request_error(&c, &backend_at(addr), "/").await;
+        assert!(error.is_connect() && error.is_timeout(), "{error:?}");
+        // Bounded by the total, or by connect_timeout again for the handshake.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_http_is_an_invalid_response() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut buf = vec![0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n\r\n").await;
+            });
+        }
+    });
+    let c = client(|_| {});
+    let error = request_error(&c, &backend_at(addr), "/").await;
+    assert!(
+        error.is_invalid_response() && !error.is_connect(),
+        "{error:?}"
+    );
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.web]\nbackends = [\"{addr}\"]\n\
+         [[routes]]\nupstream = \"web\"\n"
+    );
+    let (h, _events) = Harness::start(&toml).await;
+    assert_eq!(h.get("/").await.0, StatusCode::BAD_GATEWAY);
+}
+
+/// Unix socket backends go through the same client (their path is encoded in the pool's
+/// authority).
+#[tokio::test]
+async fn unix_socket_backends_are_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backend.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let _server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    Bytes::from_static(b"unix"),
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.web]\nbackends = [\"unix:{}\"]\n\
+         [[routes]]\nupstream = \"web\"\n",
+        path.display()
+    );
+    let (h, _events) = Harness::start(&toml).await;
+    assert_eq!(h.get("/").await, (StatusCode::OK, "unix".to_owned()));
+}
+
 #[tokio::test]
 async fn a_body_that_stalls_mid_stream_times_out() {
     let backends = TestBackend::start_many(1).await;
