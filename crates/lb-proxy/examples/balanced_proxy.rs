@@ -2,11 +2,14 @@
 //! `../shared/seeds/000_*.txt`) written with `lb-proxy`'s hooks: round robin over three
 //! backends with an HTTP health check every 10 seconds (2 passes to rise, 3 failures to
 //! fall, kept-alive check connections), the request path as the selection key, and the
-//! `Host` header set for the backends in `upstream_request_filter`.
+//! `Host` header set for the backends in `upstream_request_filter`. As in the seed, the
+//! backends are reached over TLS with the SNI name `api.example.com` (certificates
+//! verified against the system roots); `--plain` talks plain HTTP to local test servers.
 //!
 //! ```text
-//! cargo run -p lb-proxy --example balanced_proxy -- 127.0.0.1:9001 127.0.0.1:9002 127.0.0.1:9003
-//! curl -H 'Host: anything' http://127.0.0.1:8080/
+//! cargo run -p lb-proxy --example balanced_proxy -- api1.example.com:443 api2.example.com:443
+//! cargo run -p lb-proxy --example balanced_proxy -- --plain 127.0.0.1:9001 127.0.0.1:9002
+//! curl http://127.0.0.1:8080/
 //! ```
 //!
 //! The TOML equivalent is `examples/http-health-passive.toml`; `docs/seeds.md` maps every
@@ -18,9 +21,9 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
 use lb_balancer::LoadBalancer;
-use lb_health::{CheckParams, HttpHealthCheck};
+use lb_health::{CheckParams, HttpHealthCheck, TlsConfig};
 use lb_proxy::hooks::{LocalResponse, Peer, ProxyHttp, Session};
-use lb_proxy::{PeerOptions, Server, UpstreamClient};
+use lb_proxy::{PeerOptions, Server, TlsOptions, UpstreamClient};
 use lb_selection::RoundRobin;
 
 struct BalancedProxy {
@@ -64,12 +67,16 @@ impl ProxyHttp for BalancedProxy {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let plain = args.first().is_some_and(|a| a == "--plain");
+    if plain {
+        args.remove(0);
+    }
     let backends = if args.is_empty() {
         vec![
-            "127.0.0.1:9001".into(),
-            "127.0.0.1:9002".into(),
-            "127.0.0.1:9003".into(),
+            "api1.example.com:443".into(),
+            "api2.example.com:443".into(),
+            "api3.example.com:443".into(),
         ]
     } else {
         args
@@ -81,7 +88,19 @@ async fn main() -> anyhow::Result<()> {
         fall: NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN),
         ..CheckParams::default()
     };
-    let check = HttpHealthCheck::builder(params)
+    let mut options = PeerOptions::default();
+    let mut check = HttpHealthCheck::builder(params);
+    if !plain {
+        let mut tls = TlsOptions::default();
+        tls.sni = Some("api.example.com".into());
+        options.tls = Some(tls);
+        check = check.tls(
+            TlsConfig::builder()
+                .server_name("api.example.com")
+                .build()?,
+        );
+    }
+    let check = check
         .host("api.example.com")
         .path("/health")
         .reuse_connection(true)
@@ -105,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
 
     let proxy = BalancedProxy {
         load_balancer: lb,
-        client: Arc::new(UpstreamClient::new(PeerOptions::default())),
+        client: Arc::new(UpstreamClient::new(options)?),
     };
     let server = Server::new(proxy).bind("0.0.0.0:8080").await?;
     tracing::info!(listen = ?server.local_addrs(), "load balancer running");

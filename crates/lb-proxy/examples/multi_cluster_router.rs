@@ -15,10 +15,11 @@ use std::sync::Arc;
 use lb_balancer::LoadBalancer;
 use lb_health::{CheckParams, TcpHealthCheck};
 use lb_proxy::hooks::{LocalResponse, Peer, ProxyHttp, Session};
-use lb_proxy::{PeerOptions, Server, UpstreamClient};
+use lb_proxy::{PeerOptions, Server, TlsOptions, UpstreamClient};
 use lb_selection::RoundRobin;
 
-/// A cluster: its balancer and the client that reaches its backends.
+/// A cluster: its balancer and the client that reaches its backends (Pingora's `HttpPeer`
+/// options: here plain HTTP, or TLS with an SNI name).
 struct Cluster {
     lb: Arc<LoadBalancer<RoundRobin>>,
     client: Arc<UpstreamClient>,
@@ -56,12 +57,18 @@ impl ProxyHttp for MultiClusterRouter {
     }
 }
 
-fn build_cluster(backends: &[&str]) -> anyhow::Result<Cluster> {
+fn build_cluster(backends: &[&str], sni: Option<&str>) -> anyhow::Result<Cluster> {
     let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(backends)?;
     lb.set_health_check(TcpHealthCheck::new(CheckParams::default()));
+    let mut options = PeerOptions::default();
+    options.tls = sni.map(|name| {
+        let mut tls = TlsOptions::default();
+        tls.sni = Some(name.to_owned());
+        tls
+    });
     Ok(Cluster {
         lb: Arc::new(lb),
-        client: Arc::new(UpstreamClient::new(PeerOptions::default())),
+        client: Arc::new(UpstreamClient::new(options)?),
     })
 }
 
@@ -69,9 +76,19 @@ fn build_cluster(backends: &[&str]) -> anyhow::Result<Cluster> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt::init();
     let router = MultiClusterRouter {
-        api: build_cluster(&["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"])?,
-        web: build_cluster(&["127.0.0.1:8443", "127.0.0.1:8444"])?,
-        statics: build_cluster(&["127.0.0.1:8091", "127.0.0.1:8092", "127.0.0.1:8093"])?,
+        api: build_cluster(
+            &["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"],
+            None,
+        )?,
+        // The web cluster speaks TLS, verified for www.example.com, as in the seed.
+        web: build_cluster(
+            &["127.0.0.1:8443", "127.0.0.1:8444"],
+            Some("www.example.com"),
+        )?,
+        statics: build_cluster(
+            &["127.0.0.1:8091", "127.0.0.1:8092", "127.0.0.1:8093"],
+            None,
+        )?,
     };
     // One health-check task per cluster, stopped with the server.
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
+use crate::client::{UpstreamBody, UpstreamError};
 use crate::limits::Guard;
 
 pin_project_lite::pin_project! {
@@ -25,7 +25,7 @@ pin_project_lite::pin_project! {
     enum Inner {
         Upstream {
             #[pin]
-            body: Incoming,
+            body: UpstreamBody,
             guard: Option<Guard>,
         },
         Local {
@@ -37,7 +37,7 @@ pin_project_lite::pin_project! {
 
 impl ProxyBody {
     /// A body from a backend, counted against it until done.
-    pub(crate) fn upstream(body: Incoming, guard: Guard) -> Self {
+    pub(crate) fn upstream(body: UpstreamBody, guard: Guard) -> Self {
         let guard = (!body.is_end_stream()).then_some(guard);
         Self {
             inner: Inner::Upstream { body, guard },
@@ -56,12 +56,12 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         match self.project().inner.project() {
             Proj::Upstream { body, guard } => {
                 let polled = body.poll_frame(cx);

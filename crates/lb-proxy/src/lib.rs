@@ -10,11 +10,14 @@
 //! usable backend (lock-free; the backend counts the request as in flight until the
 //! response body ends) → strip hop-by-hop headers, write the forwarding headers
 //! (`X-Forwarded-For`, `X-Real-IP`, ..., believing only trusted proxies), keep or rewrite
-//! `Host` → forward over a keep-alive HTTP/1.1 connection → stream the response back.
+//! `Host` → forward through the upstream's [`UpstreamClient`] (keep-alive pool, TLS and
+//! HTTP/2 if configured, connect/read/write timeouts) → stream the response back.
 //! Bodies are streamed both ways, never buffered whole. An HTTP/1.1 upgrade (WebSocket)
 //! that the backend accepts with 101 becomes a spliced two-way byte stream. A backend that
-//! cannot be reached gives 502; no usable backend gives 503.
+//! cannot be reached gives 502, one that does not answer in time 504; no usable backend
+//! gives 503.
 
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod hash_key;
@@ -25,9 +28,7 @@ pub mod router;
 pub mod signals;
 
 mod body;
-mod client;
 mod config_proxy;
-mod connector;
 mod discovery;
 mod headers;
 mod limits;
@@ -41,7 +42,7 @@ mod upgrade;
 mod upstream;
 
 pub use body::ProxyBody;
-pub use client::{PeerOptions, UpstreamClient, UpstreamError};
+pub use client::{PeerOptions, TlsOptions, UpstreamClient, UpstreamError};
 pub use discovery::SourceError;
 pub use hooks::{ProxyHttp, Session};
 pub use replay::RequestBody;

@@ -126,7 +126,7 @@ async fn run<H: ProxyHttp>(
                     session.attempt_failed(peer.backend().clone());
                     continue;
                 }
-                return local_response(&if error.is_timeout() {
+                return local_response(&if error.is_timeout() && !error.is_connect() {
                     LocalResponse::gateway_timeout()
                 } else {
                     LocalResponse::bad_gateway()

@@ -26,7 +26,6 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Response, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -78,9 +77,9 @@ impl UpgradeRequest {
     /// The backend accepted (`resp` is its 101): returns the 101 for the client and spawns
     /// the splice, which holds `guard` (the backend counts the connection as in flight)
     /// until it ends. `idle` closes both sides after that long without a byte either way.
-    pub(crate) fn switch(
+    pub(crate) fn switch<B>(
         self,
-        mut resp: Response<Incoming>,
+        mut resp: Response<B>,
         guard: Guard,
         idle: Duration,
     ) -> Response<ProxyBody> {

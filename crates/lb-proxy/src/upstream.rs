@@ -18,7 +18,7 @@ use lb_selection::{
     MaglevConfig, NginxHash, P2c, Random, RoundRobin, DEFAULT_TABLE_SIZE,
 };
 
-use crate::client::{PeerOptions, UpstreamClient};
+use crate::client::UpstreamClient;
 use crate::config::{
     HealthCheckConfig, HealthCheckKind, PositiveDuration, SelectionKind, UpstreamConfig,
 };
@@ -201,10 +201,12 @@ impl Upstream {
             ),
             _ => KeySource::None,
         };
-        let options = PeerOptions {
-            connect_timeout: config.connect_timeout.get(),
-            ..PeerOptions::default()
-        };
+        // The client to its backends (TLS, timeouts, pool), from the connection keys.
+        let client = UpstreamClient::new(config.peer_options())
+            .map_err(|e| SourceError::new(&name, "upstream client", e))?;
+        if client.options().tls.as_ref().is_some_and(|t| !t.verify) {
+            tracing::warn!(upstream = %name, "TLS certificate verification to backends is off (tls.verify = false)");
+        }
         let retry = config
             .retry
             .as_ref()
@@ -218,7 +220,7 @@ impl Upstream {
             balancer,
             key,
             is_static,
-            client: Arc::new(UpstreamClient::new(options)),
+            client: Arc::new(client),
             retry,
             limits,
             host: config.host.as_ref().map(|h| h.value().clone()),
@@ -241,7 +243,12 @@ impl Upstream {
         &self.balancer
     }
 
-    /// The client that reaches its backends.
+    /// How long a TCP connect to one of its backends may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.client.options().connect_timeout
+    }
+
+    /// The client that reaches its backends: with a selected backend, a peer.
     pub fn client(&self) -> &Arc<UpstreamClient> {
         &self.client
     }

@@ -111,7 +111,7 @@ async fn every_hook_runs_through_the_embedded_server() {
     let router = Router {
         api: LoadBalancer::try_from_iter(api.iter().map(|b| b.addr().to_string())).unwrap(),
         web: LoadBalancer::try_from_iter([web.addr().to_string()]).unwrap(),
-        client: Arc::new(UpstreamClient::new(PeerOptions::default())),
+        client: Arc::new(UpstreamClient::new(PeerOptions::default()).unwrap()),
         logged: logged.clone(),
     };
     let server = Server::new(router).bind("127.0.0.1:0").await.unwrap();
@@ -207,7 +207,7 @@ async fn the_embedded_server_logs_every_request() {
     }
     let hooks = Counting(
         LoadBalancer::try_from_iter([web.addr().to_string()]).unwrap(),
-        Arc::new(UpstreamClient::new(PeerOptions::default())),
+        Arc::new(UpstreamClient::new(PeerOptions::default()).unwrap()),
         router.clone(),
     );
     let server = Server::new(hooks).bind("127.0.0.1:0").await.unwrap();

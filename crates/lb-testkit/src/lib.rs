@@ -3,7 +3,12 @@
 //! A [`TestBackend`] is a hyper server bound to a free port on 127.0.0.1. It answers every
 //! request with its name (and an `x-backend` header), or echoes the request body on
 //! `/echo`, counts requests, remembers the last request's headers, and can be told to answer
-//! with another status or after a delay. [`TestBackend::stop`] closes the listener and drops
+//! with another status or after a delay. On `/stall-body` it sends the head and one chunk,
+//! then never finishes the body. It counts the connections it accepted and saw close, and
+//! remembers the last client address, HTTP version and (TLS) server name.
+//!
+//! [`TestBackend::start_tls`] serves over TLS with certificates made by [`tls::TestCa`],
+//! optionally offering HTTP/2 through ALPN and requiring client certificates. [`TestBackend::stop`] closes the listener and drops
 //! every open connection, as a crashed server would; [`TestBackend::start_again`] binds the
 //! same port again.
 //!
@@ -15,6 +20,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 pub mod etcd;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body::Frame;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -31,6 +38,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::TlsServer;
 
 #[derive(Default)]
 struct Shared {
@@ -39,12 +49,24 @@ struct Shared {
     delay_ms: AtomicU64,
     arrived: tokio::sync::Notify,
     last_headers: parking_lot_free::Slot<HeaderMap>,
+    last_version: parking_lot_free::Slot<Version>,
+    connections: AtomicUsize,
+    closed: AtomicUsize,
+    /// Notified when a connection opens or closes.
+    conn_event: tokio::sync::Notify,
+    last_peer: parking_lot_free::Slot<SocketAddr>,
+    last_sni: parking_lot_free::Slot<String>,
 }
 
 /// A tiny lock around an `Option`, to keep this crate free of extra dependencies.
 mod parking_lot_free {
-    #[derive(Default)]
     pub(crate) struct Slot<T>(tokio::sync::Mutex<Option<T>>);
+
+    impl<T> Default for Slot<T> {
+        fn default() -> Self {
+            Self(tokio::sync::Mutex::new(None))
+        }
+    }
 
     impl<T: Clone> Slot<T> {
         pub(crate) async fn set(&self, v: T) {
@@ -61,6 +83,7 @@ pub struct TestBackend {
     name: String,
     addr: SocketAddr,
     shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
     running: Option<(oneshot::Sender<Stop>, tokio::task::JoinHandle<()>)>,
 }
 
@@ -82,6 +105,15 @@ impl TestBackend {
     /// Starts a backend named `name` listening on `addr` (port 0 picks a free one; use
     /// `[::1]:0` for IPv6).
     pub async fn start_on(name: &str, addr: SocketAddr) -> Self {
+        Self::start_with(name, addr, None).await
+    }
+
+    /// Starts a backend named `name` serving TLS on a free loopback port.
+    pub async fn start_tls(name: &str, tls: TlsServer) -> Self {
+        Self::start_with(name, "127.0.0.1:0".parse().unwrap(), Some(tls.acceptor())).await
+    }
+
+    async fn start_with(name: &str, addr: SocketAddr, tls: Option<TlsAcceptor>) -> Self {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
@@ -92,6 +124,7 @@ impl TestBackend {
             name: name.to_owned(),
             addr,
             shared,
+            tls,
             running: None,
         };
         backend.serve(listener);
@@ -111,6 +144,7 @@ impl TestBackend {
         let (stop_tx, mut stop_rx) = oneshot::channel();
         let name: Bytes = Bytes::from(self.name.clone());
         let shared = self.shared.clone();
+        let tls = self.tls.clone();
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -118,18 +152,39 @@ impl TestBackend {
                 tokio::select! {
                     mode = &mut stop_rx => break mode.unwrap_or(Stop::Crash),
                     accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
+                        let Ok((stream, peer)) = accepted else { continue };
                         let name = name.clone();
                         let shared = shared.clone();
-                        let svc = hyper::service::service_fn(move |req| {
-                            handle(req, name.clone(), shared.clone())
-                        });
-                        let conn = auto::Builder::new(TokioExecutor::new())
-                            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                            .into_owned();
-                        let conn = graceful.watch(conn);
+                        let watcher = graceful.watcher();
+                        let tls = tls.clone();
                         conns.spawn(async move {
-                            let _ = conn.await;
+                            shared.last_peer.set(peer).await;
+                            shared.connections.fetch_add(1, Ordering::SeqCst);
+                            shared.conn_event.notify_waiters();
+                            let _closed = Closed(shared.clone());
+                            let handler = shared.clone();
+                            let svc = hyper::service::service_fn(move |req| {
+                                handle(req, name.clone(), handler.clone())
+                            });
+                            let builder = auto::Builder::new(TokioExecutor::new());
+                            match tls {
+                                None => {
+                                    let conn = builder
+                                        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                                    let _ = watcher.watch(conn.into_owned()).await;
+                                }
+                                Some(acceptor) => {
+                                    let Ok(stream) = acceptor.accept(stream).await else {
+                                        return;
+                                    };
+                                    if let Some(sni) = stream.get_ref().1.server_name() {
+                                        shared.last_sni.set(sni.to_owned()).await;
+                                    }
+                                    let conn = builder
+                                        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                                    let _ = watcher.watch(conn.into_owned()).await;
+                                }
+                            }
                         });
                     }
                     Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -175,6 +230,42 @@ impl TestBackend {
     /// Headers of the last request served.
     pub async fn last_headers(&self) -> Option<HeaderMap> {
         self.shared.last_headers.get().await
+    }
+
+    /// Connections accepted since start (TLS handshakes that failed included).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections that have closed since start.
+    pub fn closed_connections(&self) -> usize {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` connections have closed.
+    pub async fn wait_for_closed(&self, n: usize) {
+        loop {
+            let event = self.shared.conn_event.notified();
+            if self.closed_connections() >= n {
+                return;
+            }
+            event.await;
+        }
+    }
+
+    /// The client address of the last connection accepted.
+    pub async fn last_peer(&self) -> Option<SocketAddr> {
+        self.shared.last_peer.get().await
+    }
+
+    /// The server name (SNI) the last TLS client sent, if any did.
+    pub async fn last_sni(&self) -> Option<String> {
+        self.shared.last_sni.get().await
+    }
+
+    /// The HTTP version of the last request served.
+    pub async fn last_version(&self) -> Option<Version> {
+        self.shared.last_version.get().await
     }
 
     /// Answers with `status` from now on.
@@ -229,6 +320,7 @@ async fn handle(
     shared: Arc<Shared>,
 ) -> Result<Response<BoxBody<Bytes, hyper::Error>>, Infallible> {
     shared.last_headers.set(req.headers().clone()).await;
+    shared.last_version.set(req.version()).await;
     shared.hits.fetch_add(1, Ordering::SeqCst);
     shared.arrived.notify_waiters();
     let delay = shared.delay_ms.load(Ordering::SeqCst);
@@ -238,6 +330,8 @@ async fn handle(
     let status = StatusCode::from_u16(shared.status.load(Ordering::SeqCst)).unwrap();
     let body = if req.uri().path() == "/echo" {
         req.into_body().boxed()
+    } else if req.uri().path() == "/stall-body" {
+        Stall(Some(name.clone())).boxed()
     } else {
         Full::new(name.clone())
             .map_err(|never| match never {})
@@ -249,4 +343,32 @@ async fn handle(
         .body(body)
         .unwrap();
     Ok(resp)
+}
+
+/// Counts a connection as closed when its task ends, however it ends.
+struct Closed(Arc<Shared>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.closed.fetch_add(1, Ordering::SeqCst);
+        self.0.conn_event.notify_waiters();
+    }
+}
+
+/// A body that sends one chunk and then never ends (until its connection closes).
+struct Stall(Option<Bytes>);
+
+impl http_body::Body for Stall {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.0.take() {
+            Some(chunk) => std::task::Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            None => std::task::Poll::Pending,
+        }
+    }
 }

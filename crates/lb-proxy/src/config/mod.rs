@@ -32,6 +32,7 @@ mod error;
 mod headers;
 mod health;
 mod paths;
+mod peer;
 mod retry;
 mod routes;
 mod tls;
@@ -45,6 +46,7 @@ pub use headers::{ForwardingConfig, HostHeader, Via, DEFAULT_VIA_NAME};
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
+pub use peer::UpstreamTlsConfig;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
 pub use routes::{PathConflict, RouteConfig};
 pub use tls::{
@@ -52,7 +54,7 @@ pub use tls::{
 };
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
@@ -268,6 +270,28 @@ pub struct UpstreamConfig {
     /// `[server] upgrade_idle_timeout` for this upstream's upgraded connections.
     #[serde(default)]
     pub upgrade_idle_timeout: Option<PositiveDuration>,
+    // Connection keys below: see `peer.rs` and [`crate::client::PeerOptions`].
+    /// How long the TCP connect and the TLS handshake may take together (TLS only).
+    #[serde(default)]
+    pub total_connection_timeout: Option<Spanned<PositiveDuration>>,
+    /// How long to wait for the response head, and between two reads of its body.
+    #[serde(default = "peer::default_read_timeout")]
+    pub read_timeout: PositiveDuration,
+    /// How long a write to a backend may make no progress.
+    #[serde(default = "peer::default_write_timeout")]
+    pub write_timeout: PositiveDuration,
+    /// How long an idle keep-alive connection is kept.
+    #[serde(default = "peer::default_idle_timeout")]
+    pub idle_timeout: PositiveDuration,
+    /// Idle keep-alive connections kept per backend (0: no reuse).
+    #[serde(default = "peer::default_pool_max_idle")]
+    pub pool_max_idle: u32,
+    /// The local address connections to backends come from.
+    #[serde(default)]
+    pub bind: Option<Spanned<IpAddr>>,
+    /// HTTPS to the backends; plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<Spanned<UpstreamTlsConfig>>,
 }
 
 fn default_connect_timeout() -> PositiveDuration {
@@ -306,6 +330,8 @@ impl Config {
         config.validate(text, origin)?;
         // Listeners: at least one; TLS files resolved against `origin` and loaded.
         tls::validate(&mut config.server, text, origin)?;
+        // Upstream connection keys checked, TLS files read (relative to `origin`).
+        peer::load(&mut config.upstreams, text, origin)?;
         Ok(config)
     }
 
@@ -331,6 +357,13 @@ impl Config {
                 limits: None,
                 host: None,
                 upgrade_idle_timeout: None,
+                total_connection_timeout: None,
+                read_timeout: peer::default_read_timeout(),
+                write_timeout: peer::default_write_timeout(),
+                idle_timeout: peer::default_idle_timeout(),
+                pool_max_idle: peer::default_pool_max_idle(),
+                bind: None,
+                tls: None,
             },
         );
         Self {

@@ -1,0 +1,137 @@
+//! Bodies around the pooled client: [`UpstreamBody`] (the response body, with the read
+//! timeout between frames) and `RequestBody` (the request body, noting when it last made
+//! progress so the wait for the response head restarts after each chunk sent).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use lb_core::monotonic_ms;
+use tokio::time::{Instant, Sleep};
+
+use super::UpstreamError;
+
+pin_project_lite::pin_project! {
+    /// A response body streamed from a backend. A read that waits longer than the
+    /// client's `read_timeout` for the next frame fails with an [`UpstreamError`] whose
+    /// `is_timeout()` and `is_body()` are true.
+    ///
+    /// It holds its timer inline rather than boxed, so it is not `Unpin`: pin it
+    /// (`std::pin::pin!`) to call `BodyExt::frame` on it directly.
+    pub struct UpstreamBody {
+        #[pin]
+        body: Incoming,
+        timeout: Option<Duration>,
+        // Created on the first read that has to wait, then reset: no allocation.
+        #[pin]
+        timer: Option<Sleep>,
+        armed: bool,
+    }
+}
+
+impl UpstreamBody {
+    pub(crate) fn new(body: Incoming, timeout: Option<Duration>) -> Self {
+        Self {
+            body,
+            timeout,
+            timer: None,
+            armed: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let mut this = self.project();
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            *this.armed = false;
+            return Poll::Ready(frame.map(|f| f.map_err(UpstreamError::from_body)));
+        }
+        let Some(limit) = *this.timeout else {
+            return Poll::Pending;
+        };
+        if !*this.armed {
+            let deadline = Instant::now() + limit;
+            match this.timer.as_mut().as_pin_mut() {
+                Some(timer) => timer.reset(deadline),
+                None => this.timer.set(Some(tokio::time::sleep_until(deadline))),
+            }
+            *this.armed = true;
+        }
+        match this.timer.as_pin_mut().map(|t| t.poll(cx)) {
+            Some(Poll::Ready(())) => {
+                *this.armed = false;
+                Poll::Ready(Some(Err(UpstreamError::body_timeout(limit))))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that records, in [`monotonic_ms`], when it last produced a frame or
+/// ended. Tracking is off (`None`) for bodies that are empty from the start.
+#[derive(Debug)]
+pub(crate) struct RequestBody<B> {
+    body: B,
+    progress: Option<Arc<AtomicU64>>,
+}
+
+impl<B> RequestBody<B> {
+    pub(crate) fn new(body: B, progress: Option<Arc<AtomicU64>>) -> Self {
+        Self { body, progress }
+    }
+}
+
+impl<B: Body + Unpin> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Some(p) = &self.progress {
+            if matches!(polled, Poll::Ready(Some(Ok(_)) | None)) {
+                p.store(monotonic_ms(), Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
