@@ -1,6 +1,6 @@
 //! The decisions of the request path, as a trait: Pingora's `ProxyHttp` for `lb-proxy`.
 //!
-//! The proxy runs the same pipeline for every request (see [`crate::pipeline`]), and asks a
+//! The proxy runs the same pipeline for every request (`pipeline.rs`), and asks a
 //! [`ProxyHttp`] implementation at each decision point:
 //!
 //! 1. [`request_filter`](ProxyHttp::request_filter): answer locally (a redirect, a 403), or

@@ -348,3 +348,76 @@ async fn max_conns_queues_then_sheds_load_with_503() {
     assert_eq!(r3.0, StatusCode::SERVICE_UNAVAILABLE, "the queue was full");
     assert_eq!(slow.hits(), hits + 2, "at most one at a time, two served");
 }
+
+/// A backend that accepts, reads the request head, then either says nothing (`answer`
+/// `None`) or writes `answer` and closes.
+async fn raw_backend(answer: Option<&'static [u8]>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                match answer {
+                    Some(bytes) => {
+                        let _ = stream.write_all(bytes).await;
+                    }
+                    // Hold the connection open, silent, until the proxy gives up on it.
+                    None => {
+                        let _ = stream.read(&mut buf).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn timeouts_and_invalid_answers_are_retried_when_listed() {
+    let good = TestBackend::start("good").await;
+    let silent = raw_backend(None).await;
+    let garbage = raw_backend(Some(b"HELLO, I AM NOT HTTP\r\n\r\n")).await;
+    let list = format!("\"{}\", \"{silent}\", \"{garbage}\"", good.addr());
+    let (h, _) = Harness::start(&upstream(
+        &list,
+        "read_timeout = \"200ms\"\nretry = { on = [\"timeout\", \"invalid_header\"] }",
+    ))
+    .await;
+    for _ in 0..9 {
+        assert_eq!(h.get("/").await, (StatusCode::OK, "good".into()));
+    }
+    let counts = h.proxy.upstream("web").unwrap().retry().counts();
+    assert!(
+        counts.timeout > 0 && counts.invalid_header > 0,
+        "{counts:?}"
+    );
+
+    // Without those conditions, the same failures answer 504 and 502.
+    let (h, _) = Harness::start(&upstream(
+        &format!("\"{silent}\""),
+        "read_timeout = \"200ms\"\nretry = { on = [] }",
+    ))
+    .await;
+    let start = std::time::Instant::now();
+    let (status, _) = h.get("/").await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let (h, _) = Harness::start(&upstream(&format!("\"{garbage}\""), "retry = { on = [] }")).await;
+    assert_eq!(h.get("/").await.0, StatusCode::BAD_GATEWAY);
+}
