@@ -332,6 +332,17 @@ impl Config {
         tls::validate(&mut config.server, text, origin)?;
         // Upstream connection keys checked, TLS files read (relative to `origin`).
         peer::load(&mut config.upstreams, text, origin)?;
+        // Health-check TLS files, relative to `origin` like every other file.
+        for u in config.upstreams.values_mut() {
+            if let Some(hc) = u.health_check.as_mut() {
+                let hc = hc.get_mut();
+                for file in [&mut hc.ca_file, &mut hc.client_cert, &mut hc.client_key] {
+                    if let Some(f) = file.as_mut() {
+                        *f = paths::resolve(origin, f);
+                    }
+                }
+            }
+        }
         Ok(config)
     }
 

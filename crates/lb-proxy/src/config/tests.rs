@@ -403,3 +403,28 @@ fn passive_health_needs_a_trigger() {
     let e = err(&with("max_fails = 1\nmax_ejection_percent = 150"));
     assert!(e.contains("percentage"), "{e}");
 }
+
+#[test]
+fn health_check_tls_files_are_relative_to_the_config_file() {
+    let text = r#"
+        [server]
+        listen = ["127.0.0.1:8080"]
+        [upstreams.web]
+        backends = ["127.0.0.1:9001"]
+        [upstreams.web.health_check]
+        kind = "tls"
+        ca_file = "certs/ca.pem"
+        [[routes]]
+        upstream = "web"
+    "#;
+    let config = Config::from_toml_str(text, "/etc/lb/lb.toml").unwrap();
+    let hc = config.upstreams["web"]
+        .health_check
+        .as_ref()
+        .unwrap()
+        .get_ref();
+    assert_eq!(
+        hc.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/lb/certs/ca.pem"))
+    );
+}
