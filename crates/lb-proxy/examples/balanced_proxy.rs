@@ -12,7 +12,7 @@
 //! curl http://127.0.0.1:8080/
 //! ```
 //!
-//! The TOML equivalent is `examples/http-health-passive.toml`; `docs/seeds.md` maps every
+//! The TOML equivalent is `examples/seed-balanced-proxy.toml`; `docs/seeds.md` maps every
 //! seed program to its counterpart.
 
 use std::num::NonZeroU32;

@@ -8,9 +8,10 @@
 //! curl http://127.0.0.1:8080/api/users
 //! ```
 //!
-//! The TOML equivalent is `examples/path-routing.toml`.
+//! The TOML equivalent is `examples/seed-multi-cluster.toml`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lb_balancer::LoadBalancer;
 use lb_health::{CheckParams, TcpHealthCheck};
@@ -60,6 +61,8 @@ impl ProxyHttp for MultiClusterRouter {
 fn build_cluster(backends: &[&str], sni: Option<&str>) -> anyhow::Result<Cluster> {
     let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(backends)?;
     lb.set_health_check(TcpHealthCheck::new(CheckParams::default()));
+    // Without a frequency `run` checks nothing (as in Pingora): check every second.
+    lb.health_check_frequency = Some(Duration::from_secs(1));
     let mut options = PeerOptions::default();
     options.tls = sni.map(|name| {
         let mut tls = TlsOptions::default();
