@@ -197,7 +197,9 @@ impl ProxyHttp for ConfigProxy {
         if let Some(log) = &self.access_log {
             let req = session.req_header();
             log.log(Record {
-                time: SystemTime::now() - elapsed,
+                time: SystemTime::now()
+                    .checked_sub(elapsed)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
                 client: ctx
                     .client
                     .as_ref()

@@ -21,6 +21,8 @@ mod http;
 mod page;
 pub(crate) mod stats;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
