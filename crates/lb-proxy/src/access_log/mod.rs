@@ -125,7 +125,7 @@ impl AccessLog {
                 })?;
             Box::new(file)
         };
-        let (tx, rx) = mpsc::channel(config.buffer.max(1));
+        let (tx, rx) = mpsc::channel(config.buffer.get());
         tokio::spawn(write_lines(rx, out, config.format, names));
         Ok(Self { tx, stats })
     }

@@ -1,6 +1,7 @@
 //! `[admin]` (the admin listener: metrics, status page, runtime API) and `[access_log]`.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -8,15 +9,36 @@ use serde::Deserialize;
 use super::paths;
 
 /// `[admin]`: the admin listener. No admin listener runs when the table is absent.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Where it listens; `127.0.0.1:9901` (loopback only) by default.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
     /// When set, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "token")]
     pub token: Option<String>,
+}
+
+/// Never prints the token (configurations are logged in debug output).
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A token: printable ASCII without spaces (it travels in a header), not empty.
+fn token<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let t = String::deserialize(deserializer)?;
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(serde::de::Error::custom(
+            "the token must be non-empty printable ASCII without spaces",
+        ));
+    }
+    Ok(Some(t))
 }
 
 fn default_admin_listen() -> SocketAddr {
@@ -35,11 +57,11 @@ pub struct AccessLogConfig {
     pub format: AccessLogFormat,
     /// Lines queued for the writer before new ones are dropped (and counted).
     #[serde(default = "default_buffer")]
-    pub buffer: usize,
+    pub buffer: NonZeroUsize,
 }
 
-fn default_buffer() -> usize {
-    4096
+fn default_buffer() -> NonZeroUsize {
+    NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// The format of access log lines.
@@ -106,6 +128,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lb.toml:8") && e.contains("admin.listen"), "{e}");
+        let text = format!("{BASE}[admin]\ntoken = \"two words\"\n");
+        let e = Config::from_toml_str(&text, "lb.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin.token") && e.contains("printable"), "{e}");
+        let text = format!("{BASE}[admin]\ntoken = \"s3cret\"\n");
+        let c = Config::from_toml_str(&text, "lb.toml").unwrap();
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the token is never printed"
+        );
         let text = format!("{BASE}[access_log]\npath = \"-\"\nformat = \"xml\"\n");
         let e = Config::from_toml_str(&text, "lb.toml")
             .unwrap_err()
