@@ -358,3 +358,61 @@ async fn the_token_guards_everything_but_healthz() {
     assert_eq!((code, body.as_str()), (StatusCode::OK, "ok\n"));
     h.proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn backends_added_by_discovery_get_counters() {
+    let backends = TestBackend::start_many(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("web.toml");
+    let write = |list: &[TestBackend]| {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("backends = [{}]\n", backend_list(list))).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    write(&backends[..1]);
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstreams.web]\ndiscovery = {{ kind = \"file\", path = \"{}\" }}\n\
+         [[routes]]\nupstream = \"web\"\n",
+        path.display()
+    );
+    let (h, _) = Harness::start(&toml).await;
+    for _ in 0..2 {
+        assert_eq!(h.get("/").await.0, StatusCode::OK);
+    }
+    write(&backends);
+    // The new backend's counters exist once the set change reached the metrics.
+    let added = backends[1].addr().to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, _) = scrape(&h).await;
+        if s.samples.iter().any(|x| {
+            x.metric == "lb_backend_responses_total" && x.labels.get("backend") == Some(&added)
+        }) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{added} never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..4 {
+        assert_eq!(h.get("/").await.0, StatusCode::OK);
+    }
+    let (s, _) = scrape(&h).await;
+    let kept = backends[0].addr().to_string();
+    let two = |b: &str| {
+        sample(
+            &s,
+            "lb_backend_responses_total",
+            &[("backend", b), ("class", "2xx")],
+        )
+    };
+    assert_eq!(
+        (two(&kept), two(&added)),
+        (4.0, 2.0),
+        "kept its count, and the new one counts"
+    );
+    h.proxy.shutdown().await;
+}
