@@ -416,3 +416,54 @@ async fn backends_added_by_discovery_get_counters() {
     );
     h.proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn failed_attempts_and_retries_are_counted() {
+    let mut backends = TestBackend::start_many(2).await;
+    backends[0].stop().await;
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstreams.web]\nbackends = [{}]\n[[routes]]\nupstream = \"web\"\n",
+        backend_list(&backends)
+    );
+    let (h, _) = Harness::start(&toml).await;
+    for _ in 0..4 {
+        assert_eq!(
+            h.get("/").await.0,
+            StatusCode::OK,
+            "retried on the live backend"
+        );
+    }
+    let (s, text) = scrape(&h).await;
+    let dead = backends[0].addr().to_string();
+    let connect = sample(
+        &s,
+        "lb_backend_failures_total",
+        &[("backend", &dead), ("kind", "connect")],
+    );
+    let retries = sample(
+        &s,
+        "lb_upstream_retries_total",
+        &[("upstream", "web"), ("reason", "error")],
+    );
+    assert!(connect >= 1.0, "{text}");
+    assert_eq!(connect, retries, "each connect failure was retried: {text}");
+    let live = backends[1].addr().to_string();
+    assert_eq!(
+        sample(
+            &s,
+            "lb_backend_responses_total",
+            &[("backend", &live), ("class", "2xx")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        sample(&s, "lb_requests_total", &[("route", "0"), ("class", "2xx")]),
+        4.0
+    );
+    let status = status_json(&h).await;
+    let d = backend(&status, "web", &dead);
+    assert_eq!(d["requests"], d["errors"], "{d}");
+    assert_eq!(d["error_rate"], 1.0);
+    h.proxy.shutdown().await;
+}

@@ -167,3 +167,45 @@ async fn write_all(out: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> i
     out.write_all(bytes).await?;
     out.flush().await
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            time: SystemTime::now(),
+            client: IpAddr::from([127, 0, 0, 1]),
+            method: Method::GET,
+            uri: Uri::from_static("/"),
+            version: Version::HTTP_11,
+            status: 200,
+            bytes: None,
+            route: None,
+            upstream: None,
+            backend: None,
+            duration: Duration::ZERO,
+            upstream_time: None,
+            retries: 0,
+            referer: None,
+            user_agent: None,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let stats = Arc::new(Stats::new(0, []));
+        let (tx, mut rx) = mpsc::channel(2);
+        let log = AccessLog {
+            tx,
+            stats: stats.clone(),
+        };
+        for _ in 0..5 {
+            log.log(record());
+        }
+        assert_eq!(stats.access_log_dropped.load(Relaxed), 3);
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+    }
+}
