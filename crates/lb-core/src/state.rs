@@ -20,8 +20,9 @@ const DISABLED: u8 = 0b0000_0100;
 const EJECTED: u8 = 0b0000_1000;
 const WARMING: u8 = 0b0001_0000;
 const BACKUP: u8 = 0b0010_0000;
+const MAINTENANCE: u8 = 0b0100_0000;
 /// Flags that, when set, keep a backend out of selection whatever its health.
-const OUT_OF_SERVICE: u8 = DISABLED | EJECTED;
+const OUT_OF_SERVICE: u8 = DISABLED | EJECTED | MAINTENANCE;
 
 /// What the active health checks last concluded about a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -169,6 +170,26 @@ impl BackendState {
         prev & DISABLED == 0
     }
 
+    /// True while an operator keeps the backend out of selection (HAProxy's `MAINT`: the
+    /// admin API's disable and drain). Separate from [`is_enabled`](Self::is_enabled),
+    /// which discovery owns and rewrites on every update.
+    pub fn in_maintenance(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & MAINTENANCE != 0
+    }
+
+    /// Puts the backend in maintenance (no new requests; in-flight ones go on) or takes it
+    /// out; returns the previous setting.
+    pub fn set_maintenance(&self, on: bool) -> bool {
+        let prev = self.update(|f| {
+            if on {
+                f | MAINTENANCE
+            } else {
+                f & !MAINTENANCE
+            }
+        });
+        prev & MAINTENANCE != 0
+    }
+
     /// True while passive health (outlier detection) keeps the backend out of selection.
     pub fn is_ejected(&self) -> bool {
         self.flags.load(Ordering::Relaxed) & EJECTED != 0
@@ -281,6 +302,18 @@ mod tests {
             "ejection keeps the health verdict"
         );
         assert!(s.set_ejected(false));
+        assert!(s.is_usable());
+    }
+
+    #[test]
+    fn maintenance_is_independent_of_the_enabled_flag() {
+        let s = BackendState::new(Health::Healthy);
+        assert!(!s.set_maintenance(true));
+        assert!(!s.is_usable() && s.in_maintenance());
+        // Discovery rewriting the enabled flag does not end an operator's maintenance.
+        s.set_enabled(true);
+        assert!(!s.is_usable());
+        assert!(s.set_maintenance(false));
         assert!(s.is_usable());
     }
 

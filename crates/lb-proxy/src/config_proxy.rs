@@ -8,12 +8,19 @@
 //! - upstream request filter: forwarding headers, `Host`, the route's request header rules;
 //! - after attempt: the outcome reported to passive health, then the retry policy and
 //!   budget;
-//! - response filter: the route's response header rules.
+//! - response filter: the route's response header rules;
+//! - after attempt and logging also count the request for `/metrics` and `/status`
+//!   ([`crate::admin::stats`]: atomics only) and queue its access log line.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lb_core::Backend;
 
 use lb_health::Outcome;
 
+use crate::access_log::{AccessLog, Record};
+use crate::admin::stats::Stats;
 use crate::config::ServerConfig;
 use crate::headers::{ClientAddr, Forwarding};
 use crate::hooks::{Attempt, LocalResponse, Peer, ProxyHttp, Retry, Session};
@@ -31,6 +38,10 @@ pub(crate) struct ConfigProxy {
     forwarding: Forwarding,
     /// `[server] upgrade_idle_timeout`, for upstreams without their own.
     upgrade_idle_timeout: Duration,
+    /// Request counters for the admin listener, created with the upstreams.
+    pub(crate) stats: Arc<Stats>,
+    /// `[access_log]`, when on.
+    access_log: Option<AccessLog>,
 }
 
 /// Per-request state of the TOML-driven proxy.
@@ -42,16 +53,38 @@ pub(crate) struct RequestCtx {
     upstream: usize,
     /// The client, as trusted proxies vouch for it (what `ip_hash` hashes).
     client: Option<ClientAddr>,
+    /// Whether a route matched (`route` and `upstream` are meaningful).
+    routed: bool,
+    /// When the current attempt's request was sent.
+    attempt_started: Option<Instant>,
+    /// The last attempt's time to its response head.
+    upstream_time: Option<Duration>,
+    /// The last attempt's backend (kept only for the access log).
+    backend: Option<Backend>,
+    /// The response's `Content-Length`.
+    bytes: Option<u64>,
 }
 
 impl ConfigProxy {
     pub(crate) fn new(upstreams: Vec<Upstream>, router: Router, server: &ServerConfig) -> Self {
+        let stats = Stats::new(
+            router.routes().len(),
+            upstreams.iter().map(|u| u.balancer().backends()),
+        );
         Self {
             upstreams,
             router,
             forwarding: Forwarding::new(&server.forwarding),
             upgrade_idle_timeout: server.upgrade_idle_timeout.get(),
+            stats: Arc::new(stats),
+            access_log: None,
         }
+    }
+
+    /// Writes the access log through `log`.
+    pub(crate) fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+        self.access_log = log;
+        self
     }
 
     fn upstream(&self, ctx: &RequestCtx) -> &Upstream {
@@ -67,6 +100,11 @@ impl ProxyHttp for ConfigProxy {
             route: 0,
             upstream: 0,
             client: None,
+            routed: false,
+            attempt_started: None,
+            upstream_time: None,
+            backend: None,
+            bytes: None,
         }
     }
 
@@ -82,6 +120,7 @@ impl ProxyHttp for ConfigProxy {
         };
         ctx.route = route.index();
         ctx.upstream = route.upstream();
+        ctx.routed = true;
         Ok(())
     }
 
@@ -127,6 +166,7 @@ impl ProxyHttp for ConfigProxy {
         self.router.routes()[ctx.route]
             .request_headers()
             .apply(&mut upstream_request.headers);
+        ctx.attempt_started = Some(Instant::now());
     }
 
     fn response_filter(
@@ -138,6 +178,47 @@ impl ProxyHttp for ConfigProxy {
         self.router.routes()[ctx.route]
             .response_headers()
             .apply(&mut upstream_response.headers);
+        ctx.bytes = upstream_response
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+    }
+
+    fn logging(&self, session: &Session, status: http::StatusCode, ctx: &mut RequestCtx) {
+        let (route, upstream) = if ctx.routed {
+            (Some(ctx.route), Some(ctx.upstream))
+        } else {
+            (None, None)
+        };
+        let elapsed = session.elapsed();
+        self.stats
+            .record_request(route, upstream, status.as_u16(), elapsed);
+        if let Some(log) = &self.access_log {
+            let req = session.req_header();
+            log.log(Record {
+                time: SystemTime::now()
+                    .checked_sub(elapsed)
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                client: ctx
+                    .client
+                    .as_ref()
+                    .map_or_else(|| session.client_addr().ip(), |c| c.ip),
+                method: req.method.clone(),
+                uri: req.uri.clone(),
+                version: req.version,
+                status: status.as_u16(),
+                bytes: ctx.bytes,
+                route,
+                upstream,
+                backend: ctx.backend.take(),
+                duration: elapsed,
+                upstream_time: ctx.upstream_time,
+                retries: session.attempts().saturating_sub(1),
+                referer: req.headers.get(http::header::REFERER).cloned(),
+                user_agent: req.headers.get(http::header::USER_AGENT).cloned(),
+            });
+        }
     }
 
     fn after_attempt(
@@ -155,6 +236,24 @@ impl ProxyHttp for ConfigProxy {
             Attempt::Failed(_) => Outcome::Error,
         };
         upstream.balancer().report(peer.backend(), outcome);
+        // Metrics: the backend's counters (atomics in a map built off the request path).
+        let took = ctx.attempt_started.take().map(|t| t.elapsed());
+        ctx.upstream_time = took.filter(|_| attempt.status().is_some());
+        self.stats.upstreams[ctx.upstream].with_backend(
+            peer.backend().addr(),
+            |b| match &attempt {
+                Attempt::Response(parts) => {
+                    b.responses.record(parts.status.as_u16());
+                    if let Some(took) = took {
+                        b.ttfb.observe(took);
+                    }
+                }
+                Attempt::Failed(e) => b.record_error(e),
+            },
+        );
+        if self.access_log.is_some() {
+            ctx.backend = Some(peer.backend().clone());
+        }
         if !session.body_replayable() {
             return Retry::No;
         }

@@ -27,6 +27,8 @@ pub mod retry;
 pub mod router;
 pub mod signals;
 
+mod access_log;
+mod admin;
 mod body;
 mod config_proxy;
 mod discovery;
@@ -41,6 +43,7 @@ mod tls;
 mod upgrade;
 mod upstream;
 
+pub use access_log::AccessLogError;
 pub use body::ProxyBody;
 pub use client::{PeerOptions, TlsOptions, UpstreamClient, UpstreamError};
 pub use discovery::SourceError;

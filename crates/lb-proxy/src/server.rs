@@ -12,6 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::access_log::{AccessLog, AccessLogError, Names};
+use crate::admin::control::Control;
+use crate::admin::{AdminListener, AdminState};
 use crate::config::Config;
 use crate::config_proxy::ConfigProxy;
 use crate::discovery::SourceError;
@@ -51,6 +54,9 @@ pub enum StartError {
     /// upstream, or with two path conditions on one route).
     #[error(transparent)]
     Routes(#[from] RouterError),
+    /// The access log file cannot be opened.
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
 }
 
 /// A proxy built from a [`Config`], ready to [`start`](Proxy::start).
@@ -100,15 +106,22 @@ impl Proxy {
     pub async fn start(self) -> Result<RunningProxy, StartError> {
         let mut index = HashMap::new();
         let mut upstreams = Vec::with_capacity(self.config.upstreams.len());
+        // Admin: health transitions also record "since when" for the status page.
+        let control = Arc::new(Control::new());
+        let hook = Some(control.hook(self.hook.clone()));
         for (name, cfg) in &self.config.upstreams {
             index.insert(name.as_str(), upstreams.len());
-            upstreams.push(Upstream::new(name, cfg, self.hook.clone())?);
+            upstreams.push(Upstream::new(name, cfg, hook.clone())?);
         }
         let router = Router::new(&self.config.routes, |name| index.get(name).copied())?;
         // Plain listeners first, then TLS ones (their certificates are loaded first).
         let listeners = listener::bind_all(&self.config.server).await?;
         let local_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect();
         let plain = listeners.iter().filter(|l| !l.is_tls()).count();
+        let admin = match &self.config.admin {
+            Some(c) => Some(AdminListener::bind(c).await?),
+            None => None,
+        };
         for u in upstreams.iter().filter(|u| !u.is_static()) {
             match tokio::time::timeout(INITIAL_DISCOVERY, u.balancer().update()).await {
                 Ok(Ok(change)) => {
@@ -130,7 +143,12 @@ impl Proxy {
                 ),
             }
         }
-        let shared = Arc::new(ConfigProxy::new(upstreams, router, &self.config.server));
+        let proxy = ConfigProxy::new(upstreams, router, &self.config.server);
+        let access_log = match &self.config.access_log {
+            Some(c) => Some(AccessLog::start(c, Names::of(&proxy), proxy.stats.clone()).await?),
+            None => None,
+        };
+        let shared = Arc::new(proxy.with_access_log(access_log));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = Vec::new();
@@ -149,7 +167,26 @@ impl Proxy {
             ));
         }
 
+        // Admin: per-backend counters follow the backend sets.
+        for i in 0..shared.upstreams.len() {
+            let set = shared.upstreams[i].balancer().watch_backends();
+            background.push(tokio::spawn(shared.stats.clone().follow(
+                i,
+                set,
+                stop_rx.clone(),
+            )));
+        }
+
         let graceful = Arc::new(GracefulShutdown::new());
+        let admin_addr = admin.as_ref().map(AdminListener::local_addr);
+        if let (Some(listener), Some(c)) = (admin, &self.config.admin) {
+            let state = AdminState {
+                proxy: shared.clone(),
+                control,
+                connections: Arc::downgrade(&graceful),
+            };
+            background.push(listener.spawn(state, c, stop_rx.clone()));
+        }
         let serving = listener::Serving {
             hooks: shared.clone(),
             builders: Arc::new(listener::Builders::new()),
@@ -161,6 +198,7 @@ impl Proxy {
             .collect();
         tracing::info!(listen = ?&local_addrs[..plain], tls = ?&local_addrs[plain..], upstreams = shared.upstreams.len(), "lb-proxy started");
         Ok(RunningProxy {
+            admin_addr,
             local_addrs,
             plain,
             shared,
@@ -177,6 +215,8 @@ impl Proxy {
 /// tasks end with the runtime.
 #[derive(Debug)]
 pub struct RunningProxy {
+    /// The admin listener's address, when `[admin]` is configured.
+    admin_addr: Option<SocketAddr>,
     local_addrs: Vec<SocketAddr>,
     /// How many of `local_addrs` (the first ones) are plain listeners.
     plain: usize,
@@ -193,6 +233,12 @@ impl RunningProxy {
     /// plain ones (`server.listen`) first, then those of each `[[server.tls]]` in order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The bound admin listener address (`[admin] listen`, with the real port where it said
+    /// port 0), when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The bound TLS listener addresses, in `[[server.tls]]` order.

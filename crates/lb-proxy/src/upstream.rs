@@ -120,6 +120,17 @@ impl Balancer {
         each!(self, lb => lb.backends())
     }
 
+    /// The active health checks' monitor, if the upstream has checks (for the admin
+    /// listener's status page and metrics).
+    pub fn health_monitor(&self) -> Option<&lb_health::HealthMonitor> {
+        each!(self, lb => lb.health_monitor())
+    }
+
+    /// Passive health, if the upstream has it.
+    pub fn passive_health(&self) -> Option<&Arc<lb_health::PassiveHealth>> {
+        each!(self, lb => lb.passive_health())
+    }
+
     /// Runs discovery refreshes and health checks until `shutdown` resolves.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         each!(self, lb => lb.run(shutdown).await)

@@ -24,6 +24,7 @@
 //! # Ok::<(), lb_proxy::config::ConfigError>(())
 //! ```
 
+mod admin;
 mod backends;
 mod cidr;
 mod discovery;
@@ -37,6 +38,7 @@ mod retry;
 mod routes;
 mod tls;
 
+pub use admin::{AccessLogConfig, AccessLogFormat, AdminConfig};
 pub use backends::{BackendList, Backup};
 pub use cidr::{Cidr, InvalidCidr};
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
@@ -77,6 +79,12 @@ pub struct Config {
     /// Ordered routing rules; the first that matches a request wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// `[admin]`: metrics, status page and runtime API; no admin listener when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// `[access_log]`: one line per request; off when absent.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
 }
 
 /// `[server]`: listeners and process settings.
@@ -343,6 +351,9 @@ impl Config {
                 }
             }
         }
+        if let Some(log) = &mut config.access_log {
+            log.resolve(origin);
+        }
         Ok(config)
     }
 
@@ -388,6 +399,8 @@ impl Config {
             },
             upstreams,
             routes: vec![RouteConfig::new("default")],
+            admin: None,
+            access_log: None,
         }
     }
 

@@ -1,0 +1,377 @@
+//! `GET /metrics`: the Prometheus text exposition, built at scrape time.
+//!
+//! One `prometheus-client` [`Collector`] reads the request counters ([`super::stats`]),
+//! the backends' shared state (health, in flight, maintenance), the health monitors'
+//! snapshots, passive health, retry counts and the open connections, and encodes them.
+//! Scrapes allocate; requests never do.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use lb_core::Health;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::histogram::HistogramSnapshot;
+use super::stats::CLASS_NAMES;
+use super::AdminState;
+
+/// A label set: `(name, value)` pairs.
+type Labels = Vec<(&'static str, String)>;
+
+/// The collector over the whole proxy.
+#[derive(Debug)]
+struct ProxyCollector(Arc<AdminState>);
+
+/// The registry `/metrics` encodes.
+pub(crate) fn registry(state: Arc<AdminState>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProxyCollector(state)));
+    registry
+}
+
+/// The text exposition of `registry`.
+pub(crate) fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::with_capacity(16 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+fn counters(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let none = None::<&Exemplar<NoLabelSet, u64>>;
+    for (labels, v) in rows {
+        // No `{}` for a metric without labels: not every parser takes it.
+        if labels.is_empty() {
+            m.encode_counter::<NoLabelSet, _, u64>(v, none)?;
+        } else {
+            m.encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(v, none)?;
+        }
+    }
+    Ok(())
+}
+
+fn gauges<V: prometheus_client::encoding::EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, V)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in rows {
+        if labels.is_empty() {
+            m.encode_gauge(v)?;
+        } else {
+            m.encode_family(labels)?.encode_gauge(v)?;
+        }
+    }
+    Ok(())
+}
+
+fn histograms(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, HistogramSnapshot)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in rows {
+        m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
+            h.sum,
+            h.count,
+            &h.buckets,
+            None::<&HashMap<usize, Exemplar<NoLabelSet, f64>>>,
+        )?;
+    }
+    Ok(())
+}
+
+fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+impl Collector for ProxyCollector {
+    #[allow(clippy::too_many_lines)] // One list of metric families, read top to bottom.
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let state = &self.0;
+        let proxy = &state.proxy;
+        let stats = &proxy.stats;
+
+        // Downstream requests, per route.
+        let mut requests = Vec::new();
+        let mut durations = Vec::new();
+        let route_rows = proxy.router.routes().iter().map(|r| {
+            let upstream = proxy.upstreams[r.upstream()].name();
+            (r.index().to_string(), upstream, &stats.routes[r.index()])
+        });
+        let unrouted = std::iter::once(("none".to_owned(), "none", &stats.unrouted));
+        for (route, upstream, rs) in route_rows.chain(unrouted) {
+            for (class, n) in CLASS_NAMES.iter().zip(rs.requests.get()) {
+                requests.push((
+                    labels([("route", &route), ("upstream", upstream), ("class", class)]),
+                    n,
+                ));
+            }
+            durations.push((
+                labels([("route", &route), ("upstream", upstream)]),
+                rs.duration.snapshot(),
+            ));
+        }
+        counters(
+            &mut enc,
+            "lb_requests",
+            "Requests answered to clients, by route, upstream and status class.",
+            &requests,
+        )?;
+        histograms(
+            &mut enc,
+            "lb_request_duration_seconds",
+            "Time from a request's arrival to its response head, by route.",
+            &durations,
+        )?;
+
+        // Upstreams and their backends.
+        let mut up_requests = Vec::new();
+        let mut retries = Vec::new();
+        let mut over_budget = Vec::new();
+        let mut queued = Vec::new();
+        let mut responses = Vec::new();
+        let mut failures = Vec::new();
+        let mut ttfb = Vec::new();
+        let mut in_flight = Vec::new();
+        let mut usable = Vec::new();
+        let mut health = Vec::new();
+        let mut maintenance = Vec::new();
+        let mut checks = Vec::new();
+        let mut check_latency = Vec::new();
+        let mut checks_started = Vec::new();
+        let mut check_lateness = Vec::new();
+        let mut ejected = Vec::new();
+        let mut ejections = Vec::new();
+        for (u, us) in proxy.upstreams.iter().zip(stats.upstreams.iter()) {
+            let name = u.name();
+            for (class, n) in CLASS_NAMES.iter().zip(us.requests.get()) {
+                up_requests.push((labels([("upstream", name), ("class", class)]), n));
+            }
+            let rc = u.retry().counts();
+            for (reason, n) in [
+                ("error", rc.error),
+                ("timeout", rc.timeout),
+                ("invalid_header", rc.invalid_header),
+                ("status", rc.status),
+            ] {
+                retries.push((labels([("upstream", name), ("reason", reason)]), n));
+            }
+            over_budget.push((labels([("upstream", name)]), rc.over_budget));
+            queued.push((labels([("upstream", name)]), u.queued() as u64));
+
+            let counters_by_addr = us.backends();
+            for b in u.balancer().backends().iter() {
+                let backend = b.name();
+                let l = || labels([("upstream", name), ("backend", backend)]);
+                if let Some(bs) = counters_by_addr.get(b.addr()) {
+                    for (class, n) in CLASS_NAMES.iter().zip(bs.responses.get()) {
+                        responses.push((
+                            labels([("upstream", name), ("backend", backend), ("class", class)]),
+                            n,
+                        ));
+                    }
+                    for (kind, c) in [
+                        ("connect", &bs.connect_errors),
+                        ("timeout", &bs.timeouts),
+                        ("other", &bs.errors),
+                    ] {
+                        failures.push((
+                            labels([("upstream", name), ("backend", backend), ("kind", kind)]),
+                            c.load(Relaxed),
+                        ));
+                    }
+                    ttfb.push((l(), bs.ttfb.snapshot()));
+                }
+                let s = b.state();
+                in_flight.push((l(), s.in_flight() as u64));
+                usable.push((l(), u64::from(s.is_usable())));
+                maintenance.push((l(), u64::from(s.in_maintenance())));
+                for h in [Health::Healthy, Health::Unhealthy, Health::Unknown] {
+                    health.push((
+                        labels([
+                            ("upstream", name),
+                            ("backend", backend),
+                            ("state", h.as_str()),
+                        ]),
+                        u64::from(s.health() == h),
+                    ));
+                }
+            }
+            if let Some(monitor) = u.balancer().health_monitor() {
+                for h in monitor.snapshot() {
+                    for (result, n) in [("pass", h.total_passes), ("fail", h.total_failures)] {
+                        checks.push((
+                            labels([("upstream", name), ("backend", &h.name), ("result", result)]),
+                            n,
+                        ));
+                    }
+                    if let Some(latency) = h.last_latency {
+                        check_latency.push((
+                            labels([("upstream", name), ("backend", &h.name)]),
+                            latency.as_secs_f64(),
+                        ));
+                    }
+                }
+                let s = monitor.schedule_stats();
+                checks_started.push((labels([("upstream", name)]), s.started));
+                check_lateness.push((labels([("upstream", name)]), s.max_lateness.as_secs_f64()));
+            }
+            if let Some(passive) = u.balancer().passive_health() {
+                for p in passive.snapshot() {
+                    let l = labels([("upstream", name), ("backend", &p.name)]);
+                    ejected.push((l.clone(), u64::from(p.ejected)));
+                    ejections.push((l, p.total_ejections));
+                }
+            }
+        }
+        counters(
+            &mut enc,
+            "lb_upstream_requests",
+            "Requests answered to clients, by upstream and status class.",
+            &up_requests,
+        )?;
+        counters(
+            &mut enc,
+            "lb_upstream_retries",
+            "Attempts retried on another backend, by upstream and reason.",
+            &retries,
+        )?;
+        counters(
+            &mut enc,
+            "lb_upstream_retries_over_budget",
+            "Retries the retry budget refused.",
+            &over_budget,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_upstream_queued_requests",
+            "Requests waiting for a backend with room (upstream limits).",
+            &queued,
+        )?;
+        counters(
+            &mut enc,
+            "lb_backend_responses",
+            "Responses received from each backend (one per attempt), by status class.",
+            &responses,
+        )?;
+        counters(
+            &mut enc,
+            "lb_backend_failures",
+            "Attempts that got no response: connect errors, timeouts and other errors.",
+            &failures,
+        )?;
+        histograms(
+            &mut enc,
+            "lb_backend_response_time_seconds",
+            "Time from sending a request to a backend to its response head.",
+            &ttfb,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_backend_in_flight",
+            "Requests in flight on each backend.",
+            &in_flight,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_backend_up",
+            "1 when selection may pick the backend (healthy or unknown, enabled, not ejected, not in maintenance).",
+            &usable,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_backend_health",
+            "The active checks' verdict: 1 for the current state.",
+            &health,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_backend_maintenance",
+            "1 when an operator disabled or drained the backend through the admin API.",
+            &maintenance,
+        )?;
+        counters(
+            &mut enc,
+            "lb_health_checks",
+            "Active health checks, by result.",
+            &checks,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_health_check_duration_seconds",
+            "How long the last active check of each backend took.",
+            &check_latency,
+        )?;
+        counters(
+            &mut enc,
+            "lb_health_checks_started",
+            "Active checks started by the scheduler.",
+            &checks_started,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_health_check_max_lateness_seconds",
+            "The latest a scheduled check started after its due time.",
+            &check_lateness,
+        )?;
+        gauges(
+            &mut enc,
+            "lb_backend_ejected",
+            "1 while passive health ejects the backend.",
+            &ejected,
+        )?;
+        counters(
+            &mut enc,
+            "lb_passive_ejections",
+            "Passive-health ejections of each backend.",
+            &ejections,
+        )?;
+
+        // The process.
+        let open = state.connections.upgrade().map_or(0, |g| g.count() as u64);
+        gauges(
+            &mut enc,
+            "lb_open_connections",
+            "Client connections open on the proxy's listeners.",
+            &[(Labels::new(), open)],
+        )?;
+        counters(
+            &mut enc,
+            "lb_config_reloads",
+            "Configuration reloads, by result.",
+            &[
+                (
+                    labels([("result", "success")]),
+                    stats.reloads_ok.load(Relaxed),
+                ),
+                (
+                    labels([("result", "failure")]),
+                    stats.reloads_failed.load(Relaxed),
+                ),
+            ],
+        )?;
+        counters(
+            &mut enc,
+            "lb_access_log_dropped",
+            "Access log lines dropped because the writer fell behind.",
+            &[(Labels::new(), stats.access_log_dropped.load(Relaxed))],
+        )?;
+        Ok(())
+    }
+}

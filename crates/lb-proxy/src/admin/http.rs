@@ -1,0 +1,226 @@
+//! The admin endpoints: routing, bearer-token check and responses.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use prometheus_client::registry::Registry;
+
+use super::control::Action;
+use super::{collect, page, status, AdminState};
+
+/// The admin service.
+pub(crate) struct Admin {
+    state: Arc<AdminState>,
+    registry: Registry,
+    /// `Bearer TOKEN`, the whole expected header value.
+    expected: Option<Box<[u8]>>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+impl Admin {
+    /// The service over `state`, requiring `token` when set.
+    pub(crate) fn new(state: Arc<AdminState>, token: Option<&str>) -> Self {
+        Self {
+            registry: collect::registry(state.clone()),
+            state,
+            expected: token.map(|t| format!("Bearer {t}").into_bytes().into_boxed_slice()),
+        }
+    }
+
+    /// Answers one admin request.
+    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Result<Resp, Infallible> {
+        let path = req.uri().path();
+        if path == "/healthz" {
+            return Ok(text(StatusCode::OK, "ok\n"));
+        }
+        if !self.authorized(&req) {
+            let mut resp = text(
+                StatusCode::UNAUTHORIZED,
+                "401 Unauthorized: bearer token required\n",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"lb-proxy admin\""),
+            );
+            return Ok(resp);
+        }
+        let method = req.method();
+        let get = method == Method::GET || method == Method::HEAD;
+        Ok(match path {
+            "/metrics" if get => self.metrics(),
+            "/status" | "/status.json" | "/status.html" if get => {
+                let html = path == "/status.html"
+                    || (path == "/status" && wants_html(req.headers().get(header::ACCEPT)));
+                let s = status::collect(&self.state);
+                if html {
+                    body(StatusCode::OK, "text/html; charset=utf-8", page::render(&s))
+                } else {
+                    match serde_json::to_string_pretty(&s) {
+                        Ok(json) => body(StatusCode::OK, "application/json", json),
+                        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode status\n"),
+                    }
+                }
+            }
+            "/metrics" | "/status" | "/status.json" | "/status.html" => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed: use GET\n",
+            ),
+            p if p.starts_with("/backends/") => {
+                if method == Method::POST {
+                    self.backend_action(p)
+                } else {
+                    text(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "405 Method Not Allowed: use POST\n",
+                    )
+                }
+            }
+            _ => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+        })
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let Some(expected) = &self.expected else {
+            return true;
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map_or(&b""[..], HeaderValue::as_bytes);
+        constant_time_eq(given, expected)
+    }
+
+    fn metrics(&self) -> Resp {
+        match collect::encode(&self.registry) {
+            Ok(text) => body(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                text,
+            ),
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
+        }
+    }
+
+    /// `POST /backends/{upstream}/{addr}/{action}`.
+    fn backend_action(&self, path: &str) -> Resp {
+        let mut parts = path.trim_start_matches("/backends/").split('/');
+        let (Some(upstream), Some(addr), Some(action), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "404 Not Found: use /backends/{upstream}/{addr}/disable|enable|drain\n",
+            );
+        };
+        let Some(action) = Action::parse(action) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "404 Not Found: the action is disable, enable or drain\n",
+            );
+        };
+        let addr = percent_decode(addr);
+        let Some(u) = self
+            .state
+            .proxy
+            .upstreams
+            .iter()
+            .find(|u| u.name() == upstream)
+        else {
+            return text(StatusCode::NOT_FOUND, "404 Not Found: no such upstream\n");
+        };
+        let backends = u.balancer().backends();
+        let Some(b) = backends
+            .iter()
+            .find(|b| b.name() == addr || b.addr().to_string() == addr)
+        else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "404 Not Found: no such backend in that upstream\n",
+            );
+        };
+        self.state.control.apply(u.name(), b, action);
+        let status = status::backend(&self.state, u, b);
+        match serde_json::to_string_pretty(&status) {
+            Ok(json) => body(StatusCode::OK, "application/json", json),
+            Err(_) => text(StatusCode::OK, "done\n"),
+        }
+    }
+}
+
+/// True when the client prefers HTML (a browser's `Accept`).
+fn wants_html(accept: Option<&HeaderValue>) -> bool {
+    accept
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, y) in b.iter().enumerate() {
+        diff |= a.get(i).copied().unwrap_or(0) ^ y;
+    }
+    diff == 0
+}
+
+/// Decodes `%XX` escapes (for IPv6 brackets and colons); leaves invalid escapes as they are.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn body(status: StatusCode, content_type: &'static str, text: String) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn text(status: StatusCode, text: &'static str) -> Resp {
+    body(status, "text/plain; charset=utf-8", text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"Bearer abc", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer ab", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abcd", b"Bearer abc"));
+        assert!(!constant_time_eq(b"", b"Bearer abc"));
+        assert!(!constant_time_eq(b"Bearer abd", b"Bearer abc"));
+    }
+
+    #[test]
+    fn escapes_decode() {
+        assert_eq!(percent_decode("%5B%3A%3A1%5D%3A80"), "[::1]:80");
+        assert_eq!(percent_decode("127.0.0.1:80"), "127.0.0.1:80");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}

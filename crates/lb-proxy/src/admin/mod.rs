@@ -1,0 +1,122 @@
+//! The admin listener (`[admin]`): Prometheus metrics, the status page, the runtime API
+//! and the proxy's own health check.
+//!
+//! - `GET /healthz`: `200 ok` while the proxy runs (never needs the token);
+//! - `GET /metrics`: Prometheus text ([`collect`]);
+//! - `GET /status`: JSON, or the HTML page for `Accept: text/html` and `/status.html`
+//!   ([`status`], [`page`]);
+//! - `POST /backends/{upstream}/{addr}/disable|enable|drain`: HAProxy's runtime API
+//!   ([`control`]).
+//!
+//! With `token` set, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`
+//! (compared in constant time). The listener speaks HTTP/1.1 and stops with the proxy.
+//!
+//! The request path only ever touches [`stats`]: counters created at start-up and
+//! recorded with atomic additions from `ConfigProxy`'s `after_attempt` and `logging` hooks.
+
+mod collect;
+pub(crate) mod control;
+mod histogram;
+mod http;
+mod page;
+pub(crate) mod stats;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::AdminConfig;
+use crate::config_proxy::ConfigProxy;
+use crate::server::StartError;
+use control::Control;
+
+/// What the admin endpoints read and act on.
+#[derive(Debug)]
+pub(crate) struct AdminState {
+    /// The proxy: upstreams, routes and request counters.
+    pub(crate) proxy: Arc<ConfigProxy>,
+    /// Operator holds and state-change times.
+    pub(crate) control: Arc<Control>,
+    /// The proxy listeners' connections (weak: shutdown takes the `GracefulShutdown` back).
+    pub(crate) connections: Weak<GracefulShutdown>,
+}
+
+/// A bound admin listener, not yet serving.
+pub(crate) struct AdminListener {
+    tcp: TcpListener,
+    local: SocketAddr,
+}
+
+impl AdminListener {
+    /// Binds `config.listen`.
+    pub(crate) async fn bind(config: &AdminConfig) -> Result<Self, StartError> {
+        let addr = config.listen;
+        let bound = match TcpListener::bind(addr).await {
+            Ok(tcp) => tcp.local_addr().map(|local| (tcp, local)),
+            Err(e) => Err(e),
+        };
+        let (tcp, local) = bound.map_err(|source| StartError::Listen { addr, source })?;
+        Ok(Self { tcp, local })
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves the admin endpoints until `stop` turns true.
+    pub(crate) fn spawn(
+        self,
+        state: AdminState,
+        config: &AdminConfig,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let state = Arc::new(state);
+        let admin = Arc::new(http::Admin::new(state, config.token.as_deref()));
+        tracing::info!(listen = %self.local, auth = config.token.is_some(), "admin listener started");
+        tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+            loop {
+                let accepted = tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break,
+                    accepted = self.tcp.accept() => accepted,
+                };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(%error, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let admin = admin.clone();
+                let builder = builder.clone();
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let admin = admin.clone();
+                        async move { admin.handle(req).await }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        done = conn.as_mut() => if let Err(error) = done {
+                            tracing::debug!(error = &*error as &dyn std::error::Error, "admin connection ended with an error");
+                        },
+                        _ = stop.wait_for(|s| *s) => {}
+                    }
+                });
+            }
+        })
+    }
+}
