@@ -202,10 +202,12 @@ async fn serve(
     }
     let running = proxy.start().await?;
     let _pid_file = match &process.pid_file {
-        Some(path) => Some(
-            PidFile::create(path)
-                .with_context(|| format!("cannot write the pid file {}", path.display()))?,
-        ),
+        Some(path) => {
+            let file = PidFile::create(path)
+                .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+            tracing::info!(pid = std::process::id(), pid_file = %path.display(), "pid file written");
+            Some(file)
+        }
         None => None,
     };
     if let Some(backends) = demo_backends {
