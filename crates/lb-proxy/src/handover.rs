@@ -276,10 +276,7 @@ fn receive_on(stream: &UnixStream, path: &Path) -> Result<Inherited, HandoverErr
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
             {
-                HandoverError::Timeout {
-                    path: path.to_owned(),
-                    waited: Duration::ZERO,
-                }
+                protocol("the peer connected but sent no hand-over in time".to_owned())
             }
             source => HandoverError::Socket {
                 path: path.to_owned(),
