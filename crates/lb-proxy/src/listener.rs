@@ -5,6 +5,10 @@
 //! loop, so a slow or silent client delays no one), bounded by its `handshake_timeout`,
 //! then serves HTTP/2 when ALPN agreed on `h2` and HTTP/1.1 otherwise. Either way the
 //! service receives a [`ConnInfo`] with every request.
+//!
+//! Draining (after a binary upgrade handed the sockets over): the accept loops end, and
+//! every HTTP/1.x response carries `Connection: close`, so busy keep-alive connections move
+//! to the new process after their current request instead of racing an idle close.
 
 use std::error::Error as StdError;
 use std::net::SocketAddr;
@@ -12,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::Request;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
@@ -22,6 +27,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
+use crate::handover::Inherited;
 use crate::hooks::ProxyHttp;
 use crate::pipeline;
 use crate::server::StartError;
@@ -78,6 +84,9 @@ pub(crate) struct Serving<H> {
     pub(crate) builders: Arc<Builders>,
     /// Set to true when the proxy stops.
     pub(crate) stop: watch::Receiver<bool>,
+    /// Set to true when the proxy drains after a hand-over: stop accepting, close
+    /// HTTP/1.x connections after their current response.
+    pub(crate) drain: watch::Receiver<bool>,
 }
 
 impl<H> Clone for Serving<H> {
@@ -86,6 +95,7 @@ impl<H> Clone for Serving<H> {
             hooks: self.hooks.clone(),
             builders: self.builders.clone(),
             stop: self.stop.clone(),
+            drain: self.drain.clone(),
         }
     }
 }
@@ -120,6 +130,11 @@ impl Listener {
         self.local
     }
 
+    /// The listening socket (duplicated for a hand-over to a new binary).
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.tcp)
+    }
+
     /// Whether this is a TLS listener.
     pub(crate) fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -128,8 +143,12 @@ impl Listener {
 
 /// Builds every TLS listener's rustls configuration, then binds every address: the plain
 /// ones (`server.listen`) first, then each `[[server.tls]]` table's in order. Fails before
-/// serving anything.
-pub(crate) async fn bind_all(server: &ServerConfig) -> Result<Vec<Listener>, StartError> {
+/// serving anything. An address whose socket was `inherited` from the previous process
+/// (binary upgrade) takes that socket instead of binding.
+pub(crate) async fn bind_all(
+    server: &ServerConfig,
+    inherited: &mut Inherited,
+) -> Result<Vec<Listener>, StartError> {
     let mut tls = Vec::with_capacity(server.tls.len());
     for (index, t) in server.tls.iter().enumerate() {
         let config =
@@ -143,10 +162,15 @@ pub(crate) async fn bind_all(server: &ServerConfig) -> Result<Vec<Listener>, Sta
     let plain = server.listen.iter().map(|addr| (*addr, None));
     let mut listeners = Vec::with_capacity(server.listen.len() + tls.len());
     for (addr, tls) in plain.chain(tls) {
-        let bound = match TcpListener::bind(addr).await {
-            Ok(tcp) => tcp.local_addr().map(|local| (tcp, local)),
-            Err(e) => Err(e),
+        let bound = match inherited.take(addr) {
+            Some(std) => {
+                tracing::info!(%addr, "listening on the socket of the previous process");
+                std.set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(std))
+            }
+            None => TcpListener::bind(addr).await,
         };
+        let bound = bound.and_then(|tcp| tcp.local_addr().map(|local| (tcp, local)));
         let (tcp, local) = bound.map_err(|source| StartError::Listen { addr, source })?;
         listeners.push(Listener { tcp, local, tls });
     }
@@ -161,10 +185,13 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
     graceful: Arc<GracefulShutdown>,
 ) {
     let mut stop = serving.stop.clone();
+    let mut drain = serving.drain.clone();
     loop {
         let accepted = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
+            // An `Err` (the sender dropped) disables this branch rather than stopping.
+            Ok(_) = drain.wait_for(|d| *d) => break,
             accepted = listener.tcp.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -192,7 +219,7 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
         let watcher = graceful.watcher();
         match &listener.tls {
             None => {
-                let conn = serve(&serving.builders.auto, &serving.hooks, stream, info);
+                let conn = serve(&serving.builders.auto, &serving, stream, info);
                 tokio::spawn(finish(watcher, conn, info));
             }
             Some(tls) => {
@@ -239,23 +266,37 @@ async fn handshake_then_serve<H: ProxyHttp>(
     } else {
         &serving.builders.http1
     };
-    let conn = serve(builder, &serving.hooks, stream, info);
+    let conn = serve(builder, &serving, stream, info);
     finish(watcher, conn, info).await;
 }
 
 /// The HTTP connection future for `io`, each request handed to the service with `info`.
 fn serve<H: ProxyHttp, I>(
     builder: &auto::Builder<TokioExecutor>,
-    hooks: &Arc<H>,
+    serving: &Serving<H>,
     io: I,
     info: ConnInfo,
 ) -> impl GracefulConnection<Error = BoxError> + Send + 'static
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let hooks = hooks.clone();
+    let hooks = serving.hooks.clone();
+    let drain = serving.drain.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        pipeline::handle(hooks.clone(), info, req)
+        let http1 = req.version() < Version::HTTP_2;
+        let handled = pipeline::handle(hooks.clone(), info, req);
+        let drain = drain.clone();
+        async move {
+            let mut response = handled.await?;
+            // Draining: this HTTP/1.x connection closes after this response (hyper honours
+            // the header), so the client's next request opens one to the new process.
+            if http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS && *drain.borrow() {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)

@@ -1,20 +1,22 @@
-//! The `lb-proxy` binary: command line, logging, runtime, signals. Everything else lives in
-//! the `lb_proxy` library.
+//! The `lb-proxy` binary: command line, logging, runtime, signals, daemon mode and the
+//! binary upgrade. Everything else lives in the `lb_proxy` library.
 
 // The binary reports errors and `-t` results to the operator on stderr, as nginx does.
 #![allow(clippy::print_stderr)]
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
 use lb_core::Backend;
-use lb_proxy::config::{BackendList, Config};
-use lb_proxy::{demo, signals, Proxy};
-use tracing_subscriber::EnvFilter;
+use lb_proxy::config::{BackendList, Config, LogFormat};
+use lb_proxy::process::{daemon, logging, PidFile};
+use lb_proxy::signals::{Signal, Signals};
+use lb_proxy::{demo, handover, Proxy};
 
 /// A load-balancing HTTP/1.1 and HTTP/2 reverse proxy driven by one TOML file.
 ///
@@ -50,19 +52,44 @@ struct Cli {
     /// Worker threads (default: the number of CPUs; overrides `server.threads`).
     #[arg(long, alias = "workers", value_name = "N")]
     threads: Option<NonZeroU32>,
+
+    /// Run in the background: returns once the proxy serves and the pid file is written.
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+
+    /// Graceful binary upgrade: take the listening sockets of the running lb-proxy over
+    /// `server.upgrade_sock` (send it SIGQUIT) instead of binding them.
+    #[arg(short = 'u', long = "upgrade", requires = "config")]
+    upgrade: bool,
+
+    /// Write the pid here (overrides `server.pid_file`); removed on exit.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+
+    /// Append logs to this file instead of stderr (overrides `server.error_log`).
+    #[arg(long, value_name = "FILE")]
+    error_log: Option<PathBuf>,
 }
 
 const DEMO_LISTEN: &str = "127.0.0.1:8080";
 
+/// How long `--upgrade` waits for the running process to send its sockets (SIGQUIT).
+const UPGRADE_WAIT: Duration = Duration::from_secs(60);
+
+/// How long the running process, on SIGQUIT, tries to reach the new one on `upgrade_sock`.
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The process settings, from the command line over `[server]`.
+#[derive(Debug, Default)]
+struct Process {
+    pid_file: Option<PathBuf>,
+    upgrade_sock: Option<PathBuf>,
+    upgrade: bool,
+    daemon_child: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -73,8 +100,38 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(path) = &cli.config {
-        let config = Config::load(path)?;
+    let config = cli.config.as_deref().map(Config::load).transpose()?;
+    let server = config.as_ref().map(|c| &c.server);
+    let process = Process {
+        pid_file: cli
+            .pid_file
+            .clone()
+            .or_else(|| server.and_then(|s| s.pid_file.clone())),
+        upgrade_sock: server.and_then(|s| s.upgrade_sock.clone()),
+        upgrade: cli.upgrade,
+        daemon_child: daemon::is_child(),
+    };
+    let error_log = cli
+        .error_log
+        .clone()
+        .or_else(|| server.and_then(|s| s.error_log.clone()));
+    if cli.upgrade && process.upgrade_sock.is_none() {
+        anyhow::bail!("--upgrade needs `upgrade_sock` in [server] of the configuration file");
+    }
+    if cli.daemon && !cli.test && !process.daemon_child {
+        if error_log.is_none() {
+            eprintln!("lb-proxy: no error log (--error-log, server.error_log): logs after start-up are discarded");
+        }
+        let pid = daemon::spawn()?;
+        eprintln!("lb-proxy: running in the background, pid {pid}");
+        return Ok(());
+    }
+    if process.daemon_child {
+        daemon::detach().context("cannot detach")?;
+    }
+    let format = server.map_or(LogFormat::Text, |s| s.log_format);
+    logging::init(format, error_log.as_deref())?;
+    if let (Some(config), Some(path)) = (config, &cli.config) {
         if cli.test {
             runtime(NonZeroU32::new(1))?.block_on(async { lb_proxy::check(&config) })?;
             eprintln!(
@@ -88,7 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         let threads = cli.threads.or(config.server.threads);
-        return runtime(threads)?.block_on(serve(config, None));
+        return runtime(threads)?.block_on(serve(config, None, &process));
     }
     let listen = if cli.listen.is_empty() {
         vec![DEMO_LISTEN.parse()?]
@@ -99,14 +156,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.backend.is_empty() {
         return runtime.block_on(async {
             let backends = demo::start_backends(3).await?;
-            serve(demo::config(listen, &backends), Some(&backends)).await
+            serve(demo::config(listen, &backends), Some(&backends), &process).await
         });
     }
     let mut list = Vec::new();
     for text in &cli.backend {
         list.extend(Backend::resolve(text).with_context(|| format!("--backend {text}"))?);
     }
-    runtime.block_on(serve(Config::quick(listen, BackendList(list)), None))
+    runtime.block_on(serve(
+        Config::quick(listen, BackendList(list)),
+        None,
+        &process,
+    ))
 }
 
 fn runtime(threads: Option<NonZeroU32>) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -118,16 +179,81 @@ fn runtime(threads: Option<NonZeroU32>) -> anyhow::Result<tokio::runtime::Runtim
     builder.build().context("cannot start the runtime")
 }
 
-async fn serve(config: Config, demo_backends: Option<&[SocketAddr]>) -> anyhow::Result<()> {
-    let running = Proxy::new(config).start().await?;
+/// Runs the proxy until SIGTERM/SIGINT (shutdown) or a successful SIGQUIT hand-over
+/// (drain), then returns.
+async fn serve(
+    config: Config,
+    demo_backends: Option<&[SocketAddr]>,
+    process: &Process,
+) -> anyhow::Result<()> {
+    // Registered first: from here on SIGQUIT no longer kills the process (with a core).
+    let mut signals = Signals::new().context("cannot handle signals")?;
+    let mut proxy = Proxy::new(config);
+    if let (true, Some(sock)) = (process.upgrade, &process.upgrade_sock) {
+        let sock = sock.clone();
+        let inherited = tokio::task::spawn_blocking(move || handover::receive(&sock, UPGRADE_WAIT))
+            .await
+            .context("upgrade")??;
+        tracing::info!(
+            sockets = inherited.len(),
+            "received the listening sockets of the previous process"
+        );
+        proxy = proxy.inherit(inherited);
+    }
+    let running = proxy.start().await?;
+    let _pid_file = match &process.pid_file {
+        Some(path) => {
+            let file = PidFile::create(path)
+                .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+            tracing::info!(pid = std::process::id(), pid_file = %path.display(), "pid file written");
+            Some(file)
+        }
+        None => None,
+    };
     if let Some(backends) = demo_backends {
         print_demo_banner(running.local_addrs(), backends);
     }
-    signals::terminated()
-        .await
-        .context("cannot wait for signals")?;
-    running.shutdown().await;
-    Ok(())
+    if process.daemon_child {
+        daemon::ready().context("cannot detach")?;
+    }
+    loop {
+        match signals.recv().await {
+            Signal::Upgrade => {
+                let Some(sock) = &process.upgrade_sock else {
+                    tracing::warn!("SIGQUIT ignored: no upgrade_sock in [server]");
+                    continue;
+                };
+                if hand_over(&running, sock).await {
+                    running.drain().await;
+                    tracing::info!("drained; exiting");
+                    return Ok(());
+                }
+            }
+            _ => {
+                running.shutdown().await;
+                tracing::info!("stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Sends the listening sockets to the new process; logs and returns false on failure (the
+/// proxy then goes on serving).
+async fn hand_over(running: &lb_proxy::RunningProxy, sock: &Path) -> bool {
+    match running.hand_over(sock, HANDOVER_TIMEOUT).await {
+        Ok(()) => {
+            tracing::info!(upgrade_sock = %sock.display(), "listening sockets handed over to the new process; draining");
+            true
+        }
+        Err(error) => {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "upgrade failed; still serving"
+            );
+            false
+        }
+    }
 }
 
 #[allow(clippy::print_stdout)] // the demo talks to the person who started it

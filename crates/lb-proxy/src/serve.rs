@@ -83,10 +83,13 @@ impl<H: ProxyHttp> Server<H> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
+        // Never set: a `Server` has no binary upgrade.
+        let (_drain_tx, drain_rx) = watch::channel(false);
         let serving = Serving {
             hooks: self.hooks.clone(),
             builders: Arc::new(Builders::new()),
             stop: stop_rx,
+            drain: drain_rx,
         };
         let mut tasks = Vec::with_capacity(self.listeners.len());
         for tcp in self.listeners {

@@ -1,8 +1,11 @@
-//! Listeners, connections and graceful shutdown.
+//! Listeners, connections, graceful shutdown, and both sides of a graceful binary upgrade
+//! ([`Proxy::inherit`], [`RunningProxy::hand_over`], [`RunningProxy::drain`]).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +21,16 @@ use crate::admin::{AdminListener, AdminState};
 use crate::config::Config;
 use crate::config_proxy::ConfigProxy;
 use crate::discovery::SourceError;
+use crate::handover::{self, HandoverError, Inherited};
 use crate::listener;
 use crate::router::{Router, RouterError};
 use crate::upstream::{HealthHook, Upstream};
 
 /// How long start-up waits for the first answer of a discovery source.
 const INITIAL_DISCOVERY: Duration = Duration::from_secs(5);
+
+/// How often [`RunningProxy::drain`] looks whether every connection has closed.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +80,7 @@ pub enum StartError {
 pub struct Proxy {
     config: Config,
     hook: Option<HealthHook>,
+    inherited: Inherited,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -86,7 +94,11 @@ impl std::fmt::Debug for Proxy {
 impl Proxy {
     /// A proxy for `config`.
     pub fn new(config: Config) -> Self {
-        Self { config, hook: None }
+        Self {
+            config,
+            hook: None,
+            inherited: Inherited::default(),
+        }
     }
 
     /// Calls `hook(upstream, change)` on every health transition of every backend,
@@ -100,10 +112,20 @@ impl Proxy {
         self
     }
 
+    /// Serves on the listening sockets received from the previous process
+    /// ([`handover::receive`], binary upgrade) instead of binding their addresses: each
+    /// configured address (plain or TLS) takes the received socket bound to the same
+    /// address. Received sockets the configuration no longer lists are closed at start.
+    #[must_use]
+    pub fn inherit(mut self, inherited: Inherited) -> Self {
+        self.inherited = inherited;
+        self
+    }
+
     /// Builds the upstreams, binds every listener (failing before serving anything if one
     /// cannot be bound), waits a bounded time for the first answer of each discovery source,
     /// then starts health checks and accepting connections.
-    pub async fn start(self) -> Result<RunningProxy, StartError> {
+    pub async fn start(mut self) -> Result<RunningProxy, StartError> {
         let mut index = HashMap::new();
         let mut upstreams = Vec::with_capacity(self.config.upstreams.len());
         // Admin: health transitions also record "since when" for the status page.
@@ -115,7 +137,22 @@ impl Proxy {
         }
         let router = Router::new(&self.config.routes, |name| index.get(name).copied())?;
         // Plain listeners first, then TLS ones (their certificates are loaded first).
-        let listeners = listener::bind_all(&self.config.server).await?;
+        let listeners = listener::bind_all(&self.config.server, &mut self.inherited).await?;
+        if !self.inherited.is_empty() {
+            tracing::warn!(addrs = ?self.inherited.addrs(), "closing inherited sockets the configuration no longer lists");
+        }
+        // Copies of the listening sockets, for a later hand-over to a new binary.
+        let mut listen_fds = Vec::with_capacity(listeners.len());
+        for l in &listeners {
+            let fd = l
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| StartError::Listen {
+                    addr: l.local_addr(),
+                    source,
+                })?;
+            listen_fds.push(fd);
+        }
         let local_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect();
         let plain = listeners.iter().filter(|l| !l.is_tls()).count();
         let admin = match &self.config.admin {
@@ -151,6 +188,7 @@ impl Proxy {
         let shared = Arc::new(proxy.with_access_log(access_log));
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (drain_tx, drain_rx) = watch::channel(false);
         let mut background = Vec::new();
         for i in 0..shared.upstreams.len() {
             let shared = shared.clone();
@@ -191,6 +229,7 @@ impl Proxy {
             hooks: shared.clone(),
             builders: Arc::new(listener::Builders::new()),
             stop: stop_rx.clone(),
+            drain: drain_rx,
         };
         let accepting = listeners
             .into_iter()
@@ -203,6 +242,8 @@ impl Proxy {
             plain,
             shared,
             stop: stop_tx,
+            drain: drain_tx,
+            listen_fds,
             accepting,
             background,
             graceful,
@@ -222,6 +263,11 @@ pub struct RunningProxy {
     plain: usize,
     shared: Arc<ConfigProxy>,
     stop: watch::Sender<bool>,
+    /// Set when draining after a hand-over (see `listener`).
+    drain: watch::Sender<bool>,
+    /// Duplicates of the listening sockets, handed over on upgrade; closed when the
+    /// proxy stops or drains.
+    listen_fds: Vec<OwnedFd>,
     accepting: Vec<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     graceful: Arc<GracefulShutdown>,
@@ -254,7 +300,9 @@ impl RunningProxy {
     /// Stops accepting (listeners close at once), stops health checks, and waits for
     /// in-flight requests to finish, at most the configured grace period. Returns `true`
     /// when every connection finished in time.
-    pub async fn shutdown(self) -> bool {
+    pub async fn shutdown(mut self) -> bool {
+        // Close the duplicates first so the sockets close with the accept loops.
+        self.listen_fds.clear();
         let _ = self.stop.send(true);
         for task in self.accepting.into_iter().chain(self.background) {
             let _ = task.await;
@@ -271,5 +319,50 @@ impl RunningProxy {
                 false
             }
         }
+    }
+
+    /// The running side of a graceful binary upgrade: sends duplicates of every listening
+    /// socket over the Unix socket at `upgrade_sock` to a process started with `--upgrade`
+    /// (see [`handover::send`]), within `timeout`. On `Ok` the new process holds them and
+    /// this one should [`drain`](Self::drain); on an error nothing changed and this process
+    /// goes on serving.
+    pub async fn hand_over(
+        &self,
+        upgrade_sock: &Path,
+        timeout: Duration,
+    ) -> Result<(), HandoverError> {
+        let mut fds = Vec::with_capacity(self.listen_fds.len());
+        for fd in &self.listen_fds {
+            fds.push(fd.try_clone().map_err(|source| HandoverError::Socket {
+                path: upgrade_sock.to_owned(),
+                source,
+            })?);
+        }
+        handover::send(upgrade_sock, fds, timeout).await
+    }
+
+    /// After a successful [`hand_over`](Self::hand_over): stops accepting (the sockets stay
+    /// open in the new process), answers every further HTTP/1.x request with
+    /// `Connection: close` so clients move to the new process, waits for the connections to
+    /// close by themselves for up to half the grace period, then shuts down as
+    /// [`shutdown`](Self::shutdown) does with the other half (HTTP/2 clients get GOAWAY
+    /// then, idle connections are closed). Returns `true` when every connection finished
+    /// in time.
+    pub async fn drain(mut self) -> bool {
+        let _ = self.drain.send(true);
+        self.listen_fds.clear();
+        for task in self.accepting.drain(..) {
+            let _ = task.await;
+        }
+        let half = self.grace_period / 2;
+        let open = self.graceful.count();
+        tracing::info!(open_connections = open, grace_period = ?self.grace_period, "draining after the hand-over");
+        // hyper reports no event when a connection ends: poll the count, bounded by `half`.
+        let deadline = tokio::time::Instant::now() + half;
+        while self.graceful.count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        self.grace_period -= half;
+        self.shutdown().await
     }
 }

@@ -34,6 +34,7 @@ mod headers;
 mod health;
 mod paths;
 mod peer;
+mod process;
 mod retry;
 mod routes;
 mod tls;
@@ -49,6 +50,7 @@ pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
 pub use peer::UpstreamTlsConfig;
+pub use process::LogFormat;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
 pub use routes::{PathConflict, RouteConfig};
 pub use tls::{
@@ -58,7 +60,7 @@ pub use tls::{
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lb_selection::{is_prime, BalanceFactor, MAX_TABLE_SIZE};
@@ -111,6 +113,19 @@ pub struct ServerConfig {
     /// closed; an upstream's own `upgrade_idle_timeout` wins.
     #[serde(default = "default_upgrade_idle_timeout")]
     pub upgrade_idle_timeout: PositiveDuration,
+    /// Where the running process writes its pid (`--pid-file` wins); removed on exit.
+    #[serde(default = "process::no_path")]
+    pub pid_file: Option<PathBuf>,
+    /// The file logs are appended to instead of stderr (`--error-log` wins).
+    #[serde(default = "process::no_path")]
+    pub error_log: Option<PathBuf>,
+    /// The Unix socket over which a process started with `--upgrade` receives the
+    /// listening sockets of the running one on SIGQUIT (graceful binary upgrade).
+    #[serde(default = "process::no_path")]
+    pub upgrade_sock: Option<PathBuf>,
+    /// `text` (default) or `json` log lines.
+    #[serde(default = "process::default_log_format")]
+    pub log_format: LogFormat,
 }
 
 fn default_upgrade_idle_timeout() -> PositiveDuration {
@@ -354,6 +369,8 @@ impl Config {
         if let Some(log) = &mut config.access_log {
             log.resolve(origin);
         }
+        // The pid file, error log and upgrade socket, relative to `origin`.
+        process::resolve(&mut config.server, origin);
         Ok(config)
     }
 
@@ -396,6 +413,10 @@ impl Config {
                 grace_period: default_grace_period(),
                 forwarding: ForwardingConfig::default(),
                 upgrade_idle_timeout: default_upgrade_idle_timeout(),
+                pid_file: None,
+                error_log: None,
+                upgrade_sock: None,
+                log_format: LogFormat::Text,
             },
             upstreams,
             routes: vec![RouteConfig::new("default")],

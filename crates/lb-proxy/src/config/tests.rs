@@ -428,3 +428,38 @@ fn health_check_tls_files_are_relative_to_the_config_file() {
         Some(std::path::Path::new("/etc/lb/certs/ca.pem"))
     );
 }
+
+#[test]
+fn process_settings_resolve_against_the_file_and_log_format_is_checked() {
+    let text = GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\npid_file = \"run/lb.pid\"\nerror_log = \"/var/log/lb.log\"\n\
+         upgrade_sock = \"up.sock\"\nlog_format = \"json\"",
+    );
+    let c = Config::from_toml_str(&text, "/etc/lb/lb.toml").unwrap();
+    assert_eq!(
+        c.server.pid_file.as_deref(),
+        Some(Path::new("/etc/lb/run/lb.pid"))
+    );
+    assert_eq!(
+        c.server.error_log.as_deref(),
+        Some(Path::new("/var/log/lb.log"))
+    );
+    assert_eq!(
+        c.server.upgrade_sock.as_deref(),
+        Some(Path::new("/etc/lb/up.sock"))
+    );
+    assert_eq!(c.server.log_format, LogFormat::Json);
+    let defaults = Config::from_toml_str(GOOD, "lb.toml").unwrap();
+    assert_eq!(defaults.server.log_format, LogFormat::Text);
+    assert!(defaults.server.pid_file.is_none() && defaults.server.upgrade_sock.is_none());
+
+    let bad = err(&GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\nlog_format = \"xml\"",
+    ));
+    assert!(
+        bad.contains("lb.toml:4:14: server.log_format: unknown variant `xml`"),
+        "{bad}"
+    );
+}
