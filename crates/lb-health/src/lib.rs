@@ -96,6 +96,7 @@ pub use schedule::{FirstCheck, Schedule, ScheduleStats};
 pub use status::{StatusSet, StatusSetError};
 pub use tcp::TcpHealthCheck;
 pub use tls::{TlsConfig, TlsFailureKind};
+pub use tls_builder::AcceptAnyCertificate;
 pub use tls_builder::{TlsConfigBuilder, TlsConfigError};
 pub use tls_check::TlsHealthCheck;
 pub use tracker::HealthTracker;

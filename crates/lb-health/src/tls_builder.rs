@@ -262,9 +262,20 @@ impl TlsConfigBuilder {
     }
 }
 
-/// The verifier behind [`TlsConfigBuilder::dangerous_accept_any_certificate`].
+/// A rustls verifier that accepts any server certificate (chain, validity and name are not
+/// checked) while still checking the handshake signatures with `provider`'s algorithms.
+///
+/// It is what [`TlsConfigBuilder::dangerous_accept_any_certificate`] and the proxy's
+/// `tls.verify = false` use: for backends with self-signed certificates, never by default.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
+pub struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl AcceptAnyCertificate {
+    /// The verifier, checking signatures with `provider`.
+    pub fn new(provider: Arc<CryptoProvider>) -> Self {
+        Self(provider)
+    }
+}
 
 impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
