@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures_util::StreamExt;
-use lb_core::{monotonic_ms, Backend, BackendAddr, BackendSet, Health, InFlight};
+use lb_core::{monotonic_ms, Backend, BackendAddr, BackendSet, BackendState, Health, InFlight};
 use lb_discovery::{Discovered, DiscoveryError, ServiceDiscovery, Static};
 use lb_health::{HealthCheck, HealthMonitor, Outcome, PassiveConfig, PassiveHealth, Schedule};
 use lb_selection::BackendSelection;
@@ -57,8 +57,10 @@ pub struct LoadBalancer<S: BackendSelection> {
     passive: Option<Arc<PassiveHealth>>,
     initial_health: Health,
     slow_start: Option<SlowStart>,
-    /// Serialises updates so two concurrent refreshes cannot interleave their merges.
-    update_lock: Mutex<()>,
+    /// Serialises updates so two concurrent refreshes cannot interleave their merges; holds
+    /// the states handed over by [`inherit_states`](Self::inherit_states) until the first
+    /// set is installed.
+    update_lock: Mutex<HashMap<BackendAddr, Arc<BackendState>>>,
     /// Publishes every installed backend set (health scheduling, passive health, tests).
     published: tokio::sync::watch::Sender<BackendSet>,
     /// How often [`run`](Self::run) checks health; `None` runs no checks.
@@ -113,7 +115,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
             passive: None,
             initial_health: Health::Unknown,
             slow_start: None,
-            update_lock: Mutex::new(()),
+            update_lock: Mutex::new(HashMap::new()),
             published: tokio::sync::watch::Sender::new(BackendSet::new()),
             health_check_frequency: None,
             update_frequency: None,
@@ -173,6 +175,21 @@ impl<S: BackendSelection> LoadBalancer<S> {
     /// see [`SlowStart`].
     pub fn set_slow_start(&mut self, slow_start: SlowStart) {
         self.slow_start = Some(slow_start);
+    }
+
+    /// Hands over the runtime state of `previous` (the backends of the balancer this one
+    /// replaces, for instance on a configuration reload): a backend of the first set this
+    /// balancer installs that has the address of one in `previous` shares its state, so its
+    /// health verdict, in-flight count, operator holds, slow-start ramp and passive
+    /// ejection carry over instead of starting from the initial health.
+    pub fn inherit_states(&mut self, previous: &BackendSet) {
+        let map = self.update_lock.get_mut();
+        map.clear();
+        map.extend(
+            previous
+                .iter()
+                .map(|b| (b.addr().clone(), b.shared_state().clone())),
+        );
     }
 
     /// Picks a usable backend for a request with hash key `key`, trying at most
@@ -246,7 +263,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
     /// Installs `found` as the backend set now, keeping the state of backends that remain;
     /// for sources that push changes, and for sets known up front.
     pub fn set_discovered(&self, found: Discovered) -> SetChange {
-        let _serialised = self.update_lock.lock();
+        let mut inherited = self.update_lock.lock();
         let current = self.current.load();
         let old: HashMap<&BackendAddr, &Backend> =
             current.backends.iter().map(|b| (b.addr(), b)).collect();
@@ -262,6 +279,16 @@ impl<S: BackendSelection> LoadBalancer<S> {
                     kept
                 }
                 None => {
+                    if let Some(state) = inherited.get(b.addr()) {
+                        // The same server in the balancer this one replaces (reload):
+                        // health, in-flight count and operator holds carry over.
+                        let kept = b.with_state(state.clone());
+                        if self.passive.is_none() {
+                            kept.state().set_ejected(false);
+                        }
+                        change.added.push(kept.clone());
+                        return kept;
+                    }
                     let fresh = b.with_initial_health(self.initial_health);
                     if self.slow_start.is_some() && !current.backends.is_empty() {
                         // Added to a running upstream: ramp it up like a recovered one.
@@ -288,6 +315,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
             .filter(|b| !remaining.contains_key(b.addr()))
             .cloned()
             .collect();
+        inherited.clear();
         if change.added.is_empty() && change.removed.is_empty() && change.changed.is_empty() {
             return change;
         }

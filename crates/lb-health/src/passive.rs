@@ -151,6 +151,22 @@ impl PassiveHealth {
             }
             stays
         });
+        // A backend that arrives already ejected (its state carried over from the balancer
+        // this one replaces, on a reload) serves one base ejection time from now, so that
+        // `tick` lets it back; its previous deadline is not known here.
+        let now = Instant::now();
+        for (addr, (backend, counters)) in &map {
+            if backend.state().is_ejected() && !control.ejected.contains_key(addr) {
+                let length = self.config.adopted_ejection_time();
+                control
+                    .history
+                    .entry(addr.clone())
+                    .or_default()
+                    .ejected_until = Some(now + length.min(Duration::from_secs(365 * 24 * 3600)));
+                counters.ejected.store(true, Relaxed);
+                control.ejected.insert(addr.clone(), backend.clone());
+            }
+        }
         self.backends.store(Arc::new(map));
         drop(control);
         self.changed.notify_one();

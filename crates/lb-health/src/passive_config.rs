@@ -147,6 +147,16 @@ impl PassiveConfig {
         }
     }
 
+    /// How long a backend that arrives already ejected (carried over by a reload) stays
+    /// out: the base ejection time with Envoy's detectors, `fail_timeout` with nginx's.
+    pub fn adopted_ejection_time(&self) -> Duration {
+        if self.consecutive_5xx.is_some() || self.consecutive_gateway_failure.is_some() {
+            self.base_ejection_time
+        } else {
+            self.fail_timeout
+        }
+    }
+
     /// How many of `total` backends may be ejected at once.
     pub fn max_ejected(&self, total: usize) -> usize {
         if self.max_ejection_percent == 0 || total == 0 {

@@ -272,3 +272,24 @@ async fn run_returns_backends_on_time_and_follows_the_set() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// A backend whose state arrives already ejected (a reload built a new upstream and carried
+/// the state over) is adopted: it stays out one base ejection time, then `tick` lets it back.
+#[tokio::test(start_paused = true)]
+async fn a_backend_that_arrives_ejected_is_let_back_after_one_ejection_time() {
+    let backends = set(2);
+    let old = watching(PassiveConfig::envoy(n(1)), &backends);
+    old.report(&backends[0], Outcome::Status(500));
+    assert!(backends[0].state().is_ejected());
+
+    // The replacement sees the same states.
+    let new = watching(PassiveConfig::envoy(n(1)), &backends);
+    let s = new.snapshot();
+    assert!(s[0].ejected, "adopted: {s:?}");
+    let until = s[0].ejected_until.unwrap();
+    assert_eq!(until, Instant::now() + Duration::from_secs(30));
+    assert_eq!(new.tick(until - Duration::from_millis(1)), 0);
+    assert_eq!(new.tick(until), 1);
+    assert!(backends[0].state().is_usable());
+    assert!(!s[1].ejected);
+}

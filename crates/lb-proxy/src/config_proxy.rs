@@ -31,7 +31,8 @@ use crate::upstream::Upstream;
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
 pub(crate) struct ConfigProxy {
-    pub(crate) upstreams: Vec<Upstream>,
+    /// Shared with the generations before and after this one when a reload keeps them.
+    pub(crate) upstreams: Vec<Arc<Upstream>>,
     /// The `[[routes]]`, matched in order.
     pub(crate) router: Router,
     /// `[server.forwarding]`: trusted proxies and the forwarding headers to write.
@@ -66,11 +67,14 @@ pub(crate) struct RequestCtx {
 }
 
 impl ConfigProxy {
-    pub(crate) fn new(upstreams: Vec<Upstream>, router: Router, server: &ServerConfig) -> Self {
-        let stats = Stats::new(
-            router.routes().len(),
-            upstreams.iter().map(|u| u.balancer().backends()),
-        );
+    /// One configuration generation: its upstreams (in `[upstreams]` order, as the router
+    /// and `stats` index them), routes, `[server]` settings and counters.
+    pub(crate) fn new(
+        upstreams: Vec<Arc<Upstream>>,
+        router: Router,
+        server: &ServerConfig,
+        stats: Stats,
+    ) -> Self {
         Self {
             upstreams,
             router,

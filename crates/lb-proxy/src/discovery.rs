@@ -15,7 +15,7 @@ use lb_discovery::file::File;
 use lb_discovery::{Discovered, DiscoveryError, DiscoveryStream, ServiceDiscovery, Static};
 
 use crate::client::target;
-use crate::config::{Backup, DiscoveryConfig, DiscoveryKind, UpstreamConfig};
+use crate::config::{BackendList, Backup, DiscoveryConfig, DiscoveryKind, UpstreamConfig};
 
 /// Why an upstream could not be built from its configuration (its discovery source or its
 /// health check): a file that cannot be read, an invalid name, a bad pattern.
@@ -55,32 +55,42 @@ pub(crate) fn decorate(b: &Backend, order: Option<u32>) -> Backend {
     b.with_metadata(meta)
 }
 
-/// The discovery source of upstream `name`, and whether it is static (known at once).
+/// The backends of a configured list, decorated, with their `backup` flags.
+pub(crate) fn listed(list: &BackendList) -> Discovered {
+    let backends = list
+        .iter()
+        .enumerate()
+        .map(|(i, b)| decorate(b, Some(u32::try_from(i).unwrap_or(u32::MAX))))
+        .collect();
+    let backups = list
+        .iter()
+        .filter(|b| b.metadata().get::<Backup>().is_some())
+        .map(|b| b.addr().clone())
+        .collect();
+    Discovered::new(backends).with_backups(backups)
+}
+
+/// A discovery source, and the [`Static`] list behind it when the backends are listed.
+pub(crate) type Source = (Arc<dyn ServiceDiscovery>, Option<Arc<Static>>);
+
+/// The discovery source of upstream `name`, and the [`Static`] list behind it when the
+/// backends are listed in the configuration (known at once, replaced by a reload).
 pub(crate) fn source(
     name: &str,
     config: &UpstreamConfig,
-) -> Result<(Arc<dyn ServiceDiscovery>, bool), SourceError> {
+) -> Result<Source, SourceError> {
     let list = match config.discovery.as_ref().map(|d| d.get_ref()) {
         None => Some(&config.backends),
         Some(d) if d.kind == DiscoveryKind::Static => d.backends.as_ref(),
         Some(_) => None,
     };
     if let Some(list) = list {
-        let backends = list
-            .iter()
-            .enumerate()
-            .map(|(i, b)| decorate(b, Some(u32::try_from(i).unwrap_or(u32::MAX))))
-            .collect();
-        let backups = list
-            .iter()
-            .filter(|b| b.metadata().get::<Backup>().is_some())
-            .map(|b| b.addr().clone())
-            .collect();
-        let found = Discovered::new(backends).with_backups(backups);
-        return Ok((Arc::new(Static::from_discovered(found)), true));
+        let fixed = Arc::new(Static::from_discovered(listed(list)));
+        return Ok((fixed.clone(), Some(fixed)));
     }
     let Some(d) = config.discovery.as_ref().map(|d| d.get_ref()) else {
-        return Ok((Arc::new(Static::default()), true));
+        let fixed = Arc::new(Static::default());
+        return Ok((fixed.clone(), Some(fixed)));
     };
     let err = |what: &'static str| {
         move |e: Box<dyn std::error::Error + Send + Sync>| SourceError::new(name, what, e)
@@ -109,7 +119,7 @@ pub(crate) fn source(
         }
         DiscoveryKind::Static => Arc::new(Static::default()),
     };
-    Ok((Arc::new(WithAuthority(dynamic)), false))
+    Ok((Arc::new(WithAuthority(dynamic)), None))
 }
 
 fn dns_config(d: &DiscoveryConfig) -> DnsConfig {

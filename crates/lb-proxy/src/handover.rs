@@ -87,6 +87,14 @@ impl Inherited {
         self.listeners.is_empty()
     }
 
+    /// The sockets of this process's own listeners (duplicates), for a reload to serve the
+    /// new configuration's listeners on them instead of binding again.
+    pub(crate) fn own(listeners: impl IntoIterator<Item = (SocketAddr, TcpListener)>) -> Self {
+        Self {
+            listeners: listeners.into_iter().collect(),
+        }
+    }
+
     /// The socket bound to exactly `addr`, if one was received (and not yet taken).
     pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<TcpListener> {
         self.listeners.remove(&addr)

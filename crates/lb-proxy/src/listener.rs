@@ -177,12 +177,15 @@ pub(crate) async fn bind_all(
     Ok(listeners)
 }
 
-/// Accepts connections on `listener` until the stop flag is set, each served in its own
-/// task; the listener is dropped (new connections refused) when the loop ends.
+/// Accepts connections on `listener` until the stop flag is set (or `retire`, when a
+/// reload replaced this loop by another on the same socket), each served in its own
+/// task; the listener is dropped when the loop ends (new connections are refused unless
+/// another copy of the socket stays open).
 pub(crate) async fn accept_loop<H: ProxyHttp>(
     listener: Listener,
     serving: Serving<H>,
     graceful: Arc<GracefulShutdown>,
+    mut retire: watch::Receiver<bool>,
 ) {
     let mut stop = serving.stop.clone();
     let mut drain = serving.drain.clone();
@@ -190,6 +193,7 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
         let accepted = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
+            Ok(_) = retire.wait_for(|r| *r) => break,
             // An `Err` (the sender dropped) disables this branch rather than stopping.
             Ok(_) = drain.wait_for(|d| *d) => break,
             accepted = listener.tcp.accept() => accepted,

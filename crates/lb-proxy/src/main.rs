@@ -82,6 +82,8 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The process settings, from the command line over `[server]`.
 #[derive(Debug, Default)]
 struct Process {
+    /// `-c`: what SIGHUP reads again.
+    config_file: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     upgrade_sock: Option<PathBuf>,
     upgrade: bool,
@@ -103,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config.as_deref().map(Config::load).transpose()?;
     let server = config.as_ref().map(|c| &c.server);
     let process = Process {
+        config_file: cli.config.clone(),
         pid_file: cli
             .pid_file
             .clone()
@@ -189,6 +192,9 @@ async fn serve(
     // Registered first: from here on SIGQUIT no longer kills the process (with a core).
     let mut signals = Signals::new().context("cannot handle signals")?;
     let mut proxy = Proxy::new(config);
+    if let Some(path) = &process.config_file {
+        proxy = proxy.config_file(path);
+    }
     if let (true, Some(sock)) = (process.upgrade, &process.upgrade_sock) {
         let sock = sock.clone();
         let inherited = tokio::task::spawn_blocking(move || handover::receive(&sock, UPGRADE_WAIT))
@@ -211,7 +217,7 @@ async fn serve(
         None => None,
     };
     if let Some(backends) = demo_backends {
-        print_demo_banner(running.local_addrs(), backends);
+        print_demo_banner(&running.local_addrs(), backends);
     }
     if process.daemon_child {
         daemon::ready().context("cannot detach")?;
@@ -229,6 +235,11 @@ async fn serve(
                     return Ok(());
                 }
             }
+            Signal::Reload => {
+                // Logged and counted by the reload itself, whatever the outcome.
+                let _ = running.reload_file().await;
+            }
+            // Signal::Terminate (the enum is non-exhaustive).
             _ => {
                 running.shutdown().await;
                 tracing::info!("stopped");

@@ -83,8 +83,9 @@ impl<H: ProxyHttp> Server<H> {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
         let (stop_tx, stop_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
-        // Never set: a `Server` has no binary upgrade.
+        // Never set: a `Server` has no binary upgrade and no reload.
         let (_drain_tx, drain_rx) = watch::channel(false);
+        let (_retire_tx, retire_rx) = watch::channel(false);
         let serving = Serving {
             hooks: self.hooks.clone(),
             builders: Arc::new(Builders::new()),
@@ -98,6 +99,7 @@ impl<H: ProxyHttp> Server<H> {
                     listener,
                     serving.clone(),
                     graceful.clone(),
+                    retire_rx.clone(),
                 ))),
                 Err(error) => tracing::warn!(%error, "listener without an address; skipped"),
             }

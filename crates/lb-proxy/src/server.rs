@@ -1,11 +1,12 @@
-//! Listeners, connections, graceful shutdown, and both sides of a graceful binary upgrade
-//! ([`Proxy::inherit`], [`RunningProxy::hand_over`], [`RunningProxy::drain`]).
+//! Starting the TOML-driven proxy, and what an operator does to it while it runs: hot
+//! reload ([`RunningProxy::reload`], in [`crate::reload`]), graceful shutdown, and both
+//! sides of a graceful binary upgrade ([`Proxy::inherit`], [`RunningProxy::hand_over`],
+//! [`RunningProxy::drain`]).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,21 +14,20 @@ use hyper_util::server::graceful::GracefulShutdown;
 use lb_health::StatusChange;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
-use crate::access_log::{AccessLog, AccessLogError, Names};
+use crate::access_log::AccessLogError;
 use crate::admin::control::Control;
+use crate::admin::stats::ProcessCounters;
 use crate::admin::{AdminListener, AdminState};
 use crate::config::Config;
-use crate::config_proxy::ConfigProxy;
 use crate::discovery::SourceError;
+use crate::generation;
 use crate::handover::{self, HandoverError, Inherited};
 use crate::listener;
-use crate::router::{Router, RouterError};
+use crate::live::LiveProxy;
+use crate::reload::{self, ReloadError, Reloaded, Reloader};
+use crate::router::RouterError;
 use crate::upstream::{HealthHook, Upstream};
-
-/// How long start-up waits for the first answer of a discovery source.
-const INITIAL_DISCOVERY: Duration = Duration::from_secs(5);
 
 /// How often [`RunningProxy::drain`] looks whether every connection has closed.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -64,6 +64,9 @@ pub enum StartError {
     /// The access log file cannot be opened.
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
+    /// The proxy is shutting down (a reload raced with shutdown).
+    #[error("the proxy is stopping")]
+    Stopping,
 }
 
 /// A proxy built from a [`Config`], ready to [`start`](Proxy::start).
@@ -71,7 +74,10 @@ pub enum StartError {
 /// ```no_run
 /// # async fn demo() -> anyhow::Result<()> {
 /// let config = lb_proxy::config::Config::load("lb.toml")?;
-/// let running = lb_proxy::Proxy::new(config).start().await?;
+/// let running = lb_proxy::Proxy::new(config)
+///     .config_file("lb.toml")
+///     .start()
+///     .await?;
 /// println!("listening on {:?}", running.local_addrs());
 /// lb_proxy::signals::terminated().await?;
 /// running.shutdown().await;
@@ -81,12 +87,14 @@ pub struct Proxy {
     config: Config,
     hook: Option<HealthHook>,
     inherited: Inherited,
+    path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
             .field("config", &self.config)
+            .field("path", &self.path)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +106,7 @@ impl Proxy {
             config,
             hook: None,
             inherited: Inherited::default(),
+            path: None,
         }
     }
 
@@ -112,6 +121,14 @@ impl Proxy {
         self
     }
 
+    /// The file the configuration came from: what [`RunningProxy::reload_file`] (SIGHUP,
+    /// `POST /reload`) reads again.
+    #[must_use]
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+
     /// Serves on the listening sockets received from the previous process
     /// ([`handover::receive`], binary upgrade) instead of binding their addresses: each
     /// configured address (plain or TLS) takes the received socket bound to the same
@@ -122,132 +139,68 @@ impl Proxy {
         self
     }
 
-    /// Builds the upstreams, binds every listener (failing before serving anything if one
-    /// cannot be bound), waits a bounded time for the first answer of each discovery source,
-    /// then starts health checks and accepting connections.
+    /// Builds the upstreams (waiting a bounded time for the first answer of each
+    /// discovery source), binds every listener (failing before serving anything if one
+    /// cannot be bound), then starts health checks and accepting connections.
     pub async fn start(mut self) -> Result<RunningProxy, StartError> {
-        let mut index = HashMap::new();
-        let mut upstreams = Vec::with_capacity(self.config.upstreams.len());
         // Admin: health transitions also record "since when" for the status page.
         let control = Arc::new(Control::new());
-        let hook = Some(control.hook(self.hook.clone()));
-        for (name, cfg) in &self.config.upstreams {
-            index.insert(name.as_str(), upstreams.len());
-            upstreams.push(Upstream::new(name, cfg, hook.clone())?);
-        }
-        let router = Router::new(&self.config.routes, |name| index.get(name).copied())?;
+        let hook = control.hook(self.hook.clone());
+        let process = Arc::new(ProcessCounters::default());
+        let prepared =
+            generation::prepare(&self.config, &BTreeMap::new(), None, &hook, &process).await?;
         // Plain listeners first, then TLS ones (their certificates are loaded first).
         let listeners = listener::bind_all(&self.config.server, &mut self.inherited).await?;
         if !self.inherited.is_empty() {
             tracing::warn!(addrs = ?self.inherited.addrs(), "closing inherited sockets the configuration no longer lists");
         }
-        // Copies of the listening sockets, for a later hand-over to a new binary.
-        let mut listen_fds = Vec::with_capacity(listeners.len());
-        for l in &listeners {
-            let fd = l
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(|source| StartError::Listen {
-                    addr: l.local_addr(),
-                    source,
-                })?;
-            listen_fds.push(fd);
-        }
-        let local_addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect();
-        let plain = listeners.iter().filter(|l| !l.is_tls()).count();
         let admin = match &self.config.admin {
             Some(c) => Some(AdminListener::bind(c).await?),
             None => None,
         };
-        for u in upstreams.iter().filter(|u| !u.is_static()) {
-            match tokio::time::timeout(INITIAL_DISCOVERY, u.balancer().update()).await {
-                Ok(Ok(change)) => {
-                    tracing::info!(
-                        upstream = u.name(),
-                        backends = change.added.len(),
-                        "discovered"
-                    );
-                }
-                Ok(Err(error)) => tracing::warn!(
-                    upstream = u.name(),
-                    error = &error as &dyn std::error::Error,
-                    "first discovery failed; answering 503 until it succeeds"
-                ),
-                Err(_) => tracing::warn!(
-                    upstream = u.name(),
-                    timeout = ?INITIAL_DISCOVERY,
-                    "first discovery is slow; answering 503 until it succeeds"
-                ),
-            }
-        }
-        let proxy = ConfigProxy::new(upstreams, router, &self.config.server);
-        let access_log = match &self.config.access_log {
-            Some(c) => Some(AccessLog::start(c, Names::of(&proxy), proxy.stats.clone()).await?),
-            None => None,
-        };
-        let shared = Arc::new(proxy.with_access_log(access_log));
-
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (drain_tx, drain_rx) = watch::channel(false);
-        let mut background = Vec::new();
-        for i in 0..shared.upstreams.len() {
-            let shared = shared.clone();
-            let mut stop = stop_rx.clone();
-            let span = tracing::info_span!("upstream", name = shared.upstreams[i].name());
-            background.push(tokio::spawn(
-                async move {
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    shared.upstreams[i].balancer().run(stopped).await;
-                }
-                .instrument(span),
-            ));
-        }
-
-        // Admin: per-backend counters follow the backend sets.
-        for i in 0..shared.upstreams.len() {
-            let set = shared.upstreams[i].balancer().watch_backends();
-            background.push(tokio::spawn(shared.stats.clone().follow(
-                i,
-                set,
-                stop_rx.clone(),
-            )));
-        }
-
+        let first = prepared.commit(BTreeMap::new());
+        let upstreams = first.slots;
+        let live = Arc::new(LiveProxy::new(first.proxy));
+        let (stop, stop_rx) = watch::channel(false);
+        let (drain, drain_rx) = watch::channel(false);
         let graceful = Arc::new(GracefulShutdown::new());
-        let admin_addr = admin.as_ref().map(AdminListener::local_addr);
-        if let (Some(listener), Some(c)) = (admin, &self.config.admin) {
-            let state = AdminState {
-                proxy: shared.clone(),
-                control,
-                connections: Arc::downgrade(&graceful),
-            };
-            background.push(listener.spawn(state, c, stop_rx.clone()));
-        }
         let serving = listener::Serving {
-            hooks: shared.clone(),
+            hooks: live.clone(),
             builders: Arc::new(listener::Builders::new()),
             stop: stop_rx.clone(),
             drain: drain_rx,
         };
-        let accepting = listeners
-            .into_iter()
-            .map(|l| tokio::spawn(listener::accept_loop(l, serving.clone(), graceful.clone())))
-            .collect();
-        tracing::info!(listen = ?&local_addrs[..plain], tls = ?&local_addrs[plain..], upstreams = shared.upstreams.len(), "lb-proxy started");
+        let parts = reload::Parts {
+            live: live.clone(),
+            hook,
+            path: self.path,
+            process,
+            serving,
+            connections: Arc::downgrade(&graceful),
+        };
+        let admin_config = self.config.admin.clone();
+        let upstream_count = upstreams.len();
+        let reloader = Arc::new(Reloader::new(parts, self.config, upstreams, listeners)?);
+        let mut background = Vec::new();
+        let admin_addr = admin.as_ref().map(AdminListener::local_addr);
+        if let (Some(listener), Some(c)) = (admin, &admin_config) {
+            let state = AdminState {
+                live,
+                control,
+                connections: Arc::downgrade(&graceful),
+                reloader: reloader.clone(),
+            };
+            background.push(listener.spawn(state, c, stop_rx));
+        }
+        let bound = reloader.bound.load();
+        tracing::info!(listen = ?&bound.addrs[..bound.plain], tls = ?&bound.addrs[bound.plain..], upstreams = upstream_count, "lb-proxy started");
         Ok(RunningProxy {
             admin_addr,
-            local_addrs,
-            plain,
-            shared,
-            stop: stop_tx,
-            drain: drain_tx,
-            listen_fds,
-            accepting,
+            reloader,
+            stop,
+            drain,
             background,
             graceful,
-            grace_period: self.config.server.grace_period.get(),
         })
     }
 }
@@ -258,27 +211,21 @@ impl Proxy {
 pub struct RunningProxy {
     /// The admin listener's address, when `[admin]` is configured.
     admin_addr: Option<SocketAddr>,
-    local_addrs: Vec<SocketAddr>,
-    /// How many of `local_addrs` (the first ones) are plain listeners.
-    plain: usize,
-    shared: Arc<ConfigProxy>,
+    /// The running configuration, its listeners and upstreams.
+    reloader: Arc<Reloader>,
     stop: watch::Sender<bool>,
     /// Set when draining after a hand-over (see `listener`).
     drain: watch::Sender<bool>,
-    /// Duplicates of the listening sockets, handed over on upgrade; closed when the
-    /// proxy stops or drains.
-    listen_fds: Vec<OwnedFd>,
-    accepting: Vec<JoinHandle<()>>,
+    /// The admin listener.
     background: Vec<JoinHandle<()>>,
     graceful: Arc<GracefulShutdown>,
-    grace_period: Duration,
 }
 
 impl RunningProxy {
     /// The bound listener addresses (with real ports where the config said port 0): the
     /// plain ones (`server.listen`) first, then those of each `[[server.tls]]` in order.
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.reloader.bound.load().addrs.clone()
     }
 
     /// The bound admin listener address (`[admin] listen`, with the real port where it said
@@ -288,34 +235,66 @@ impl RunningProxy {
     }
 
     /// The bound TLS listener addresses, in `[[server.tls]]` order.
-    pub fn tls_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs[self.plain..]
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        let bound = self.reloader.bound.load();
+        bound.addrs[bound.plain..].to_vec()
     }
 
-    /// The upstream called `name`.
-    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
-        self.shared.upstreams.iter().find(|u| u.name() == name)
+    /// The upstream called `name` in the current configuration.
+    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        let proxy = self.reloader.live.load();
+        proxy.upstreams.iter().find(|u| u.name() == name).cloned()
+    }
+
+    /// Hot reload: applies `config` to the running proxy, or changes nothing and says why
+    /// (also logged, and counted in `lb_config_reloads_total`). See [`crate::reload`] for
+    /// what is kept: listening sockets are never closed, requests in flight finish on the
+    /// configuration they started with, unchanged backends keep their health.
+    pub async fn reload(&self, config: Config) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload(config).await
+    }
+
+    /// Hot reload from the file given to [`Proxy::config_file`] (what SIGHUP and
+    /// `POST /reload` do); see [`reload`](Self::reload).
+    pub async fn reload_file(&self) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload_file().await
     }
 
     /// Stops accepting (listeners close at once), stops health checks, and waits for
     /// in-flight requests to finish, at most the configured grace period. Returns `true`
     /// when every connection finished in time.
-    pub async fn shutdown(mut self) -> bool {
+    pub async fn shutdown(self) -> bool {
+        self.shutdown_within(None).await
+    }
+
+    async fn shutdown_within(self, grace: Option<Duration>) -> bool {
+        let mut applied = self.reloader.applied.lock().await;
         // Close the duplicates first so the sockets close with the accept loops.
-        self.listen_fds.clear();
+        applied.listeners.fds.clear();
         let _ = self.stop.send(true);
-        for task in self.accepting.into_iter().chain(self.background) {
+        for task in applied.listeners.accepting.drain(..) {
+            let _ = task.await;
+        }
+        for slot in std::mem::take(&mut applied.upstreams).into_values() {
+            slot.stop().await;
+        }
+        let grace_period = grace.unwrap_or_else(|| applied.config.server.grace_period.get());
+        drop(applied);
+        for task in self.background {
             let _ = task.await;
         }
         let Ok(graceful) = Arc::try_unwrap(self.graceful) else {
             return false;
         };
         let open = graceful.count();
-        tracing::info!(open_connections = open, grace_period = ?self.grace_period, "shutting down");
-        match tokio::time::timeout(self.grace_period, graceful.shutdown()).await {
+        tracing::info!(open_connections = open, ?grace_period, "shutting down");
+        match tokio::time::timeout(grace_period, graceful.shutdown()).await {
             Ok(()) => true,
             Err(_) => {
-                tracing::warn!(grace_period = ?self.grace_period, "grace period over; closing remaining connections");
+                tracing::warn!(
+                    ?grace_period,
+                    "grace period over; closing remaining connections"
+                );
                 false
             }
         }
@@ -331,13 +310,15 @@ impl RunningProxy {
         upgrade_sock: &Path,
         timeout: Duration,
     ) -> Result<(), HandoverError> {
-        let mut fds = Vec::with_capacity(self.listen_fds.len());
-        for fd in &self.listen_fds {
+        let applied = self.reloader.applied.lock().await;
+        let mut fds = Vec::with_capacity(applied.listeners.fds.len());
+        for fd in &applied.listeners.fds {
             fds.push(fd.try_clone().map_err(|source| HandoverError::Socket {
                 path: upgrade_sock.to_owned(),
                 source,
             })?);
         }
+        // Held until the new process has the sockets: no reload replaces them meanwhile.
         handover::send(upgrade_sock, fds, timeout).await
     }
 
@@ -348,21 +329,28 @@ impl RunningProxy {
     /// [`shutdown`](Self::shutdown) does with the other half (HTTP/2 clients get GOAWAY
     /// then, idle connections are closed). Returns `true` when every connection finished
     /// in time.
-    pub async fn drain(mut self) -> bool {
+    pub async fn drain(self) -> bool {
         let _ = self.drain.send(true);
-        self.listen_fds.clear();
-        for task in self.accepting.drain(..) {
-            let _ = task.await;
-        }
-        let half = self.grace_period / 2;
+        let grace_period = {
+            let mut applied = self.reloader.applied.lock().await;
+            applied.listeners.fds.clear();
+            for task in applied.listeners.accepting.drain(..) {
+                let _ = task.await;
+            }
+            applied.config.server.grace_period.get()
+        };
+        let half = grace_period / 2;
         let open = self.graceful.count();
-        tracing::info!(open_connections = open, grace_period = ?self.grace_period, "draining after the hand-over");
+        tracing::info!(
+            open_connections = open,
+            ?grace_period,
+            "draining after the hand-over"
+        );
         // hyper reports no event when a connection ends: poll the count, bounded by `half`.
         let deadline = tokio::time::Instant::now() + half;
         while self.graceful.count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(DRAIN_POLL).await;
         }
-        self.grace_period -= half;
-        self.shutdown().await
+        self.shutdown_within(Some(grace_period - half)).await
     }
 }

@@ -12,6 +12,8 @@ pub enum Signal {
     Terminate,
     /// SIGQUIT: hand the listening sockets to the new binary, then drain and exit.
     Upgrade,
+    /// SIGHUP: read the configuration file again and apply it (hot reload).
+    Reload,
 }
 
 /// The signals the proxy handles, registered once (so none is lost between two waits).
@@ -35,18 +37,9 @@ impl Signals {
         })
     }
 
-    /// The next signal. SIGHUP (configuration reload, not built yet) is logged and
-    /// ignored rather than ending the process, its default action.
+    /// The next signal.
     pub async fn recv(&mut self) -> Signal {
-        loop {
-            if let Some(signal) = self.recv_one().await {
-                return signal;
-            }
-        }
-    }
-
-    async fn recv_one(&mut self) -> Option<Signal> {
-        Some(tokio::select! {
+        tokio::select! {
             _ = self.term.recv() => {
                 tracing::info!("SIGTERM received");
                 Signal::Terminate
@@ -60,10 +53,10 @@ impl Signals {
                 Signal::Upgrade
             }
             _ = self.hup.recv() => {
-                tracing::warn!("SIGHUP received: configuration reload is not implemented yet; ignored (use the binary upgrade to apply a new configuration)");
-                return None;
+                tracing::info!("SIGHUP received");
+                Signal::Reload
             }
-        })
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use http::request::Parts;
 use lb_balancer::{LoadBalancer, SlowStart};
 use lb_core::InFlight;
-use lb_discovery::ServiceDiscovery;
+use lb_discovery::{ServiceDiscovery, Static};
 use lb_health::{
     CheckParams, HealthCheck, HealthCheckExt, HttpHealthCheck, Schedule, StatusChange,
     TcpHealthCheck, TlsConfig, TlsHealthCheck,
@@ -94,6 +94,11 @@ impl Balancer {
         each!(self, lb => lb.select_with(key, MAX_CANDIDATES, accept))
     }
 
+    /// Installs `found` as the backend set now; see [`LoadBalancer::set_discovered`].
+    pub fn set_discovered(&self, found: lb_discovery::Discovered) -> lb_balancer::SetChange {
+        each!(self, lb => lb.set_discovered(found))
+    }
+
     /// Asks discovery for the current backends now; see [`LoadBalancer::update`].
     pub async fn update(&self) -> Result<lb_balancer::SetChange, lb_discovery::DiscoveryError> {
         each!(self, lb => lb.update().await)
@@ -152,7 +157,8 @@ pub struct Upstream {
     name: Arc<str>,
     balancer: Balancer,
     key: KeySource,
-    is_static: bool,
+    /// The configured list, when the backends are listed (a reload replaces it).
+    list: Option<Arc<Static>>,
     client: Arc<UpstreamClient>,
     retry: RetryPolicy,
     limits: Option<Arc<Limits>>,
@@ -171,15 +177,28 @@ impl Upstream {
         config: &UpstreamConfig,
         hook: Option<HealthHook>,
     ) -> Result<Self, SourceError> {
-        let (discovery, is_static) = discovery::source(name, config)?;
+        Self::replacing(name, config, hook, None)
+    }
+
+    /// Like [`new`](Self::new), for an upstream that replaces one whose backends were
+    /// `previous` (a reload): backends at the same addresses keep their state (health,
+    /// in-flight requests, operator holds, ejection).
+    pub(crate) fn replacing(
+        name: &str,
+        config: &UpstreamConfig,
+        hook: Option<HealthHook>,
+        previous: Option<&lb_core::BackendSet>,
+    ) -> Result<Self, SourceError> {
+        let (discovery, list) = discovery::source(name, config)?;
         let name: Arc<str> = name.into();
         let factor = config.balance_factor.as_ref().map(|f| f.get_ref().0);
         let b = Builder {
             name: &name,
             discovery,
-            is_static,
+            is_static: list.is_some(),
             config,
             hook,
+            previous,
         };
         let balancer = match config.selection {
             SelectionKind::RoundRobin => Balancer::RoundRobin(b.build(())?),
@@ -230,7 +249,7 @@ impl Upstream {
             name,
             balancer,
             key,
-            is_static,
+            list,
             client: Arc::new(client),
             retry,
             limits,
@@ -241,7 +260,22 @@ impl Upstream {
 
     /// True when the backends are listed in the configuration (no discovery to wait for).
     pub fn is_static(&self) -> bool {
-        self.is_static
+        self.list.is_some()
+    }
+
+    /// Replaces the configured list of a static upstream (a reload that changed only
+    /// `backends`): backends that stay keep their state, new ones start as configured,
+    /// removed ones get no new requests. Returns `false` (and changes nothing) for an
+    /// upstream fed by discovery.
+    pub(crate) fn relist(&self, found: lb_discovery::Discovered) -> bool {
+        let Some(list) = &self.list else {
+            return false;
+        };
+        // Installed now rather than when the background task hears of it, so the reload
+        // is complete when it reports; the task then sees the same set and changes nothing.
+        list.set_discovered(found.clone());
+        self.balancer.set_discovered(found);
+        true
     }
 
     /// The configured name.
@@ -345,6 +379,8 @@ struct Builder<'a> {
     is_static: bool,
     config: &'a UpstreamConfig,
     hook: Option<HealthHook>,
+    /// The backends of the upstream this one replaces, whose states carry over.
+    previous: Option<&'a lb_core::BackendSet>,
 }
 
 impl Builder<'_> {
@@ -378,6 +414,9 @@ impl Builder<'_> {
             {
                 lb.set_slow_start(slow);
             }
+        }
+        if let Some(previous) = self.previous {
+            lb.inherit_states(previous);
         }
         if self.is_static {
             // The list is known now: install it without waiting for the first refresh.

@@ -47,7 +47,8 @@ async fn round_robin_rise_fall_and_hooks_through_the_real_proxy() {
     // Backend 1 goes away: it leaves rotation after exactly `fall` = 3 failed checks.
     backends[1].stop().await;
     let down = backends[1].addr();
-    let web = h.proxy.upstream("web").unwrap().balancer();
+    let web = h.proxy.upstream("web").unwrap();
+    let web = web.balancer();
     let state_of = |addr| {
         web.backends()
             .iter()

@@ -131,7 +131,8 @@ async fn unknown_or_absent_sni_gets_the_default_or_fails() {
          [[server.tls]]\nlisten = [\"127.0.0.1:0\"]\n{TWO_CERTS}\ndefault_certificate = 1\n"
     );
     let proxy = start(&dir, &backend, &tls).await;
-    let [strict, with_default] = proxy.tls_addrs() else {
+    let tls_addrs = proxy.tls_addrs();
+    let [strict, with_default] = &tls_addrs[..] else {
         panic!("two TLS listeners expected: {:?}", proxy.tls_addrs());
     };
     let any = ClientOptions::any_cert();
@@ -180,7 +181,8 @@ async fn tls12_and_tls13_clients_and_a_13_only_listener() {
          [[server.tls]]\nlisten = [\"127.0.0.1:0\"]\n{TWO_CERTS}\nmin_version = \"1.3\"\n"
     );
     let proxy = start(&dir, &backend, &tls).await;
-    let [default, tls13_only] = proxy.tls_addrs() else {
+    let tls_addrs = proxy.tls_addrs();
+    let [default, tls13_only] = &tls_addrs[..] else {
         panic!("two TLS listeners expected");
     };
     let only = |versions| ClientOptions {
@@ -220,7 +222,8 @@ async fn alpn_chooses_http2_or_http11() {
          [[server.tls]]\nlisten = [\"127.0.0.1:0\"]\n{TWO_CERTS}\nalpn = [\"http/1.1\"]\n"
     );
     let proxy = start(&dir, &backend, &tls).await;
-    let [both, h1_only] = proxy.tls_addrs() else {
+    let tls_addrs = proxy.tls_addrs();
+    let [both, h1_only] = &tls_addrs[..] else {
         panic!("two TLS listeners expected");
     };
     let offering = |alpn| ClientOptions {
@@ -305,7 +308,8 @@ async fn mutual_tls_requires_a_certificate_from_the_configured_ca() {
          client_auth = {{ ca_file = \"clients.pem\", required = false }}\n"
     );
     let proxy = start(&dir, &backend, &tls).await;
-    let [required, optional] = proxy.tls_addrs() else {
+    let tls_addrs = proxy.tls_addrs();
+    let [required, optional] = &tls_addrs[..] else {
         panic!("two TLS listeners expected");
     };
     let good = clients_ca.client("client.example.com");

@@ -366,3 +366,38 @@ async fn ejected_backends_return_when_their_time_is_over() {
     assert!(!bad.state().is_ejected(), "back when its time is over");
     running.stop().await;
 }
+
+#[test]
+fn a_replacing_balancer_inherits_the_state_of_backends_at_the_same_address() {
+    let old = LoadBalancer::<RoundRobin>::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"]).unwrap();
+    old.backends()[0].state().set_health(Health::Unhealthy);
+    let held = old.backends()[1].begin_request();
+
+    let mut new = LoadBalancer::<RoundRobin>::from_discovery(Arc::new(Static::default()));
+    new.set_initial_health(Health::Healthy);
+    new.inherit_states(&old.backends());
+    new.set_discovered(Discovered::new(set(&[
+        "10.0.0.1:80",
+        "10.0.0.2:80",
+        "10.0.0.3:80",
+    ])));
+    let b = new.backends();
+    assert_eq!(
+        b[0].state().health(),
+        Health::Unhealthy,
+        "carried, not `initial`"
+    );
+    assert_eq!(b[1].state().in_flight(), 1, "in-flight requests carried");
+    assert_eq!(
+        b[2].state().health(),
+        Health::Healthy,
+        "a new address starts as configured"
+    );
+    drop(held);
+    assert_eq!(b[1].state().in_flight(), 0);
+
+    // Only the first set inherits: a backend that leaves and comes back starts afresh.
+    new.set_discovered(Discovered::new(set(&["10.0.0.2:80"])));
+    new.set_discovered(Discovered::new(set(&["10.0.0.1:80", "10.0.0.2:80"])));
+    assert_eq!(new.backends()[0].state().health(), Health::Healthy);
+}

@@ -133,7 +133,7 @@ impl AccessLog {
     /// Queues `record` without waiting; counts it as dropped when the queue is full.
     pub(crate) fn log(&self, record: Record) {
         if self.tx.try_send(record).is_err() {
-            self.stats.access_log_dropped.fetch_add(1, Relaxed);
+            self.stats.process.access_log_dropped.fetch_add(1, Relaxed);
         }
     }
 }
@@ -205,7 +205,7 @@ mod tests {
         for _ in 0..5 {
             log.log(record());
         }
-        assert_eq!(stats.access_log_dropped.load(Relaxed), 3);
+        assert_eq!(stats.process.access_log_dropped.load(Relaxed), 3);
         assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
     }
 }

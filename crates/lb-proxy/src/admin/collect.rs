@@ -104,7 +104,7 @@ impl Collector for ProxyCollector {
     #[allow(clippy::too_many_lines)] // One list of metric families, read top to bottom.
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let state = &self.0;
-        let proxy = &state.proxy;
+        let proxy = state.proxy();
         let stats = &proxy.stats;
 
         // Downstream requests, per route.
@@ -358,11 +358,11 @@ impl Collector for ProxyCollector {
             &[
                 (
                     labels([("result", "success")]),
-                    stats.reloads_ok.load(Relaxed),
+                    stats.process.reloads_ok.load(Relaxed),
                 ),
                 (
                     labels([("result", "failure")]),
-                    stats.reloads_failed.load(Relaxed),
+                    stats.process.reloads_failed.load(Relaxed),
                 ),
             ],
         )?;
@@ -370,7 +370,10 @@ impl Collector for ProxyCollector {
             &mut enc,
             "lb_access_log_dropped",
             "Access log lines dropped because the writer fell behind.",
-            &[(Labels::new(), stats.access_log_dropped.load(Relaxed))],
+            &[(
+                Labels::new(),
+                stats.process.access_log_dropped.load(Relaxed),
+            )],
         )?;
         Ok(())
     }

@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 use super::control::Action;
 use super::{collect, page, status, AdminState};
+use crate::reload::ReloadError;
 
 /// The admin service.
 pub(crate) struct Admin {
@@ -71,6 +72,11 @@ impl Admin {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "405 Method Not Allowed: use GET\n",
             ),
+            "/reload" if method == Method::POST => self.reload().await,
+            "/reload" => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed: use POST\n",
+            ),
             p if p.starts_with("/backends/") => {
                 if method == Method::POST {
                     self.backend_action(p)
@@ -107,6 +113,48 @@ impl Admin {
         }
     }
 
+    /// `POST /reload`: 200 with what changed, 409 when there is no file to read, 400 when
+    /// the new configuration is refused (the running one stays; the body says why).
+    async fn reload(&self) -> Resp {
+        match self.state.reloader.reload_file().await {
+            Ok(done) => {
+                let u = &done.upstreams;
+                let summary = serde_json::json!({
+                    "reloaded": true,
+                    "upstreams": {
+                        "kept": u.kept,
+                        "relisted": u.relisted,
+                        "rebuilt": u.rebuilt,
+                        "added": u.added,
+                        "removed": u.removed,
+                    },
+                    "listen": done.listening.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "not_applied": done.not_applied,
+                });
+                match serde_json::to_string_pretty(&summary) {
+                    Ok(json) => body(StatusCode::OK, "application/json", json + "\n"),
+                    Err(_) => text(StatusCode::OK, "reloaded\n"),
+                }
+            }
+            Err(error) => {
+                let status = match error {
+                    ReloadError::NoFile => StatusCode::CONFLICT,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                let mut why =
+                    format!("reload refused; the running configuration is unchanged: {error}");
+                let mut source = std::error::Error::source(&error);
+                while let Some(e) = source {
+                    why.push_str(": ");
+                    why.push_str(&e.to_string());
+                    source = e.source();
+                }
+                why.push('\n');
+                body(status, "text/plain; charset=utf-8", why)
+            }
+        }
+    }
+
     /// `POST /backends/{upstream}/{addr}/{action}`.
     fn backend_action(&self, path: &str) -> Resp {
         let mut parts = path.trim_start_matches("/backends/").split('/');
@@ -125,13 +173,8 @@ impl Admin {
             );
         };
         let addr = percent_decode(addr);
-        let Some(u) = self
-            .state
-            .proxy
-            .upstreams
-            .iter()
-            .find(|u| u.name() == upstream)
-        else {
+        let proxy = self.state.proxy();
+        let Some(u) = proxy.upstreams.iter().find(|u| u.name() == upstream) else {
             return text(StatusCode::NOT_FOUND, "404 Not Found: no such upstream\n");
         };
         let backends = u.balancer().backends();

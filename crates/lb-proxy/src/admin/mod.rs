@@ -6,7 +6,9 @@
 //! - `GET /status`: JSON, or the HTML page for `Accept: text/html` and `/status.html`
 //!   ([`status`], [`page`]);
 //! - `POST /backends/{upstream}/{addr}/disable|enable|drain`: HAProxy's runtime API
-//!   ([`control`]).
+//!   ([`control`]);
+//! - `POST /reload`: reads the configuration file again and applies it, as SIGHUP does
+//!   ([`crate::reload`]); answers what changed, or why nothing did.
 //!
 //! With `token` set, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`
 //! (compared in constant time). The listener speaks HTTP/1.1 and stops with the proxy.
@@ -36,18 +38,30 @@ use tokio::task::JoinHandle;
 
 use crate::config::AdminConfig;
 use crate::config_proxy::ConfigProxy;
+use crate::live::LiveProxy;
+use crate::reload::Reloader;
 use crate::server::StartError;
 use control::Control;
 
 /// What the admin endpoints read and act on.
 #[derive(Debug)]
 pub(crate) struct AdminState {
-    /// The proxy: upstreams, routes and request counters.
-    pub(crate) proxy: Arc<ConfigProxy>,
+    /// The running configuration: upstreams, routes and request counters.
+    pub(crate) live: Arc<LiveProxy>,
+    /// Applies `POST /reload`.
+    pub(crate) reloader: Arc<Reloader>,
     /// Operator holds and state-change times.
     pub(crate) control: Arc<Control>,
     /// The proxy listeners' connections (weak: shutdown takes the `GracefulShutdown` back).
     pub(crate) connections: Weak<GracefulShutdown>,
+}
+
+impl AdminState {
+    /// The current configuration generation (load once per admin request, so that one
+    /// answer describes one generation).
+    pub(crate) fn proxy(&self) -> Arc<ConfigProxy> {
+        self.live.load()
+    }
 }
 
 /// A bound admin listener, not yet serving.

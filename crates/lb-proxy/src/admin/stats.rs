@@ -59,15 +59,24 @@ pub(crate) struct BackendStats {
     pub(crate) ttfb: Histogram,
 }
 
-/// Every counter of the proxy; shared by the request path and the admin listener.
+/// Every counter of one configuration generation; shared by the request path and the
+/// admin listener. The parts are `Arc`s so that a reload hands the counters of routes and
+/// upstreams that stay to the next generation: Prometheus sees them go on counting.
 #[derive(Debug)]
 pub(crate) struct Stats {
     /// Indexed like the router's routes.
-    pub(crate) routes: Box<[RouteStats]>,
+    pub(crate) routes: Box<[Arc<RouteStats>]>,
     /// Requests no route matched.
-    pub(crate) unrouted: RouteStats,
+    pub(crate) unrouted: Arc<RouteStats>,
     /// Indexed like the proxy's upstreams.
-    pub(crate) upstreams: Box<[UpstreamStats]>,
+    pub(crate) upstreams: Box<[Arc<UpstreamStats>]>,
+    /// Counters of the process, whatever the generation.
+    pub(crate) process: Arc<ProcessCounters>,
+}
+
+/// Counters that outlive every configuration generation.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessCounters {
     /// Configuration reloads that were applied.
     pub(crate) reloads_ok: AtomicU64,
     /// Configuration reloads that were refused (invalid configuration).
@@ -101,7 +110,8 @@ impl Classes {
 }
 
 impl UpstreamStats {
-    fn new(backends: &BackendSet) -> Self {
+    /// Counters for an upstream whose backends are `backends`.
+    pub(crate) fn new(backends: &BackendSet) -> Self {
         let s = Self {
             requests: Classes::default(),
             backends: ArcSwap::default(),
@@ -136,6 +146,24 @@ impl UpstreamStats {
             .collect();
         self.backends.store(Arc::new(next));
     }
+
+    /// Keeps the backend counters in line with the backend set until the set's sender goes
+    /// away or `stop` turns true.
+    pub(crate) async fn follow(
+        self: Arc<Self>,
+        mut set: watch::Receiver<BackendSet>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let current = set.borrow_and_update().clone();
+            self.set_backends(&current);
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return,
+                changed = set.changed() => if changed.is_err() { return },
+            }
+        }
+    }
 }
 
 impl BackendStats {
@@ -154,18 +182,18 @@ impl BackendStats {
 }
 
 impl Stats {
-    /// Counters for `routes` routes and for upstreams with these current backend sets.
+    /// Fresh counters for `routes` routes and for upstreams with these current backend sets
+    /// (the proxy assembles its own in `generation`).
+    #[cfg(test)]
     pub(crate) fn new(routes: usize, upstreams: impl IntoIterator<Item = BackendSet>) -> Self {
         Self {
-            routes: (0..routes).map(|_| RouteStats::default()).collect(),
-            unrouted: RouteStats::default(),
+            routes: (0..routes).map(|_| Arc::default()).collect(),
+            unrouted: Arc::default(),
             upstreams: upstreams
                 .into_iter()
-                .map(|set| UpstreamStats::new(&set))
+                .map(|set| Arc::new(UpstreamStats::new(&set)))
                 .collect(),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
-            access_log_dropped: AtomicU64::new(0),
+            process: Arc::default(),
         }
     }
 
@@ -188,9 +216,10 @@ impl Stats {
             u.requests.record(status);
         }
     }
+}
 
-    /// Counts a configuration reload and whether it was applied (for the reload code).
-    #[allow(dead_code)] // The hot-reload work calls it.
+impl ProcessCounters {
+    /// Counts a configuration reload and whether it was applied.
     pub(crate) fn record_reload(&self, applied: bool) {
         let c = if applied {
             &self.reloads_ok
@@ -198,28 +227,6 @@ impl Stats {
             &self.reloads_failed
         };
         c.fetch_add(1, Relaxed);
-    }
-
-    /// Keeps upstream `index`'s backend counters in line with its backend set until the
-    /// set's sender goes away or `stop` turns true.
-    pub(crate) async fn follow(
-        self: Arc<Self>,
-        index: usize,
-        mut set: watch::Receiver<BackendSet>,
-        mut stop: watch::Receiver<bool>,
-    ) {
-        let Some(upstream) = self.upstreams.get(index) else {
-            return;
-        };
-        loop {
-            let current = set.borrow_and_update().clone();
-            upstream.set_backends(&current);
-            tokio::select! {
-                biased;
-                _ = stop.wait_for(|s| *s) => return,
-                changed = set.changed() => if changed.is_err() { return },
-            }
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lb_core::{Backend, Health};
@@ -12,6 +13,7 @@ use serde::Serialize;
 use super::stats::BackendStats;
 use super::AdminState;
 use crate::access_log::time;
+use crate::config_proxy::ConfigProxy;
 use crate::upstream::Upstream;
 
 /// The whole proxy.
@@ -111,12 +113,12 @@ fn stamp(t: SystemTime) -> (String, u64) {
 
 /// The status of the whole proxy now.
 pub(crate) fn collect(state: &AdminState) -> Status {
-    let proxy = &state.proxy;
+    let proxy = state.proxy();
     let upstreams = proxy
         .upstreams
         .iter()
         .enumerate()
-        .map(|(i, u)| upstream(state, i, u))
+        .map(|(i, u)| upstream(state, &proxy, i, u))
         .collect();
     let mut now = String::new();
     time::rfc3339(SystemTime::now(), &mut now);
@@ -128,8 +130,8 @@ pub(crate) fn collect(state: &AdminState) -> Status {
     }
 }
 
-fn upstream(state: &AdminState, index: usize, u: &Upstream) -> UpstreamStatus {
-    let stats = &state.proxy.stats.upstreams[index];
+fn upstream(state: &AdminState, proxy: &ConfigProxy, index: usize, u: &Upstream) -> UpstreamStatus {
+    let stats = &proxy.stats.upstreams[index];
     let checks: HashMap<_, BackendHealth> = u
         .balancer()
         .health_monitor()
@@ -191,12 +193,12 @@ pub(crate) fn backend(state: &AdminState, u: &Upstream, b: &Backend) -> BackendS
         .balancer()
         .passive_health()
         .and_then(|p| p.snapshot().into_iter().find(|s| s.addr == *b.addr()));
-    let index = state
-        .proxy
+    let proxy = state.proxy();
+    let index = proxy
         .upstreams
         .iter()
-        .position(|x| std::ptr::eq(x, u));
-    let counters = index.map(|i| state.proxy.stats.upstreams[i].backends());
+        .position(|x| std::ptr::eq(Arc::as_ptr(x), u));
+    let counters = index.and_then(|i| proxy.stats.upstreams.get(i).map(|s| s.backends()));
     let stats = counters
         .as_ref()
         .and_then(|c| c.get(b.addr()))

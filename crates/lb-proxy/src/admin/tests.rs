@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 
+use crate::admin::stats::Stats;
 use crate::config::Config;
 use crate::config_proxy::ConfigProxy;
 use crate::hooks::{Attempt, ConnInfo, Peer, ProxyHttp, Session};
@@ -27,13 +28,14 @@ upstream = "web"
 #[tokio::test]
 async fn recording_a_request_allocates_nothing() {
     let config = Config::from_toml_str(CONFIG, "test.toml").unwrap();
-    let upstreams: Vec<Upstream> = config
+    let upstreams: Vec<Arc<Upstream>> = config
         .upstreams
         .iter()
-        .map(|(name, c)| Upstream::new(name, c, None).unwrap())
+        .map(|(name, c)| Arc::new(Upstream::new(name, c, None).unwrap()))
         .collect();
     let router = Router::new(&config.routes, |_| Some(0)).unwrap();
-    let proxy = ConfigProxy::new(upstreams, router, &config.server);
+    let stats = Stats::new(1, upstreams.iter().map(|u| u.balancer().backends()));
+    let proxy = ConfigProxy::new(upstreams, router, &config.server, stats);
     let backend = proxy.upstreams[0].balancer().backends()[1].clone();
     let conn = ConnInfo {
         peer: "127.0.0.1:50000".parse().unwrap(),

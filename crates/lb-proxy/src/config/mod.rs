@@ -87,6 +87,37 @@ pub struct Config {
     /// `[access_log]`: one line per request; off when absent.
     #[serde(default)]
     pub access_log: Option<AccessLogConfig>,
+    /// The file's tables as written, for a reload to tell which upstreams changed; empty
+    /// for a configuration made in code.
+    #[serde(skip)]
+    pub(crate) written: Written,
+}
+
+/// The tables of a configuration file as written (values compared, not positions).
+#[derive(Clone, Default)]
+pub(crate) struct Written(Option<std::sync::Arc<toml::Table>>);
+
+impl std::fmt::Debug for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never printed: the text holds secrets (the admin token).
+        f.write_str(if self.0.is_some() {
+            "Written(..)"
+        } else {
+            "Written(None)"
+        })
+    }
+}
+
+impl Written {
+    /// The top-level table or value `key`, when the configuration came from a file.
+    pub(crate) fn table(&self, key: &str) -> Option<&toml::Value> {
+        self.0.as_ref()?.get(key)
+    }
+
+    /// The table of upstream `name`, when the configuration came from a file.
+    pub(crate) fn upstream(&self, name: &str) -> Option<&toml::Value> {
+        self.0.as_ref()?.get("upstreams")?.get(name)
+    }
 }
 
 /// `[server]`: listeners and process settings.
@@ -351,6 +382,8 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(deserializer)
             .map_err(|e| ConfigError::from_toml(origin, text, e))?;
         config.validate(text, origin)?;
+        // Parsed a second time as plain tables: `deserialize` above proved the syntax.
+        config.written = Written(toml::from_str(text).ok().map(std::sync::Arc::new));
         // Listeners: at least one; TLS files resolved against `origin` and loaded.
         tls::validate(&mut config.server, text, origin)?;
         // Upstream connection keys checked, TLS files read (relative to `origin`).
@@ -422,6 +455,7 @@ impl Config {
             routes: vec![RouteConfig::new("default")],
             admin: None,
             access_log: None,
+            written: Written::default(),
         }
     }
 
