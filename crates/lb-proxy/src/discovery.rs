@@ -75,10 +75,7 @@ pub(crate) type Source = (Arc<dyn ServiceDiscovery>, Option<Arc<Static>>);
 
 /// The discovery source of upstream `name`, and the [`Static`] list behind it when the
 /// backends are listed in the configuration (known at once, replaced by a reload).
-pub(crate) fn source(
-    name: &str,
-    config: &UpstreamConfig,
-) -> Result<Source, SourceError> {
+pub(crate) fn source(name: &str, config: &UpstreamConfig) -> Result<Source, SourceError> {
     let list = match config.discovery.as_ref().map(|d| d.get_ref()) {
         None => Some(&config.backends),
         Some(d) if d.kind == DiscoveryKind::Static => d.backends.as_ref(),
