@@ -259,6 +259,11 @@ impl Reloader {
 
     async fn apply(&self, config: Config) -> Result<Reloaded, ReloadError> {
         let mut applied = self.applied.lock().await;
+        // Stopping, or draining after a hand-over: the listening sockets are closed here
+        // (or belong to the new process); binding them again would take them back.
+        if *self.serving.stop.borrow() || *self.serving.drain.borrow() {
+            return Err(StartError::Stopping.into());
+        }
         let connections = self.connections.upgrade().ok_or(StartError::Stopping)?;
         // Build everything first: an error here changes nothing.
         let before = self.live.load();

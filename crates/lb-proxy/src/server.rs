@@ -64,7 +64,7 @@ pub enum StartError {
     /// The access log file cannot be opened.
     #[error(transparent)]
     AccessLog(#[from] AccessLogError),
-    /// The proxy is shutting down (a reload raced with shutdown).
+    /// The proxy is shutting down or draining after a hand-over (a reload came too late).
     #[error("the proxy is stopping")]
     Stopping,
 }
