@@ -68,6 +68,13 @@ impl CheckFailure {
         Self::Other(err.into())
     }
 
+    /// True when the check could not run because this process ran out of file
+    /// descriptors, socket buffers or memory ([`is_local_resource_exhaustion`](crate::is_local_resource_exhaustion)):
+    /// it says nothing about the backend, and the monitor does not count it.
+    pub fn is_local_resource(&self) -> bool {
+        crate::is_local_resource_exhaustion(self)
+    }
+
     /// True for [`CheckFailure::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout(_))

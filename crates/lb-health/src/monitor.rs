@@ -127,6 +127,13 @@ impl HealthMonitor {
             Err(_) => Err(CheckFailure::Timeout(params.timeout)),
         };
         let latency = started.elapsed();
+        // Out of descriptors (or buffers, or memory) here: nothing was learnt about the
+        // backend, so the result is not counted (see `local.rs`).
+        if let Err(e) = &result {
+            if e.is_local_resource() {
+                return (None, self.skip_local_failure(backend, e));
+            }
+        }
         let (transition, streak, verdict) = {
             let mut records = self.records.lock();
             let record = records
@@ -181,6 +188,21 @@ impl HealthMonitor {
             streak: u32::try_from(streak).unwrap_or(u32::MAX),
         });
         (Some(new), verdict)
+    }
+
+    /// Notes a check that could not run for want of a local resource, without counting it;
+    /// returns the backend's unchanged verdict.
+    fn skip_local_failure(&self, backend: &Backend, e: &CheckFailure) -> Health {
+        tracing::debug!(backend = %backend, error = %e, "health check not counted: this process is out of resources");
+        let mut records = self.records.lock();
+        match records.get_mut(backend.addr()) {
+            Some(record) => {
+                record.last_check = Some(SystemTime::now());
+                record.last_failure = Some(format!("not counted: {e}"));
+                record.tracker.health()
+            }
+            None => backend.state().health(),
+        }
     }
 
     /// Forgets the trackers of backends not in `backends` (and lets the check release

@@ -21,6 +21,7 @@ use lb_health::Outcome;
 
 use crate::access_log::{AccessLog, Record};
 use crate::admin::stats::Stats;
+use crate::client::UpstreamError;
 use crate::config::ServerConfig;
 use crate::headers::{ClientAddr, Forwarding};
 use crate::hooks::{Attempt, LocalResponse, Peer, ProxyHttp, Retry, Session};
@@ -239,7 +240,14 @@ impl ProxyHttp for ConfigProxy {
             Attempt::Failed(e) if e.is_timeout() => Outcome::Timeout,
             Attempt::Failed(_) => Outcome::Error,
         };
-        upstream.balancer().report(peer.backend(), outcome);
+        // Fault suite (tests/fault_fds.rs): a socket the proxy could not even create (out of
+        // descriptors) is not the backend's failure; reporting it ejected healthy backends.
+        if !attempt
+            .error()
+            .is_some_and(UpstreamError::is_local_resource)
+        {
+            upstream.balancer().report(peer.backend(), outcome);
+        }
         // Metrics: the backend's counters (atomics in a map built off the request path).
         let took = ctx.attempt_started.take().map(|t| t.elapsed());
         ctx.upstream_time = took.filter(|_| attempt.status().is_some());

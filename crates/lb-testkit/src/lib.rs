@@ -13,13 +13,23 @@
 //! same port again.
 //!
 //! [`etcd::Etcd`] runs a real `etcd` (Debian package etcd-server) on free ports, and can kill
-//! and restart it on the same ports and data.
+//! and restart it on the same ports and data. [`dnsmasq::Dnsmasq`] does the same for a real
+//! DNS server (Debian package dnsmasq) answering from a hosts file.
+//!
+//! For fault tests: [`raw::RawBackend`] misbehaves at the TCP level (hangs, answers garbage,
+//! closes mid-head or mid-body), [`flap::Flapper`] crashes and restarts a backend over and
+//! over, and [`process::BackendProcess`] runs a backend in a child process that can be
+//! frozen and SIGKILLed.
 //!
 //! Not published; used by the tests of the other crates.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+pub mod dnsmasq;
 pub mod etcd;
+pub mod flap;
+pub mod process;
+pub mod raw;
 pub mod tls;
 
 use std::convert::Infallible;

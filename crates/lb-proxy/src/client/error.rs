@@ -81,6 +81,13 @@ impl UpstreamError {
         self.kind == Kind::InvalidResponse
     }
 
+    /// The proxy itself lacked a resource for the attempt (out of file descriptors, socket
+    /// buffers or memory; see `lb_health::is_local_resource_exhaustion`): it says nothing
+    /// about the backend, so it is not reported to passive health.
+    pub fn is_local_resource(&self) -> bool {
+        lb_health::is_local_resource_exhaustion(self)
+    }
+
     /// The failure happened while streaming the response body, after its head was
     /// passed on.
     pub fn is_body(&self) -> bool {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod load;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
