@@ -38,6 +38,7 @@ mod headers;
 mod limits;
 mod listener;
 mod pipeline;
+mod protect;
 mod replay;
 mod serve;
 mod server;

@@ -227,7 +227,8 @@ impl Proxy {
         }
         let serving = listener::Serving {
             hooks: shared.clone(),
-            builders: Arc::new(listener::Builders::new()),
+            // [server.limits] (protect/): hyper's limits, max_connections, timers.
+            builders: Arc::new(listener::Builders::with_limits(&self.config.server.limits)),
             stop: stop_rx.clone(),
             drain: drain_rx,
         };
