@@ -259,6 +259,10 @@ async fn rapid_reset_gets_goaway_enhance_your_calm() {
     // client is still writing, the client may see the broken pipe before the GOAWAY.
     let stopped = stopped.or(ended.err()).expect("the attack ran to its end");
     let calmed = stopped.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+    println!(
+        "rapid reset: connection closed after {sent} resets, {} reached the backend",
+        backend.hits()
+    );
     assert!(
         calmed || stopped.is_io(),
         "after {sent} resets: {stopped:?}"
@@ -315,12 +319,14 @@ async fn settings_and_ping_floods_are_bounded_and_cut_when_the_client_stops_read
     let (h, backend, _other, good) = start("send_timeout = \"1s\"\n").await;
     let settings = frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]);
     let (written, grown) = flood(h.addr(), &settings).await;
+    println!("SETTINGS flood: closed after {written} frames written, RSS grew {grown} KiB");
     assert!(
         grown < 64 * 1024,
         "SETTINGS flood: memory grew {grown} KiB ({written} frames)"
     );
     let ping = frame(PING, 0, 0, &[7; 8]);
     let (written, grown) = flood(h.addr(), &ping).await;
+    println!("PING flood: closed after {written} frames written, RSS grew {grown} KiB");
     assert!(
         grown < 64 * 1024,
         "PING flood: memory grew {grown} KiB ({written} frames)"

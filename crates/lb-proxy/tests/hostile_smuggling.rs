@@ -238,6 +238,10 @@ fn check(case: &Case, answer: &Answer, before: usize, backend: &RawBackend) {
         "{name}: one response only: {:?}",
         answer.text()
     );
+    // No banner: the proxy's own answers name no server or version (the raw backend
+    // sends no Server header either).
+    let lower = answer.text().to_ascii_lowercase();
+    assert!(!lower.contains("\r\nserver:"), "{name}: {lower}");
     if case.closes {
         assert!(answer.closed, "{name}: the proxy kept the connection open");
     }
