@@ -41,6 +41,7 @@ mod limits;
 mod listener;
 mod live;
 mod pipeline;
+mod protect;
 mod replay;
 mod serve;
 mod server;

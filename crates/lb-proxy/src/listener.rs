@@ -26,10 +26,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, ServerLimits};
 use crate::handover::Inherited;
 use crate::hooks::ProxyHttp;
 use crate::pipeline;
+use crate::protect::{self, Activity, ConnIo, Protect, TrackedBody};
 use crate::server::StartError;
 
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
@@ -67,12 +68,12 @@ struct Tls {
 }
 
 /// The connection builders, configured once: plain listeners auto-detect HTTP/1.1 or h2c;
-/// TLS connections are told the protocol by ALPN.
-#[derive(Clone)]
+/// TLS connections are told the protocol by ALPN. They carry `[server.limits]` (protect/).
 pub(crate) struct Builders {
     auto: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
+    protect: Protect,
 }
 
 /// What every connection task needs (cheap to clone). The `GracefulShutdown` itself stays
@@ -102,14 +103,29 @@ impl<H> Clone for Serving<H> {
 
 impl Builders {
     /// HTTP/1.1 and HTTP/2 with hyper's timers; `auto` detects h2c prior knowledge.
-    pub(crate) fn new() -> Self {
+    /// `limits` (hostile clients) set hyper's own limits and the connection protection.
+    pub(crate) fn with_limits(limits: &ServerLimits) -> Self {
+        Self::build(limits, Protect::new(limits))
+    }
+
+    /// The builders of a reloaded configuration: `limits` apply to connections accepted
+    /// from now on, and the connections open under `previous` count against the new
+    /// `max_connections`.
+    pub(crate) fn reloaded(limits: &ServerLimits, previous: &Self) -> Self {
+        let gate = previous.protect.gate.resized(limits.max_connections.get());
+        Self::build(limits, Protect::with_gate(limits, gate))
+    }
+
+    fn build(limits: &ServerLimits, protect: Protect) -> Self {
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1().timer(TokioTimer::new());
         auto.http2().timer(TokioTimer::new());
+        protect::configure(&mut auto, limits);
         Self {
             http1: auto.clone().http1_only(),
             http2: auto.clone().http2_only(),
             auto,
+            protect,
         }
     }
 }
@@ -189,7 +205,14 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
 ) {
     let mut stop = serving.stop.clone();
     let mut drain = serving.drain.clone();
+    let mut full_warning = None;
     loop {
+        // protect/: a connection slot first (max_connections); while none is free, new
+        // connections wait in the listen backlog.
+        let gate = &serving.builders.protect.gate;
+        let Some(permit) = gate.admit(&mut stop, &mut drain, &mut full_warning).await else {
+            break;
+        };
         let accepted = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
@@ -221,9 +244,11 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
             tls: listener.tls.is_some(),
         };
         let watcher = graceful.watcher();
+        // protect/: keepalive_timeout and send_timeout; the socket holds the permit.
+        let (stream, activity) = ConnIo::new(stream, serving.builders.protect.timeouts, permit);
         match &listener.tls {
             None => {
-                let conn = serve(&serving.builders.auto, &serving, stream, info);
+                let conn = serve(&serving.builders.auto, &serving, stream, info, activity);
                 tokio::spawn(finish(watcher, conn, info));
             }
             Some(tls) => {
@@ -231,7 +256,7 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
                     tls.clone(),
                     serving.clone(),
                     watcher,
-                    stream,
+                    (stream, activity),
                     info,
                 ));
             }
@@ -245,7 +270,7 @@ async fn handshake_then_serve<H: ProxyHttp>(
     tls: Tls,
     mut serving: Serving<H>,
     watcher: Watcher,
-    stream: TcpStream,
+    (stream, activity): (ConnIo<TcpStream>, Arc<Activity>),
     info: ConnInfo,
 ) {
     let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
@@ -270,7 +295,7 @@ async fn handshake_then_serve<H: ProxyHttp>(
     } else {
         &serving.builders.http1
     };
-    let conn = serve(builder, &serving, stream, info);
+    let conn = serve(builder, &serving, stream, info, activity);
     finish(watcher, conn, info).await;
 }
 
@@ -280,18 +305,25 @@ fn serve<H: ProxyHttp, I>(
     serving: &Serving<H>,
     io: I,
     info: ConnInfo,
+    activity: Arc<Activity>,
 ) -> impl GracefulConnection<Error = BoxError> + Send + 'static
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let hooks = serving.hooks.clone();
     let drain = serving.drain.clone();
+    let limits = serving.builders.protect.request;
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let http1 = req.version() < Version::HTTP_2;
-        let handled = pipeline::handle(hooks.clone(), info, req);
+        // protect/: the connection is busy (no keepalive_timeout) until the body ends.
+        let busy = activity.enter();
+        let handled = pipeline::handle(hooks.clone(), info, req, limits);
         let drain = drain.clone();
         async move {
             let mut response = handled.await?;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                busy.set_upgraded();
+            }
             // Draining: this HTTP/1.x connection closes after this response (hyper honours
             // the header), so the client's next request opens one to the new process.
             if http1 && response.status() != StatusCode::SWITCHING_PROTOCOLS && *drain.borrow() {
@@ -299,7 +331,7 @@ where
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok::<_, std::convert::Infallible>(response)
+            Ok::<_, std::convert::Infallible>(response.map(|b| TrackedBody::new(b, busy)))
         }
     });
     builder

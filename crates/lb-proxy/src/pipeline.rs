@@ -17,19 +17,29 @@ use hyper::body::Incoming;
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::hooks::{Attempt, ConnInfo, LocalResponse, ProxyHttp, Retry, Session};
+use crate::protect::{self, ClientBody, RequestLimits};
 use crate::replay::RequestBody;
 use crate::upgrade::UpgradeRequest;
 
-/// Serves one request from the connection `conn` with `hooks`.
+/// Serves one request from the connection `conn` with `hooks`, within `limits`.
 pub(crate) async fn handle<H: ProxyHttp>(
     hooks: Arc<H>,
     conn: ConnInfo,
     req: Request<Incoming>,
+    limits: RequestLimits,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Hostile input (protect/): sizes, framing and Host before anything acts on the head.
+    let checked = protect::inspect(&mut parts, &http_body::Body::size_hint(&body), &limits);
     let mut session = Session::new(parts, conn);
     let mut ctx = hooks.new_ctx();
-    let resp = run(&*hooks, &mut session, &mut ctx, body).await;
+    let resp = match checked {
+        Ok(()) => {
+            let body = ClientBody::new(body, &limits);
+            run(&*hooks, &mut session, &mut ctx, body).await
+        }
+        Err(refused) => protect::reject(&refused, session.req_header().version),
+    };
     hooks.logging(&session, resp.status(), &mut ctx);
     Ok(resp)
 }
@@ -38,7 +48,7 @@ async fn run<H: ProxyHttp>(
     hooks: &H,
     session: &mut Session,
     ctx: &mut H::Ctx,
-    body: Incoming,
+    body: ClientBody,
 ) -> Response<ProxyBody> {
     if let Err(local) = hooks.request_filter(session, ctx).await {
         return local_response(&local);
@@ -115,6 +125,12 @@ async fn run<H: ProxyHttp>(
                 return Response::from_parts(parts, ProxyBody::upstream(body, peer.into_guard()));
             }
             Err(error) => {
+                // The client's body failed (too large, too slow, malformed): the client's
+                // fault, so no retry and no report against the backend (protect/).
+                if let Some(fault) = protect::client_fault(&error) {
+                    tracing::debug!(peer = %session.client_addr(), error = fault as &dyn std::error::Error, "request body refused");
+                    return protect::reject(&fault.response(), session.req_header().version);
+                }
                 tracing::debug!(
                     backend = %peer.backend(),
                     attempt = session.attempts(),

@@ -32,7 +32,7 @@ use crate::config::{Config, ConfigError, ServerConfig};
 pub use crate::generation::UpstreamChanges;
 use crate::generation::{self, Slot};
 use crate::handover::Inherited;
-use crate::listener::{self, Listener, Serving};
+use crate::listener::{self, Builders, Listener, Serving};
 use crate::live::LiveProxy;
 use crate::server::StartError;
 use crate::upstream::HealthHook;
@@ -102,8 +102,9 @@ pub(crate) struct Reloader {
     path: Option<PathBuf>,
     pub(crate) process: Arc<ProcessCounters>,
     pub(crate) bound: ArcSwap<Bound>,
-    /// What new accept loops serve with (its `hooks` is `live`).
-    serving: Serving<LiveProxy>,
+    /// What the current accept loops serve with (its `hooks` is `live`); a reload makes
+    /// a new one with the new `[server.limits]`.
+    serving: parking_lot::Mutex<Serving<LiveProxy>>,
     /// The connections of every listener (weak: shutdown takes it back).
     connections: Weak<GracefulShutdown>,
     /// Held while a reload, shutdown, drain or hand-over runs (control plane only; the
@@ -199,7 +200,7 @@ impl Reloader {
             path: parts.path,
             process: parts.process,
             bound: ArcSwap::from_pointee(addrs),
-            serving: parts.serving,
+            serving: parking_lot::Mutex::new(parts.serving),
             connections: parts.connections,
             applied: tokio::sync::Mutex::new(Applied {
                 config,
@@ -261,7 +262,8 @@ impl Reloader {
         let mut applied = self.applied.lock().await;
         // Stopping, or draining after a hand-over: the listening sockets are closed here
         // (or belong to the new process); binding them again would take them back.
-        if *self.serving.stop.borrow() || *self.serving.drain.borrow() {
+        let previous = self.serving.lock().clone();
+        if *previous.stop.borrow() || *previous.drain.borrow() {
             return Err(StartError::Stopping.into());
         }
         let connections = self.connections.upgrade().ok_or(StartError::Stopping)?;
@@ -277,7 +279,15 @@ impl Reloader {
         .await?;
         let bound = self.bind(&applied, &config.server).await?;
         // Apply: nothing below can fail, but the duplicated sockets.
-        let (listeners, addrs) = Listeners::start(bound, &self.serving, &connections)?;
+        let serving = Serving {
+            builders: Arc::new(Builders::reloaded(
+                &config.server.limits,
+                &previous.builders,
+            )),
+            ..previous
+        };
+        let (listeners, addrs) = Listeners::start(bound, &serving, &connections)?;
+        *self.serving.lock() = serving;
         let old = std::mem::replace(&mut applied.listeners, listeners);
         let upstreams = std::mem::take(&mut applied.upstreams);
         let committed = prepared.commit(upstreams);

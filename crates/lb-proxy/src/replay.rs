@@ -21,8 +21,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use parking_lot::Mutex;
+
+use crate::protect::ClientBody;
 
 /// The error type of a request body.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,8 +53,8 @@ struct Replay {
 
 #[derive(Debug)]
 struct State {
-    /// The rest of the client's body; `None` once it ended.
-    rest: Option<Incoming>,
+    /// The rest of the client's body (under `[server.limits]`); `None` once it ended.
+    rest: Option<ClientBody>,
     chunks: Vec<Bytes>,
     buffered: usize,
     limit: usize,
@@ -64,6 +65,9 @@ struct State {
     trailers: Option<HeaderMap>,
     /// The newest attempt; older ones stop reading.
     generation: u64,
+    /// Reading the client's body failed: a replay would send the part read so far as if
+    /// it were the whole body, so there is none.
+    failed: bool,
 }
 
 /// An older attempt's body was read after a retry started.
@@ -80,7 +84,7 @@ impl RequestBody {
     }
 
     /// The client's body, recording up to `limit` bytes so that it can be sent again.
-    pub(crate) fn replayable(body: Incoming, limit: usize) -> Self {
+    pub(crate) fn replayable(body: ClientBody, limit: usize) -> Self {
         if body.is_end_stream() {
             return Self::empty();
         }
@@ -97,6 +101,7 @@ impl RequestBody {
                     read: false,
                     trailers: None,
                     generation: 0,
+                    failed: false,
                 })),
                 generation: 0,
                 position: 0,
@@ -138,9 +143,10 @@ impl RequestBody {
 }
 
 impl State {
-    /// Everything read so far is still buffered (or nothing was read at all).
+    /// Everything read so far is still buffered (or nothing was read at all), and the
+    /// client's body did not fail.
     fn replayable(&self) -> bool {
-        !(self.overflowed && self.read)
+        !(self.failed || (self.overflowed && self.read))
     }
 
     /// Keeps `data` for later attempts while it fits the buffer; returns whether it did.
@@ -212,6 +218,7 @@ impl Replay {
             }
             Poll::Ready(Some(Err(e))) => {
                 state.rest = None;
+                state.failed = true;
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(Some(Ok(frame))) => {

@@ -11,6 +11,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 
+use crate::config::ServerLimits;
 use crate::hooks::ProxyHttp;
 use crate::listener::{accept_loop, Builders, Listener, Serving};
 
@@ -36,6 +37,7 @@ pub struct Server<H> {
     hooks: Arc<H>,
     listeners: Vec<TcpListener>,
     grace_period: Duration,
+    limits: ServerLimits,
 }
 
 impl<H> std::fmt::Debug for Server<H> {
@@ -54,7 +56,16 @@ impl<H: ProxyHttp> Server<H> {
             hooks: Arc::new(hooks),
             listeners: Vec::new(),
             grace_period: Duration::from_secs(10),
+            limits: ServerLimits::default(),
         }
+    }
+
+    /// What each client may cost: connections, head and body sizes, timeouts, HTTP/2
+    /// stream limits (the TOML file's `[server.limits]`). The defaults apply otherwise.
+    #[must_use]
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Adds a listener bound to `addr` (port 0 picks a free port).
@@ -88,7 +99,7 @@ impl<H: ProxyHttp> Server<H> {
         let (_retire_tx, retire_rx) = watch::channel(false);
         let serving = Serving {
             hooks: self.hooks.clone(),
-            builders: Arc::new(Builders::new()),
+            builders: Arc::new(Builders::with_limits(&self.limits)),
             stop: stop_rx,
             drain: drain_rx,
         };

@@ -166,7 +166,8 @@ impl Proxy {
         let graceful = Arc::new(GracefulShutdown::new());
         let serving = listener::Serving {
             hooks: live.clone(),
-            builders: Arc::new(listener::Builders::new()),
+            // [server.limits] (protect/): hyper's limits, max_connections, timers.
+            builders: Arc::new(listener::Builders::with_limits(&self.config.server.limits)),
             stop: stop_rx.clone(),
             drain: drain_rx,
         };

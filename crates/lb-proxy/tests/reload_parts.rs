@@ -121,7 +121,14 @@ async fn a_changed_setting_rebuilds_the_upstream_and_backends_keep_their_state()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // An operator hold on b (what `POST /backends/web/B/disable` sets).
-    let old_b = web.balancer().backends()[1].clone();
+    let b_addr = lb_core::BackendAddr::from(b.addr());
+    let old_b = web
+        .balancer()
+        .backends()
+        .iter()
+        .find(|x| *x.addr() == b_addr)
+        .unwrap()
+        .clone();
     old_b.state().set_maintenance(true);
     let addr = proxy.local_addrs()[0];
 
@@ -137,11 +144,12 @@ async fn a_changed_setting_rebuilds_the_upstream_and_backends_keep_their_state()
         set.iter().all(|x| x.state().health() == Health::Healthy),
         "verdicts carried over, not reset to `initial`"
     );
+    let new_b = set.iter().find(|x| *x.addr() == b_addr).unwrap();
     assert!(std::sync::Arc::ptr_eq(
-        set[1].shared_state(),
+        new_b.shared_state(),
         old_b.shared_state()
     ));
-    assert!(!set[1].state().is_usable(), "the hold carried over");
+    assert!(!new_b.state().is_usable(), "the hold carried over");
     for _ in 0..10 {
         assert_eq!(status_of(addr).await, Ok(200));
     }
@@ -180,5 +188,42 @@ async fn tls_certificates_are_read_again_on_reload() {
         old.get(addr, "localhost").await.is_err(),
         "the old certificate is gone"
     );
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn server_limits_apply_to_connections_accepted_after_a_reload() {
+    let backend = TestBackend::start("web").await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = |max_uri: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n[server.limits]\nmax_uri_length = \"{max_uri}\"\n{}",
+            upstream(&[&backend], "")
+        )
+    };
+    let proxy = Proxy::new(parse(&text("8KiB"), dir.path()))
+        .start()
+        .await
+        .unwrap();
+    let addr = proxy.local_addrs()[0];
+    let long = format!("/{}", "a".repeat(3000));
+    let get = |path: String| async move {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let uri: http::Uri = format!("http://{addr}{path}").parse().unwrap();
+        client.get(uri).await.unwrap().status().as_u16()
+    };
+    assert_eq!(get(long.clone()).await, 200);
+    proxy
+        .reload(parse(&text("2KiB"), dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        get(long).await,
+        414,
+        "the new limit holds on a new connection"
+    );
+    assert_eq!(get("/short".to_owned()).await, 200);
     assert!(proxy.shutdown().await);
 }

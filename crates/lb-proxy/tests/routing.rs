@@ -332,13 +332,14 @@ async fn http2_requests_route_on_their_authority() {
         "Host from :authority"
     );
 
-    // A Host header that contradicts :authority matches no host condition.
+    // A Host header that contradicts :authority is malformed (RFC 9113 section 8.3.1):
+    // refused before routing (protect/head.rs), so no route and no backend sees it.
     let req = Request::get(format!("http://localhost:{port}/local/x"))
         .header("host", "elsewhere.test")
         .body(Full::default())
         .unwrap();
     let resp = h2.request(req).await.unwrap();
     assert_eq!(resp.version(), Version::HTTP_2);
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert_eq!(s.backend("local").hits(), 1);
 }

@@ -41,6 +41,22 @@ fn token<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Str
     Ok(Some(t))
 }
 
+impl AdminConfig {
+    /// Secure default: an admin listener reachable from other machines must require a
+    /// token, since whoever reaches it can disable backends and read the topology.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let ip = self.listen.ip().to_canonical();
+        if !ip.is_loopback() && self.token.is_none() {
+            return Err(format!(
+                "{} is not a loopback address: set `token` as well (anyone who can reach the \
+                 admin listener can disable backends), or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 9901))
 }

@@ -37,6 +37,7 @@ mod peer;
 mod process;
 mod retry;
 mod routes;
+mod server_limits;
 mod tls;
 
 pub use admin::{AccessLogConfig, AccessLogFormat, AdminConfig};
@@ -53,6 +54,7 @@ pub use peer::UpstreamTlsConfig;
 pub use process::LogFormat;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
 pub use routes::{PathConflict, RouteConfig};
+pub use server_limits::ServerLimits;
 pub use tls::{
     Alpn, CertificateConfig, ClientAuthConfig, ServerNamePattern, TlsListenerConfig, TlsVersion,
 };
@@ -157,6 +159,10 @@ pub struct ServerConfig {
     /// `text` (default) or `json` log lines.
     #[serde(default = "process::default_log_format")]
     pub log_format: LogFormat,
+    /// `[server.limits]`: what one client may cost (connections, sizes, timeouts, HTTP/2
+    /// abuse); on by default, see `docs/security.md`.
+    #[serde(default)]
+    pub limits: ServerLimits,
 }
 
 fn default_upgrade_idle_timeout() -> PositiveDuration {
@@ -450,6 +456,7 @@ impl Config {
                 error_log: None,
                 upgrade_sock: None,
                 log_format: LogFormat::Text,
+                limits: ServerLimits::default(),
             },
             upstreams,
             routes: vec![RouteConfig::new("default")],
@@ -463,6 +470,14 @@ impl Config {
         let at = |offset: usize, key: String, message: String| {
             ConfigError::at(origin, text, offset, key, message)
         };
+        // `[server.limits]` values against each other (hostile input, docs/security.md).
+        if let Err((offset, key, message)) = self.server.limits.check() {
+            return Err(at(offset, key.into(), message));
+        }
+        if let Some(Err(message)) = self.admin.as_ref().map(AdminConfig::check) {
+            let offset = text.find("[admin]").unwrap_or(0);
+            return Err(at(offset, "admin.listen".into(), message));
+        }
         for (name, u) in &self.upstreams {
             if let Some(hc) = &u.health_check {
                 if let Err(message) = hc.get_ref().check() {

@@ -463,3 +463,28 @@ fn process_settings_resolve_against_the_file_and_log_format_is_checked() {
         "{bad}"
     );
 }
+
+#[test]
+fn a_non_loopback_admin_needs_a_token() {
+    let with_admin = |admin: &str| format!("{GOOD}\n[admin]\n{admin}\n");
+    for ok in [
+        "",
+        "listen = \"127.0.0.1:0\"",
+        "listen = \"[::1]:9901\"",
+        "listen = \"0.0.0.0:9901\"\ntoken = \"s3cret\"",
+    ] {
+        Config::from_toml_str(&with_admin(ok), "lb.toml").unwrap();
+    }
+    for exposed in [
+        "listen = \"0.0.0.0:9901\"",
+        "listen = \"10.0.0.5:9901\"",
+        "listen = \"[::]:9901\"",
+    ] {
+        let e = err(&with_admin(exposed));
+        assert!(
+            e.starts_with("lb.toml:19:1: admin.listen: ")
+                && e.contains("is not a loopback address: set `token`"),
+            "{exposed}: {e}"
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! Per-connection protection: the connection limit ([`Gate`], one permit per connection),
+//! and [`ConnIo`], the client's socket with two timers, `keepalive_timeout` (no request in
+//! progress for that long) and `send_timeout` (a write to the client that makes no
+//! progress for that long: a client that does not read its response).
+//!
+//! A connection's requests mark it busy through [`Activity::enter`]; the mark is held by
+//! the response body ([`TrackedBody`]) until the body ends. An upgraded connection
+//! (WebSocket) is left to the splice's own `upgrade_idle_timeout`.
+//!
+//! Cost: a connection allocates its timer and its [`Activity`] once; a request adds two
+//! atomic operations on the busy count and one clock read when the connection goes idle.
+//! The timer is never re-armed per read or write: it wakes at most once per
+//! `min(keepalive_timeout, send_timeout)` to compare the deadlines with the clock.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// How often, at most, the "max_connections reached" warning is logged per listener.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// The connection limit, shared by every listener of a proxy.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+/// The timers of a client connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnTimeouts {
+    /// No request in progress for this long: close.
+    pub(crate) keepalive: Duration,
+    /// A write to the client that makes no progress for this long: close.
+    pub(crate) send: Duration,
+}
+
+/// What a connection's requests tell its socket: whether any is in progress, since when
+/// none is, and whether the connection was upgraded.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    base: Instant,
+    busy: AtomicUsize,
+    /// Milliseconds after `base` when the last request ended.
+    idle_since_ms: AtomicU64,
+    upgraded: AtomicBool,
+}
+
+/// A request in progress on its connection; dropped when its response body ends.
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<Activity>);
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its connection busy until it ends or is dropped.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        body: B,
+        busy: Option<Busy>,
+    }
+}
+
+/// The client's socket, closed with `TimedOut` when a connection timer runs out. Holds the
+/// connection's permit, so the slot is free again when the socket is dropped.
+#[derive(Debug)]
+pub(crate) struct ConnIo<I> {
+    io: I,
+    activity: Arc<Activity>,
+    timeouts: ConnTimeouts,
+    /// When the first write that is still pending was attempted.
+    write_stalled: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why [`ConnIo`] closed the connection (the `io::Error`'s inner error).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnTimeout {
+    /// No request for `keepalive_timeout`.
+    #[error("no request for keepalive_timeout ({0:?})")]
+    Idle(Duration),
+    /// The client took no response data for `send_timeout`.
+    #[error("the client read nothing for send_timeout ({0:?})")]
+    Send(Duration),
+}
+
+impl Gate {
+    /// At most `max` connections at once.
+    pub(crate) fn new(max: u32) -> Self {
+        let max = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// The same connection count with a new maximum (a reload): connections already open
+    /// keep their slots, and the difference is added to or taken from the free slots (a
+    /// lower maximum takes effect as open connections close).
+    pub(crate) fn resized(&self, max: u32) -> Self {
+        let max = usize::try_from(max)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        if max > self.max {
+            self.permits.add_permits(max - self.max);
+        } else {
+            let mut owed = self.max - max;
+            owed -= self.permits.forget_permits(owed);
+            if owed > 0 {
+                // Taken back as connections close.
+                let permits = self.permits.clone();
+                if let Ok(n) = u32::try_from(owed) {
+                    tokio::spawn(async move {
+                        if let Ok(p) = permits.acquire_many_owned(n).await {
+                            p.forget();
+                        }
+                    });
+                }
+            }
+        }
+        Self {
+            permits: self.permits.clone(),
+            max,
+        }
+    }
+
+    /// Waits for a free connection slot, unless `stop` or `drain` is set first (`None`:
+    /// the accept loop ends). `last_warning` rate-limits the log line saying the limit is
+    /// reached.
+    pub(crate) async fn admit(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        drain: &mut watch::Receiver<bool>,
+        last_warning: &mut Option<Instant>,
+    ) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        if last_warning.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
+            *last_warning = Some(Instant::now());
+            tracing::warn!(
+                max_connections = self.max,
+                "max_connections reached: new connections wait in the listen backlog"
+            );
+        }
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => None,
+            // An `Err` (the sender dropped) disables this branch rather than stopping.
+            Ok(_) = drain.wait_for(|d| *d) => None,
+            permit = self.permits.clone().acquire_owned() => permit.ok(),
+        }
+    }
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            busy: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks a request in progress until the returned guard is dropped.
+    pub(crate) fn enter(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// When the connection became idle, if it is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let ms = self.idle_since_ms.load(Ordering::Relaxed);
+        Some(self.base + Duration::from_millis(ms))
+    }
+}
+
+impl Busy {
+    /// The connection was upgraded (101): its timers no longer apply (the splice has its
+    /// own `upgrade_idle_timeout`).
+    pub(crate) fn set_upgraded(&self) {
+        self.0.upgraded.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let ms = u64::try_from(self.0.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.0.idle_since_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<B> TrackedBody<B> {
+    /// `body`, keeping `busy` until it ends.
+    pub(crate) fn new(body: B, busy: Busy) -> Self {
+        Self {
+            body,
+            busy: Some(busy),
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.busy.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<I> ConnIo<I> {
+    /// `io` with the connection timers, holding `permit` until dropped; the `Activity` is
+    /// for the connection's requests.
+    pub(crate) fn new(
+        io: I,
+        timeouts: ConnTimeouts,
+        permit: OwnedSemaphorePermit,
+    ) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity::new());
+        let first = Instant::now() + timeouts.keepalive.min(timeouts.send);
+        let io = Self {
+            io,
+            activity: activity.clone(),
+            timeouts,
+            write_stalled: None,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            _permit: permit,
+        };
+        (io, activity)
+    }
+
+    /// Polls the timer; `Some` when a limit has run out. When it fires early (the
+    /// connection was busy, or became idle later), it is moved to the next deadline.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        // Two rounds at most: the second deadline is always in the future.
+        for _ in 0..2 {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            let now = Instant::now();
+            let mut next = now + self.timeouts.keepalive.min(self.timeouts.send);
+            if !self.activity.upgraded.load(Ordering::Relaxed) {
+                if let Some(since) = self.write_stalled {
+                    let deadline = since + self.timeouts.send;
+                    if deadline <= now {
+                        return Some(timed_out(ConnTimeout::Send(self.timeouts.send)));
+                    }
+                    next = next.min(deadline);
+                }
+                if let Some(since) = self.activity.idle_since() {
+                    let deadline = since + self.timeouts.keepalive;
+                    if deadline <= now {
+                        return Some(timed_out(ConnTimeout::Idle(self.timeouts.keepalive)));
+                    }
+                    next = next.min(deadline);
+                }
+            }
+            self.timer.as_mut().reset(next);
+        }
+        None
+    }
+
+    fn written(
+        &mut self,
+        polled: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Pending => {
+                self.write_stalled.get_or_insert_with(Instant::now);
+                match self.expired(cx) {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => Poll::Pending,
+                }
+            }
+            ready => {
+                self.write_stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+fn timed_out(why: ConnTimeout) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, why)
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for ConnIo<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending => match this.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+            ready => ready,
+        }
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for ConnIo<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.written(polled, cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.written(polled, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}

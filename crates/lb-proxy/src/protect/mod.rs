@@ -1,0 +1,122 @@
+//! Protection against hostile clients: `[server.limits]` applied to connections and
+//! requests, and the request-smuggling checks that hyper's parser leaves to the proxy.
+//! `docs/security.md` maps each threat to its default, its key and its test.
+//!
+//! - [`Protect`]: built once per proxy from [`ServerLimits`]; configures hyper's connection
+//!   builders (head size and count, header timeout, HTTP/2 stream limits), holds the
+//!   connection [`Gate`] (`max_connections`) and the connection timers.
+//! - [`inspect`] (`head.rs`): the request head before anything acts on it: 414, 431, 413 by
+//!   `Content-Length`, framing and `Host` checks (400), `CONNECT` (405).
+//! - [`ClientBody`] (`body.rs`): the body limit and the body read timeout while streaming;
+//!   [`client_fault`] recognises them (and malformed bodies) behind an upstream error.
+//! - [`ConnIo`] (`conn.rs`): `keepalive_timeout` and `send_timeout` on the client's socket.
+
+mod body;
+mod conn;
+mod head;
+
+pub(crate) use body::{client_fault, ClientBody};
+pub(crate) use conn::{Activity, ConnIo, ConnTimeouts, Gate, TrackedBody};
+pub(crate) use head::inspect;
+
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Response, Version};
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+
+use crate::body::ProxyBody;
+use crate::config::ServerLimits;
+use crate::hooks::LocalResponse;
+use crate::pipeline::local_response;
+
+/// hyper's smallest HTTP/1 read buffer; a head larger than the buffer gets 431.
+const MIN_READ_BUFFER: usize = 8192;
+
+/// The limits every request of a connection is held to; `Copy`, handed to the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RequestLimits {
+    /// Longer request targets get 414.
+    pub(crate) max_uri_length: usize,
+    /// More header fields get 431.
+    pub(crate) max_headers: usize,
+    /// Larger bodies get 413 (`u64::MAX`: no limit).
+    pub(crate) max_body_size: u64,
+    /// A body that waits longer for the client gets 408.
+    pub(crate) body_read_timeout: Duration,
+}
+
+/// Everything `[server.limits]` sets up, built once per proxy.
+#[derive(Debug)]
+pub(crate) struct Protect {
+    /// `max_connections`.
+    pub(crate) gate: Gate,
+    /// `keepalive_timeout` and `send_timeout`.
+    pub(crate) timeouts: ConnTimeouts,
+    /// The per-request limits.
+    pub(crate) request: RequestLimits,
+}
+
+impl Protect {
+    /// The protection `limits` describe.
+    pub(crate) fn new(limits: &ServerLimits) -> Self {
+        Self::with_gate(limits, Gate::new(limits.max_connections.get()))
+    }
+
+    /// Like [`new`](Self::new), counting connections with `gate` (a reload: the
+    /// connections of the previous listeners count against the new maximum).
+    pub(crate) fn with_gate(limits: &ServerLimits, gate: Gate) -> Self {
+        Self {
+            gate,
+            timeouts: ConnTimeouts {
+                keepalive: limits.keepalive_timeout.get(),
+                send: limits.send_timeout.get(),
+            },
+            request: RequestLimits {
+                max_uri_length: size(limits.max_uri_length.get_ref().0),
+                max_headers: size(u64::from(limits.max_headers.get())),
+                max_body_size: limits.body_limit(),
+                body_read_timeout: limits.body_read_timeout.get(),
+            },
+        }
+    }
+}
+
+/// Sets hyper's own limits on `builder` (HTTP/1.1 and HTTP/2 sides): the head size (its
+/// read buffer for HTTP/1.1: a larger head gets 431; SETTINGS_MAX_HEADER_LIST_SIZE for
+/// HTTP/2), the header count, the header timeout, and the HTTP/2 stream limits.
+pub(crate) fn configure(builder: &mut auto::Builder<TokioExecutor>, limits: &ServerLimits) {
+    let head = size(limits.max_header_size.0);
+    let max_headers = size(u64::from(limits.max_headers.get()));
+    builder
+        .http1()
+        .max_buf_size(head.max(MIN_READ_BUFFER))
+        .max_headers(max_headers)
+        .header_read_timeout(limits.header_read_timeout.get());
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.h2_max_concurrent_streams.get())
+        .max_pending_accept_reset_streams(size(u64::from(
+            limits.h2_max_pending_accept_reset_streams.get(),
+        )))
+        .max_local_error_reset_streams(size(u64::from(
+            limits.h2_max_local_error_reset_streams.get(),
+        )));
+}
+
+/// The answer to a refused request: `local` with `Connection: close` over HTTP/1.x, so the
+/// rest of what the client sent on the connection is never read as another request.
+pub(crate) fn reject(local: &LocalResponse, version: Version) -> Response<ProxyBody> {
+    let mut resp = local_response(local);
+    if version < Version::HTTP_2 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn size(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
