@@ -21,6 +21,8 @@ pub struct Dnsmasq {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// The ports, reserved while the process is killed.
+    hold: Option<crate::hold::PortHold>,
 }
 
 /// The `dnsmasq` binary on PATH or in the sbin directories; a clear failure (not a skip)
@@ -70,6 +72,7 @@ impl Dnsmasq {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             child: None,
+            hold: None,
         };
         this.set_records(records);
         this.restart().await;
@@ -95,10 +98,14 @@ impl Dnsmasq {
         self.dir.path().join("hosts")
     }
 
-    /// Kills the process (SIGKILL): queries to the port are refused until a restart.
+    /// Kills the process (SIGKILL): queries go unanswered (TCP ones are refused) until a
+    /// restart. The port stays reserved meanwhile, so a long outage cannot lose it to
+    /// another socket.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
+            let addr = self.addr();
+            self.hold = Some(crate::hold::PortHold::new(&[addr], &[addr]));
         }
     }
 
@@ -106,6 +113,7 @@ impl Dnsmasq {
     /// and waits until it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        self.hold = None;
         let log = std::fs::File::create(self.dir.path().join("dnsmasq.log")).unwrap();
         let child = Command::new(&self.binary)
             .arg("--keep-in-foreground")

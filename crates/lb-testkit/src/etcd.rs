@@ -2,7 +2,7 @@
 //! free loopback ports with a temporary data directory, killed and started again on the
 //! same ports and data to simulate a restart.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -20,6 +20,8 @@ pub struct Etcd {
     client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// The ports, reserved while the process is killed.
+    hold: Option<crate::hold::PortHold>,
 }
 
 fn free_port() -> u16 {
@@ -53,6 +55,7 @@ impl Etcd {
             client_port: free_port(),
             peer_port: free_port(),
             child: None,
+            hold: None,
         };
         this.restart().await;
         this
@@ -63,16 +66,22 @@ impl Etcd {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    /// Kills the process (SIGKILL: no graceful goodbye to watchers).
+    /// Kills the process (SIGKILL: no graceful goodbye to watchers). Its ports stay
+    /// reserved until [`restart`](Self::restart) (connections are refused meanwhile), so a
+    /// long outage cannot lose them to another socket.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
+            let ports =
+                [self.client_port, self.peer_port].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+            self.hold = Some(crate::hold::PortHold::new(&ports, &[]));
         }
     }
 
     /// Starts the process (again) on the same ports and data, and waits until it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        self.hold = None;
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
         let log = std::fs::File::create(self.data.path().join("etcd.log")).unwrap();

@@ -28,6 +28,7 @@
 pub mod dnsmasq;
 pub mod etcd;
 pub mod flap;
+pub mod hold;
 pub mod process;
 pub mod raw;
 pub mod tls;
