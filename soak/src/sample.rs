@@ -1,0 +1,173 @@
+//! The proxy's resident memory and open file descriptors, read from `/proc/PID` every few
+//! seconds, and the growth verdicts computed from them.
+//!
+//! Each verdict compares two windows of samples: the end of the warm-up and the end of the
+//! run, by their medians. A median of several samples, not one sample, so that a sample
+//! taken during a reload (which builds the new configuration beside the running one for a
+//! moment) or while a new connection is being opened does not decide the verdict alone; a
+//! leak moves the whole window, and so its median.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use nix::unistd::Pid;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+/// One reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sample {
+    /// Time since the load started.
+    pub(crate) at: Duration,
+    /// `VmRSS` of `/proc/PID/status`, in KiB.
+    pub(crate) rss_kib: u64,
+    /// Entries of `/proc/PID/fd` that are sockets.
+    pub(crate) sockets: u64,
+    /// The other entries (files, epoll, eventfd, inotify, pipes).
+    pub(crate) other_fds: u64,
+}
+
+/// Reads `pid`'s RSS and descriptors now; an error when the process is gone (or a zombie).
+pub(crate) fn read(pid: Pid, at: Duration) -> anyhow::Result<Sample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status: has lb-proxy exited?"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    if field("State:").is_some_and(|s| s.starts_with('Z')) {
+        anyhow::bail!("lb-proxy (pid {pid}) has exited");
+    }
+    let rss_kib = field("VmRSS:")
+        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")?;
+    let (mut sockets, mut other_fds) = (0, 0);
+    let dir = format!("/proc/{pid}/fd");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+        // A descriptor closed while the directory is read is skipped.
+        let Ok(entry) = entry else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.to_string_lossy().starts_with("socket:") {
+            sockets += 1;
+        } else {
+            other_fds += 1;
+        }
+    }
+    Ok(Sample {
+        at,
+        rss_kib,
+        sockets,
+        other_fds,
+    })
+}
+
+/// Samples `pid` every `period` from `start` until `stop` is cancelled. If the process
+/// disappears, cancels `stop` (the run is over) and returns the error with the samples.
+pub(crate) async fn run(
+    pid: Pid,
+    start: Instant,
+    period: Duration,
+    stop: CancellationToken,
+) -> (Vec<Sample>, Option<anyhow::Error>) {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        // Reading /proc is quick, but blocking: off the runtime's workers.
+        let at = start.elapsed();
+        let read = tokio::task::spawn_blocking(move || read(pid, at)).await;
+        match read {
+            Ok(Ok(sample)) => samples.push(sample),
+            Ok(Err(e)) => {
+                stop.cancel();
+                return (samples, Some(e));
+            }
+            Err(e) => {
+                stop.cancel();
+                return (samples, Some(e.into()));
+            }
+        }
+    }
+    // One more after the load stopped: the state the run ends in.
+    let at = start.elapsed();
+    match tokio::task::spawn_blocking(move || read(pid, at)).await {
+        Ok(Ok(sample)) => samples.push(sample),
+        Ok(Err(e)) => return (samples, Some(e)),
+        Err(e) => return (samples, Some(e.into())),
+    }
+    (samples, None)
+}
+
+/// The median of `value` over the samples taken in `[from, to]`; `None` without samples.
+pub(crate) fn median(
+    samples: &[Sample],
+    from: Duration,
+    to: Duration,
+    value: fn(&Sample) -> u64,
+) -> Option<u64> {
+    let mut values: Vec<u64> = samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= to)
+        .map(value)
+        .collect();
+    values.sort_unstable();
+    // The lower median of an even count: a reading that was really there.
+    let mid = values.len().checked_sub(1)? / 2;
+    values.get(mid).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, rss: u64) -> Sample {
+        Sample {
+            at: Duration::from_secs(secs),
+            rss_kib: rss,
+            sockets: 0,
+            other_fds: 0,
+        }
+    }
+
+    #[test]
+    fn the_median_of_a_window_ignores_one_spike() {
+        let samples = [
+            at(5, 100),
+            at(10, 900),
+            at(15, 102),
+            at(20, 101),
+            at(25, 500),
+        ];
+        let rss = |s: &Sample| s.rss_kib;
+        let m = median(
+            &samples,
+            Duration::from_secs(5),
+            Duration::from_secs(20),
+            rss,
+        );
+        assert_eq!(m, Some(101));
+        let none = median(
+            &samples,
+            Duration::from_secs(30),
+            Duration::from_secs(40),
+            rss,
+        );
+        assert_eq!(none, None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let pid = Pid::from_raw(i32::try_from(std::process::id()).unwrap());
+        let sample = read(pid, Duration::ZERO).unwrap();
+        assert!(sample.rss_kib > 0);
+        assert!(sample.other_fds > 0, "stdin/stdout/stderr at least");
+    }
+}
