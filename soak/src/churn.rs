@@ -81,19 +81,20 @@ impl Churn {
     }
 
     /// Rewrites the file every `period` until `stop` is cancelled, with the admin listener
-    /// at `admin` to confirm each change.
+    /// at `admin` to confirm each change. Returns the backends too: the caller drops them
+    /// once the clients' last requests are answered (dropped here, they would fail them).
     pub(crate) async fn run(
         mut self,
         admin: SocketAddr,
         period: Duration,
         stop: CancellationToken,
-    ) -> ChurnReport {
+    ) -> (ChurnReport, Vec<TestBackend>) {
         self.admin = admin;
         let mut report = ChurnReport::default();
         loop {
             tokio::select! {
                 () = tokio::time::sleep(period) => {}
-                () = stop.cancelled() => return report,
+                () = stop.cancelled() => return (report, self.pool),
             }
             if let Err(e) = self.step(&mut report).await {
                 report.failures.push(format!("{e:#}"));

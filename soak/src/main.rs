@@ -13,9 +13,9 @@
 //!   HTTP/2 prior-knowledge clients, GETs and POST bodies), every answer checked and
 //!   counted;
 //! - churns `disc`'s backends through its discovery file every 3 s ([`churn`]);
-//! - reloads the configuration every minute (every fifth of the run if shorter), alternately
-//!   by SIGHUP and `POST /reload`, each reload changing backends, routes or an upstream's
-//!   algorithm ([`reloads`]);
+//! - reloads the configuration four times during the warm-up, then every minute (every
+//!   fifth of the run if shorter), alternately by SIGHUP and `POST /reload`, each reload
+//!   changing backends, routes or an upstream's algorithm ([`reloads`]);
 //! - samples the proxy's RSS and open descriptors ([`sample`]).
 //!
 //! Then it stops the proxy with SIGTERM and prints the tables and verdicts of [`report`];
@@ -135,6 +135,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let window = Duration::from_secs(30).min(warmup / 2);
     let sample_period = (planned / 120).clamp(Duration::from_secs(1), Duration::from_secs(5));
     let reload_period = Duration::from_secs(60).min(planned / 5);
+    let reload_times = reload_times(planned, warmup, reload_period);
     let plan = Plan::DEFAULT;
 
     let dir = tempfile::Builder::new().prefix("lb-soak-").tempdir()?;
@@ -163,7 +164,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let (proxy, bound) = ProxyChild::start(&args.proxy, &config_file, &log_file).await?;
     say(&format!(
         "lb-soak: lb-proxy pid {} on {} (admin {}); {:.1} min of load at about {:.0} requests/s, \
-         warm-up {:.0} s, a reload every {:.0} s, files in {}",
+         warm-up {:.0} s, then a reload every {:.0} s; files in {}",
         proxy.pid(),
         bound.listen,
         bound.admin,
@@ -188,7 +189,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         admin: bound.admin,
         listen: bound.listen,
     };
-    let (reloads, ()) = tokio::join!(reloader.run(reload_period, stop.clone()), async {
+    let (reloads, ()) = tokio::join!(reloader.run(start, &reload_times, stop.clone()), async {
         let deadline = start + planned;
         let mut next = start + Duration::from_secs(60).min(planned / 4);
         while next < deadline {
@@ -214,11 +215,15 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         problems.push("clients still busy after the deadline plus the request timeout".into());
         clients.abort_all();
     }
-    let churn = match tokio::time::timeout(Duration::from_secs(30), churn).await {
-        Ok(Ok(report)) => report,
-        other => {
-            problems.push(format!("the churn task did not end cleanly: {other:?}"));
-            ChurnReport::default()
+    let (churn, disc_backends) = match tokio::time::timeout(Duration::from_secs(30), churn).await {
+        Ok(Ok(ended)) => ended,
+        Ok(Err(e)) => {
+            problems.push(format!("the churn task failed: {e}"));
+            (ChurnReport::default(), Vec::new())
+        }
+        Err(_) => {
+            problems.push("the churn task did not end within 30 s of the deadline".to_owned());
+            (ChurnReport::default(), Vec::new())
         }
     };
     let (samples, sample_error) = sampler
@@ -285,8 +290,22 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         let kept = dir.keep();
         say(&format!("lb-soak: files kept in {}", kept.display()));
     }
-    drop((web, api));
+    drop((web, api, disc_backends));
     Ok(pass)
+}
+
+/// When to reload, from the start of the load: four times during the warm-up, so that every
+/// kind of reload (each [`Variant`] change) has run once before the memory baseline is taken
+/// (the first run of a code path pages in the binary's code for it, and fills allocator
+/// caches: warm-up, not growth), then every `period` after it until the end.
+fn reload_times(planned: Duration, warmup: Duration, period: Duration) -> Vec<Duration> {
+    let mut times: Vec<Duration> = (1..=4).map(|i| warmup * i / 5).collect();
+    let mut next = warmup + period;
+    while next < planned {
+        times.push(next);
+        next += period;
+    }
+    times
 }
 
 /// Waits until every backend of every upstream is healthy (polling `/status`: health has no
@@ -342,6 +361,17 @@ mod tests {
 
     fn args(list: &[&str]) -> anyhow::Result<Args> {
         parse_args(list.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn reloads_four_times_in_the_warm_up_then_every_minute() {
+        let secs = |v: Vec<Duration>| v.iter().map(Duration::as_secs).collect::<Vec<_>>();
+        let ten = Duration::from_secs(600);
+        let times = reload_times(ten, ten / 5, Duration::from_secs(60));
+        assert_eq!(
+            secs(times),
+            [24, 48, 72, 96, 180, 240, 300, 360, 420, 480, 540]
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) struct Reload {
     /// Its number, from 1.
     pub(crate) k: u32,
+    /// When it started, from the start of the load.
+    pub(crate) at: Duration,
     /// `SIGHUP` or `POST /reload`.
     pub(crate) via: &'static str,
     /// What the new file changed.
@@ -53,16 +55,19 @@ pub(crate) struct Reloader<'a> {
 }
 
 impl Reloader<'_> {
-    /// Reloads every `period` until `stop` is cancelled.
-    pub(crate) async fn run(&self, period: Duration, stop: CancellationToken) -> Vec<Reload> {
+    /// Reloads at each of `times` after `start`, until `stop` is cancelled.
+    pub(crate) async fn run(
+        &self,
+        start: Instant,
+        times: &[Duration],
+        stop: CancellationToken,
+    ) -> Vec<Reload> {
         let mut done = Vec::new();
-        let mut next = Instant::now() + period;
-        for k in 1.. {
+        for (k, at) in (1..).zip(times) {
             tokio::select! {
-                () = tokio::time::sleep_until(next) => {}
+                () = tokio::time::sleep_until(start + *at) => {}
                 () = stop.cancelled() => break,
             }
-            next += period;
             let via = if k % 2 == 1 { "SIGHUP" } else { "POST /reload" };
             let variant = Variant::nth(k);
             let change = variant.change_from(Variant::nth(k - 1));
@@ -74,6 +79,7 @@ impl Reloader<'_> {
                 .map(|e| format!("{e:#}"));
             done.push(Reload {
                 k,
+                at: started.duration_since(start),
                 via,
                 change,
                 took: started.elapsed(),

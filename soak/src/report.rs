@@ -149,8 +149,10 @@ impl Figures<'_> {
             "\nproxy process (median of the samples in each window)\n  {:<16} {:>10} {:>10} {:>10} {:>10}",
             "", "start", "warm-up", "end", "peak"
         );
-        let rows: [(&str, Reading); 3] = [
+        let rows: [(&str, Reading); 5] = [
             ("RSS (KiB)", |s| s.rss_kib),
+            ("  anon (KiB)", |s| s.anon_kib),
+            ("  file (KiB)", |s| s.file_kib),
             ("sockets", |s| s.sockets),
             ("other fds", |s| s.other_fds),
         ];
@@ -181,9 +183,11 @@ impl Figures<'_> {
             if s.at >= next {
                 let _ = writeln!(
                     out,
-                    "  t={:>4.0}s  RSS {:>7} KiB  sockets {:>4}  other fds {:>3}",
+                    "  t={:>4.0}s  RSS {:>7} KiB (anon {:>7}, file {:>6})  sockets {:>4}  other fds {:>3}",
                     s.at.as_secs_f64(),
                     s.rss_kib,
+                    s.anon_kib,
+                    s.file_kib,
                     s.sockets,
                     s.other_fds
                 );
@@ -198,8 +202,9 @@ impl Figures<'_> {
             let result = r.error.as_deref().unwrap_or("ok");
             let _ = writeln!(
                 out,
-                "  #{} {:<13} {:<45} {:>5} ms  {result}",
+                "  #{:<2} t={:>4.0}s {:<13} {:<48} {:>5} ms  {result}",
                 r.k,
+                r.at.as_secs_f64(),
                 r.via,
                 r.change,
                 r.took.as_millis()

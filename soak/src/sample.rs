@@ -19,8 +19,14 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Sample {
     /// Time since the load started.
     pub(crate) at: Duration,
-    /// `VmRSS` of `/proc/PID/status`, in KiB.
+    /// `VmRSS` of `/proc/PID/status`, in KiB: the resident memory.
     pub(crate) rss_kib: u64,
+    /// `RssAnon`: the resident part of the heap, stacks and other anonymous memory (what a
+    /// leak grows).
+    pub(crate) anon_kib: u64,
+    /// `RssFile`: resident pages of mapped files, mostly the binary's code, paged in as
+    /// code paths run for the first time.
+    pub(crate) file_kib: u64,
     /// Entries of `/proc/PID/fd` that are sockets.
     pub(crate) sockets: u64,
     /// The other entries (files, epoll, eventfd, inotify, pipes).
@@ -40,9 +46,12 @@ pub(crate) fn read(pid: Pid, at: Duration) -> anyhow::Result<Sample> {
     if field("State:").is_some_and(|s| s.starts_with('Z')) {
         anyhow::bail!("lb-proxy (pid {pid}) has exited");
     }
-    let rss_kib = field("VmRSS:")
-        .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/PID/status")?;
+    let kib = |name: &str| {
+        field(name)
+            .and_then(|v| v.trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    let (rss_kib, anon_kib, file_kib) = (kib("VmRSS:")?, kib("RssAnon:")?, kib("RssFile:")?);
     let (mut sockets, mut other_fds) = (0, 0);
     let dir = format!("/proc/{pid}/fd");
     for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
@@ -60,6 +69,8 @@ pub(crate) fn read(pid: Pid, at: Duration) -> anyhow::Result<Sample> {
     Ok(Sample {
         at,
         rss_kib,
+        anon_kib,
+        file_kib,
         sockets,
         other_fds,
     })
@@ -132,6 +143,8 @@ mod tests {
         Sample {
             at: Duration::from_secs(secs),
             rss_kib: rss,
+            anon_kib: 0,
+            file_kib: 0,
             sockets: 0,
             other_fds: 0,
         }
