@@ -132,7 +132,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
 async fn run(args: &Args) -> anyhow::Result<bool> {
     let planned = Duration::from_secs_f64(args.minutes * 60.0);
     let warmup = planned / 5;
-    let window = Duration::from_secs(30).min(warmup / 2);
+    let window = warmup;
     let sample_period = (planned / 120).clamp(Duration::from_secs(1), Duration::from_secs(5));
     let reload_period = Duration::from_secs(60).min(planned / 5);
     let reload_times = reload_times(planned, warmup, reload_period);

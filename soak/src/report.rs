@@ -1,13 +1,13 @@
 //! The end of the run: the figures as tables, and the pass criteria checked one by one.
 //!
-//! Criteria (each a row of the verdict table):
+//! Criteria (each a row of the verdict table); "after warm-up" and "end" are two windows as
+//! long as the warm-up, the one right after it and the last one (see [`sample`] for why):
 //! - every request answered 2xx with the right body: no non-2xx, transport error, timeout or
 //!   wrong answer (a request that hit a backend just removed by discovery must have been
 //!   retried away by the proxy; the retries are shown);
-//! - RSS: the median of the last window of the run within 5% of the median of the last
-//!   window of the warm-up;
+//! - RSS: the mean of the end window within 5% of the mean of the window after warm-up;
 //! - descriptors other than sockets (files, epoll, eventfd, inotify, pipes): no growth at
-//!   all between the same windows;
+//!   all between the medians of the two windows;
 //! - sockets: at most [`Figures::socket_slack`] more (see there why any);
 //! - every reload succeeded (checked as it happened, and in `lb_config_reloads_total` at the
 //!   end); every discovery change showed in `/status` in time;
@@ -35,7 +35,7 @@ pub(crate) struct Figures<'a> {
     pub(crate) planned: Duration,
     /// The warm-up at its start.
     pub(crate) warmup: Duration,
-    /// The length of the windows compared.
+    /// The length of the two windows compared (the warm-up's).
     pub(crate) window: Duration,
     /// Request counts.
     pub(crate) tally: &'a Tally,
@@ -144,39 +144,47 @@ impl Figures<'_> {
     }
 
     fn memory(&self, out: &mut String) {
+        let (wf, wt) = self.warm_window();
+        let (ef, et) = self.end_window();
         let _ = writeln!(
             out,
-            "\nproxy process (median of the samples in each window)\n  {:<16} {:>10} {:>10} {:>10} {:>10}",
-            "", "start", "warm-up", "end", "peak"
+            "\nproxy process: the first sample, the windows after warm-up ({:.0}-{:.0} s) and at the \
+             end ({:.0}-{:.0} s), the peak;\nmemory as the mean of each window, descriptors as the median\n  \
+             {:<16} {:>10} {:>10} {:>10} {:>10}",
+            wf.as_secs_f64(),
+            wt.as_secs_f64(),
+            ef.as_secs_f64(),
+            et.as_secs_f64(),
+            "",
+            "start",
+            "warm-up",
+            "end",
+            "peak"
         );
-        let rows: [(&str, Reading); 5] = [
+        let memory: [(&str, Reading); 3] = [
             ("RSS (KiB)", |s| s.rss_kib),
             ("  anon (KiB)", |s| s.anon_kib),
             ("  file (KiB)", |s| s.file_kib),
-            ("sockets", |s| s.sockets),
-            ("other fds", |s| s.other_fds),
         ];
-        for (name, value) in rows {
-            let first = self.samples.first().map(value);
-            let peak = self.samples.iter().map(value).max();
-            let _ = writeln!(
-                out,
-                "  {name:<16} {:>10} {:>10} {:>10} {:>10}",
-                show(first),
-                show(self.warm(value)),
-                show(self.end(value)),
-                show(peak)
-            );
+        let fds: [(&str, Reading); 2] =
+            [("sockets", |s| s.sockets), ("other fds", |s| s.other_fds)];
+        let mean = |v: Option<f64>| v.map(|v| v.round() as u64);
+        for (name, value) in memory {
+            let row = [self.warm_mean(value), self.end_mean(value)].map(mean);
+            self.row(out, name, value, row);
         }
-        let _ = writeln!(
-            out,
-            "  windows: warm-up {:.0}-{:.0} s, end {:.0}-{:.0} s; {} samples",
-            self.warmup.saturating_sub(self.window).as_secs_f64(),
-            self.warmup.as_secs_f64(),
-            self.ran.saturating_sub(self.window).as_secs_f64(),
-            self.ran.as_secs_f64(),
-            self.samples.len()
-        );
+        for (name, value) in fds {
+            self.row(out, name, value, [self.warm(value), self.end(value)]);
+        }
+        for (name, value) in [("RSS", memory[0].1), ("anon", memory[1].1)] {
+            if let Some((w, e, growth)) = self.growth(value) {
+                let _ = writeln!(
+                    out,
+                    "  {name} least-squares trend after warm-up: {w:.0} -> {e:.0} KiB ({growth:+.2}%)"
+                );
+            }
+        }
+        let _ = writeln!(out, "  {} samples", self.samples.len());
         // One line a minute, to see a trend.
         let mut next = Duration::ZERO;
         for s in self.samples {
@@ -237,14 +245,55 @@ impl Figures<'_> {
         }
     }
 
+    /// One line of the process table: `value`'s first sample, the two windows, the peak.
+    fn row(&self, out: &mut String, name: &str, value: Reading, windows: [Option<u64>; 2]) {
+        let first = self.samples.first().map(value);
+        let peak = self.samples.iter().map(value).max();
+        let _ = writeln!(
+            out,
+            "  {name:<16} {:>10} {:>10} {:>10} {:>10}",
+            show(first),
+            show(windows[0]),
+            show(windows[1]),
+            show(peak)
+        );
+    }
+
+    /// The trend of `value` after the warm-up: its values at the end of the warm-up and at
+    /// the end, and the growth between them in percent.
+    fn growth(&self, value: Reading) -> Option<(f64, f64, f64)> {
+        let (w, e) = sample::trend(self.samples, self.warmup, self.ran, value)?;
+        (w > 0.0).then(|| (w, e, (e - w) * 100.0 / w))
+    }
+
+    /// The window right after the warm-up.
+    fn warm_window(&self) -> (Duration, Duration) {
+        (self.warmup, self.warmup + self.window)
+    }
+
+    /// The last window.
+    fn end_window(&self) -> (Duration, Duration) {
+        (self.ran.saturating_sub(self.window), self.ran)
+    }
+
     fn warm(&self, value: Reading) -> Option<u64> {
-        let from = self.warmup.saturating_sub(self.window);
-        sample::median(self.samples, from, self.warmup, value)
+        let (from, to) = self.warm_window();
+        sample::median(self.samples, from, to, value)
     }
 
     fn end(&self, value: Reading) -> Option<u64> {
-        let from = self.ran.saturating_sub(self.window);
-        sample::median(self.samples, from, self.ran, value)
+        let (from, to) = self.end_window();
+        sample::median(self.samples, from, to, value)
+    }
+
+    fn warm_mean(&self, value: Reading) -> Option<f64> {
+        let (from, to) = self.warm_window();
+        sample::mean(self.samples, from, to, value)
+    }
+
+    fn end_mean(&self, value: Reading) -> Option<f64> {
+        let (from, to) = self.end_window();
+        sample::mean(self.samples, from, to, value)
     }
 
     fn checks(&self) -> Vec<Check> {
@@ -256,13 +305,13 @@ impl Figures<'_> {
             figure: format!("{ok} ok, {failed} not"),
             pass: ok > 0 && failed == 0,
         }];
-        let rss = (self.warm(|s| s.rss_kib), self.end(|s| s.rss_kib));
+        let rss = (self.warm_mean(|s| s.rss_kib), self.end_mean(|s| s.rss_kib));
         checks.push(match rss {
-            (Some(w), Some(e)) if w > 0 => {
-                let growth = (e as f64 - w as f64) * 100.0 / w as f64;
+            (Some(w), Some(e)) if w > 0.0 => {
+                let growth = (e - w) * 100.0 / w;
                 Check {
                     what: "RSS growth after warm-up < 5%",
-                    figure: format!("{w} -> {e} KiB ({growth:+.2}%)"),
+                    figure: format!("{w:.0} -> {e:.0} KiB ({growth:+.2}%)"),
                     pass: growth < RSS_GROWTH_LIMIT,
                 }
             }
