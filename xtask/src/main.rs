@@ -13,6 +13,7 @@ mod bench_health;
 mod bench_peers;
 mod ci;
 mod cmd;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ Tasks:
                         needs cmake); `bench-peers --report` reprints the last table
   bench-health [ARGS]   Measure TCP health checks of 10,000 loopback backends at 1s (CPU,
                         peak RSS, lateness; 3 runs and the median; not part of ci)
+  soak [--minutes N]    Soak lb-proxy (release) under mixed load with discovery churn and a
+                        reload a minute; RSS, fd and error verdicts (default 10 min; not part of ci)
   help                  Show this message
 ";
 
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         ["bench", args @ ..] => bench::run(args),
         ["bench-peers", args @ ..] => bench_peers::run(args),
         ["bench-health", args @ ..] => bench_health::run(args),
+        ["soak", args @ ..] => soak::run(args),
         ["help" | "--help" | "-h"] => {
             cmd::echo(USAGE.trim_end());
             Ok(())
