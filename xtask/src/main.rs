@@ -13,6 +13,7 @@ mod bench_health;
 mod bench_peers;
 mod ci;
 mod cmd;
+mod fuzz;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,10 @@ Tasks:
                         needs cmake); `bench-peers --report` reprints the last table
   bench-health [ARGS]   Measure TCP health checks of 10,000 loopback backends at 1s (CPU,
                         peak RSS, lateness; 3 runs and the median; not part of ci)
+  fuzz [TARGET] [ARGS]  Run the libFuzzer targets of fuzz/, 600 s each or `--time SECS`
+                        (not part of ci; needs nightly and cargo-fuzz); `fuzz --check`
+                        builds them and runs the seeds once, `fuzz --merge` adds the
+                        inputs that reached new coverage to the seeds
   help                  Show this message
 ";
 
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         ["bench", args @ ..] => bench::run(args),
         ["bench-peers", args @ ..] => bench_peers::run(args),
         ["bench-health", args @ ..] => bench_health::run(args),
+        ["fuzz", args @ ..] => fuzz::run(args),
         ["help" | "--help" | "-h"] => {
             cmd::echo(USAGE.trim_end());
             Ok(())
