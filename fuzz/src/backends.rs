@@ -61,8 +61,9 @@ enum Op {
 }
 
 impl FuzzBackend {
-    /// The backend, or `None` for an address text that does not parse.
-    pub fn backend(&self) -> Option<Backend> {
+    /// The backend, weight at most `max_weight`; `None` for an address text that does not
+    /// parse.
+    pub fn backend(&self, max_weight: u32) -> Option<Backend> {
         let mut b = match &self.addr {
             Addr::V4(ip, port) => Backend::new(std::net::SocketAddr::from((*ip, *port))),
             Addr::V6(ip, port) => Backend::new(std::net::SocketAddr::from((*ip, *port))),
@@ -79,7 +80,7 @@ impl FuzzBackend {
             Weight::Small(w) => NonZeroU32::new(u32::from(w)),
             Weight::Any(w) => NonZeroU32::new(w),
         };
-        if let Some(w) = weight {
+        if let Some(w) = weight.map(|w| w.min(NonZeroU32::new(max_weight).unwrap_or(w))) {
             b = b.with_weight(w);
         }
         if let Some(order) = self.order {
@@ -89,9 +90,9 @@ impl FuzzBackend {
     }
 }
 
-/// The backends that parse, in input order.
-pub fn backends(list: &[FuzzBackend]) -> Vec<Backend> {
-    list.iter().filter_map(FuzzBackend::backend).collect()
+/// The backends that parse, in input order, weights at most `max_weight`.
+pub fn backends(list: &[FuzzBackend], max_weight: u32) -> Vec<Backend> {
+    list.iter().filter_map(|b| b.backend(max_weight)).collect()
 }
 
 /// Applies `ops` to the backends of `set`; returns the in-flight guards to keep alive.

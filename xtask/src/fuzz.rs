@@ -59,8 +59,10 @@ struct Figures {
     coverage: Option<u64>,
     features: Option<u64>,
     peak_rss_mb: Option<u64>,
-    /// Crash, timeout or out-of-memory inputs written by this run.
+    /// Crash, timeout, leak or out-of-memory inputs written by this run.
     crashes: Vec<String>,
+    /// Inputs that took over 10 s (reported, not failures).
+    slow: Vec<String>,
 }
 
 /// Parses the arguments and runs.
@@ -117,6 +119,11 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
                 all.push(run_one(&root, t, secs, isolate)?);
             }
             echo(&table(&all));
+            for f in &all {
+                for input in &f.slow {
+                    echo(&format!("{}: slow input (over 10 s): {input}", f.target));
+                }
+            }
             let crashed: Vec<&Figures> = all.iter().filter(|f| !f.crashes.is_empty()).collect();
             if crashed.is_empty() {
                 return Ok(());
@@ -179,16 +186,21 @@ fn run_one(root: &Path, target: &str, secs: u64, isolate: bool) -> anyhow::Resul
     let artifacts = root.join("fuzz/artifacts").join(target);
     let before = list(&artifacts);
     let time = format!("-max_total_time={secs}");
+    // libFuzzer writes inputs slower than `-report_slow_units` (10 s) as slow-unit-*.
     let log = fuzz(root, target, &[&time], isolate, true)?;
     let text =
         std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
     let mut figures = figures(target, &text);
     figures.seconds = started.elapsed().as_secs();
-    figures.crashes = list(&artifacts)
-        .into_iter()
-        .filter(|p| !before.contains(p))
-        .map(|p| p.display().to_string())
-        .collect();
+    for new in list(&artifacts).into_iter().filter(|p| !before.contains(p)) {
+        let name = new.file_name().map(|n| n.to_string_lossy().into_owned());
+        let shown = new.display().to_string();
+        if name.is_some_and(|n| n.starts_with("slow-unit-")) {
+            figures.slow.push(shown);
+        } else {
+            figures.crashes.push(shown);
+        }
+    }
     Ok(figures)
 }
 
