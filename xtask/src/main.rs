@@ -13,6 +13,7 @@ mod bench_health;
 mod bench_peers;
 mod ci;
 mod cmd;
+mod fuzz;
 mod soak;
 
 use std::process::ExitCode;
@@ -31,6 +32,10 @@ Tasks:
                         needs cmake); `bench-peers --report` reprints the last table
   bench-health [ARGS]   Measure TCP health checks of 10,000 loopback backends at 1s (CPU,
                         peak RSS, lateness; 3 runs and the median; not part of ci)
+  fuzz [TARGET] [ARGS]  Run the libFuzzer targets of fuzz/, 600 s each or `--time SECS`
+                        (not part of ci; needs nightly and cargo-fuzz); `fuzz --check`
+                        builds them and runs the seeds once, `fuzz --merge` adds the
+                        inputs that reached new coverage to the seeds
   soak [--minutes N]    Soak lb-proxy (release) under mixed load with discovery churn and a
                         reload a minute; RSS, fd and error verdicts (default 10 min; not part of ci)
   help                  Show this message
@@ -40,13 +45,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    // One arm per task. Future tasks (e.g. `bench`, `fuzz`) get an arm and a
+    // One arm per task. Future tasks get an arm and a
     // module here, and a line in `USAGE`.
     let result = match args.as_slice() {
         ["ci"] => ci::run(),
         ["bench", args @ ..] => bench::run(args),
         ["bench-peers", args @ ..] => bench_peers::run(args),
         ["bench-health", args @ ..] => bench_health::run(args),
+        ["fuzz", args @ ..] => fuzz::run(args),
         ["soak", args @ ..] => soak::run(args),
         ["help" | "--help" | "-h"] => {
             cmd::echo(USAGE.trim_end());

@@ -85,13 +85,12 @@ impl<'de> Deserialize<'de> for HashKey {
 
 impl HashKey {
     /// The key bytes of a request from `client`; `ip` is scratch space for the address.
+    ///
+    /// Public only for the fuzz target `fuzz/fuzz_targets/hash_key.rs` (the proxy reaches
+    /// it through an upstream's selection); not a stable API.
+    #[doc(hidden)]
     #[inline]
-    pub(crate) fn extract<'r>(
-        &self,
-        parts: &'r Parts,
-        client: IpAddr,
-        ip: &'r mut [u8; 16],
-    ) -> &'r [u8] {
+    pub fn extract<'r>(&self, parts: &'r Parts, client: IpAddr, ip: &'r mut [u8; 16]) -> &'r [u8] {
         match self {
             Self::Uri => parts
                 .uri

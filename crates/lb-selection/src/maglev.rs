@@ -82,6 +82,20 @@ fn next_prime(mut n: u64) -> u64 {
     n
 }
 
+/// The table size for `requested` entries and `backends` backends: a prime, at least the
+/// number of backends (each needs an entry) and 2, and at most [`MAX_TABLE_SIZE`] unless
+/// the backends outnumber it.
+///
+/// Without the upper clamp, `table_size: u32::MAX` asked for a 17 GB table and the process
+/// was killed (found by `fuzz/fuzz_targets/selection.rs`).
+fn table_len(requested: u32, backends: usize) -> u64 {
+    next_prime(
+        u64::from(requested.min(MAX_TABLE_SIZE))
+            .max(backends as u64)
+            .max(2),
+    )
+}
+
 impl Maglev {
     fn populate(backends: &BackendSet, size: u64) -> Box<[u32]> {
         let n = backends.len();
@@ -137,11 +151,7 @@ impl BackendSelection for Maglev {
     type Iter<'a> = Candidates<'a, TableWalk<'a>>;
 
     fn build(backends: &BackendSet, config: &MaglevConfig) -> Self {
-        let size = next_prime(
-            u64::from(config.table_size)
-                .max(backends.len() as u64)
-                .max(2),
-        );
+        let size = table_len(config.table_size, backends.len());
         Self {
             table: Self::populate(backends, size),
             backends: backends.clone(),
@@ -180,6 +190,18 @@ mod tests {
         assert_eq!(next_prime(100), 101);
         assert!(is_prime(u64::from(MAX_TABLE_SIZE)));
         assert_eq!(next_prime(1 << 24), u64::from(MAX_TABLE_SIZE));
+    }
+
+    #[test]
+    fn table_size_is_clamped_to_the_maximum() {
+        // Regression (fuzz/corpus/selection/oom-maglev-table-size): u32::MAX entries were
+        // allocated as asked.
+        assert_eq!(table_len(u32::MAX, 1), u64::from(MAX_TABLE_SIZE));
+        assert_eq!(table_len(4_278_190_093, 1), u64::from(MAX_TABLE_SIZE));
+        assert_eq!(table_len(MAX_TABLE_SIZE + 1, 3), u64::from(MAX_TABLE_SIZE));
+        assert_eq!(table_len(MAX_TABLE_SIZE, 3), u64::from(MAX_TABLE_SIZE));
+        assert_eq!(table_len(0, 0), 2);
+        assert_eq!(table_len(4, 10), 11, "at least one entry per backend");
     }
 
     #[test]
