@@ -212,22 +212,22 @@ request = function()
 end
 EOF
 cat >"$W/idle.py" <<'EOF'
-# Opens N keep-alive connections to 127.0.0.1:PORT, sends one GET on each and reads the answer,
-# then writes READY_FILE and holds them for HOLD seconds (the script measures RSS meanwhile).
+# Opens N keep-alive connections to 127.0.0.1:PORT one after the other, each sending one GET and
+# reading the answer (so the proxy needs one upstream connection, not N), then writes READY_FILE
+# and holds them all open for HOLD seconds (the script measures RSS meanwhile).
 import socket, sys, time
 port, n, ready, hold = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 socks = []
 for _ in range(n):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-    socks.append(s)
-for s in socks:
     data = b""
     while not data.endswith(b"hello, world\n"):
         chunk = s.recv(4096)
         if not chunk:
             sys.exit("connection closed before the answer")
         data += chunk
+    socks.append(s)
 open(ready, "w").write("ok")
 time.sleep(hold)
 EOF

@@ -79,7 +79,7 @@ if [[ $TOOL == callgrind ]]; then
   callgrind_control -d "$LB_PID" >/dev/null 2>&1 || true
   sleep 1
   f=$(ls "$OUT"/callgrind.out.* | sort -t. -k3 -n | tail -1)
-  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }')
+  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(/,/, "", $1); print $1; done = 1 }')
   echo "instructions/request: $((total / N))  (total $total over $N requests, $f)"
   callgrind_annotate --inclusive=yes "$f" >"$OUT/inclusive.txt" 2>/dev/null || true
   callgrind_annotate "$f" >"$OUT/self.txt" 2>/dev/null || true

@@ -189,7 +189,9 @@ where
             };
             let conn = match pooled {
                 Some(conn) => conn,
-                None => self.connect(&target.authority, &host).await?,
+                // Boxed: connecting (TCP, TLS, handshakes) is the largest state of this
+                // future and the rare path; unboxed, every request would move it around.
+                None => Box::pin(self.connect(&target.authority, &host)).await?,
             };
             // The read timeout runs from here: the connection is chosen.
             let chosen = monotonic_ms();
