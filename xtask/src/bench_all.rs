@@ -1,15 +1,16 @@
 //! `cargo xtask bench all`: every benchmark of the performance issue in one run, written
 //! into `docs/benchmarks.md` between the markers [`BEGIN`] and [`END`]. Not part of `ci`.
 //!
-//! Parts, in this order (`BENCH_PARTS`, space-separated, selects some; all by default):
+//! Parts, in this order (`BENCH_PARTS`, space-separated, selects some; all by default); the
+//! section is rewritten after each part:
 //!
+//! - `proxy`: `cargo build --release -p lb-proxy` (with `LB_FEATURES`, e.g. `mimalloc`),
+//!   then `bash bench/peers.sh` with `LB_CMD` pointing at that binary (its scenarios follow
+//!   `SCENARIOS`, its loads `DURATION`, `ROUNDS`, ...: see the script's header);
 //! - `criterion`: `cargo bench -p lb-selection --bench select`, `cargo bench -p lb-balancer
 //!   --bench select` and `cargo bench -p lb-proxy --bench route`, then their median tables;
 //! - `health`: the health-check scheduler at scale (`cargo xtask bench-health --runs 1`:
-//!   10,000 TCP backends at 1 s);
-//! - `proxy`: `cargo build --release -p lb-proxy` (with `LB_FEATURES`, e.g. `mimalloc`),
-//!   then `bash bench/peers.sh` with `LB_CMD` pointing at that binary (its scenarios follow
-//!   `SCENARIOS`, its loads `DURATION`, `ROUNDS`, ...: see the script's header).
+//!   10,000 TCP backends at 1 s).
 //!
 //! The section written holds the date, the machine (core count, CPU model, kernel), the
 //! exact commands and the tables; the peers' output is also kept in
@@ -55,45 +56,6 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
     } else {
         &[]
     };
-    if parts.contains(&"criterion") {
-        let mut commands = Vec::new();
-        for (package, bench) in [
-            ("lb-selection", "select"),
-            ("lb-balancer", "select"),
-            ("lb-proxy", "route"),
-        ] {
-            let cmd = Cmd::new("cargo")
-                .args(["bench", "-p", package, "--bench", bench])
-                .args(locked);
-            commands.push(cmd.to_string());
-            cmd.run(&root)?;
-        }
-        let medians = read_medians(&root.join("target/criterion"))?;
-        let _ = writeln!(
-            out,
-            "### Criterion: selection and routing\n\nCommands:\n\n```sh\n{}\n```\n{}",
-            commands.join("\n"),
-            tables(&medians)
-        );
-        if let Some(route) = medians.get("route") {
-            out.push_str(
-                "\n`Router::route` over 20 routes, median\n\n| request | time |\n|---|---:|\n",
-            );
-            for (name, values) in route {
-                if let Some(ns) = values.get("") {
-                    let _ = writeln!(out, "| `{name}` | {} |", time(*ns));
-                }
-            }
-        }
-        out.push('\n');
-    }
-    if parts.contains(&"health") {
-        let table = bench_health::measure(&["--runs", "1"])?;
-        let _ = writeln!(
-            out,
-            "### Health-check scheduler: 10,000 TCP backends at 1 s\n\nCommand: `cargo xtask bench-health --runs 1`\n{table}\n"
-        );
-    }
     if parts.contains(&"proxy") {
         let features = std::env::var("LB_FEATURES").unwrap_or_default();
         let mut build = Cmd::new("cargo")
@@ -133,6 +95,54 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
             text.trim_end()
         );
     }
+    write_docs(&root, &out)?;
+    if parts.contains(&"criterion") {
+        let mut commands = Vec::new();
+        for (package, bench) in [
+            ("lb-selection", "select"),
+            ("lb-balancer", "select"),
+            ("lb-proxy", "route"),
+        ] {
+            let cmd = Cmd::new("cargo")
+                .args(["bench", "-p", package, "--bench", bench])
+                .args(locked);
+            commands.push(cmd.to_string());
+            cmd.run(&root)?;
+        }
+        let medians = read_medians(&root.join("target/criterion"))?;
+        let _ = writeln!(
+            out,
+            "### Criterion: selection and routing\n\nCommands:\n\n```sh\n{}\n```\n{}",
+            commands.join("\n"),
+            tables(&medians)
+        );
+        if let Some(route) = medians.get("route") {
+            out.push_str(
+                "\n`Router::route` over 20 routes, median\n\n| request | time |\n|---|---:|\n",
+            );
+            for (name, values) in route {
+                if let Some(ns) = values.get("") {
+                    let _ = writeln!(out, "| `{name}` | {} |", time(*ns));
+                }
+            }
+        }
+        out.push('\n');
+    }
+    write_docs(&root, &out)?;
+    if parts.contains(&"health") {
+        let table = bench_health::measure(&["--runs", "1"])?;
+        let _ = writeln!(
+            out,
+            "### Health-check scheduler: 10,000 TCP backends at 1 s\n\nCommand: `cargo xtask bench-health --runs 1`\n{table}\n"
+        );
+    }
+    write_docs(&root, &out)?;
+    Ok(())
+}
+
+/// Rewrites the generated section of `docs/benchmarks.md` with `out` (after every part, so
+/// that a later part failing keeps the earlier figures).
+fn write_docs(root: &Path, out: &str) -> anyhow::Result<()> {
     let docs = root.join("docs/benchmarks.md");
     let current =
         std::fs::read_to_string(&docs).with_context(|| format!("reading {}", docs.display()))?;
