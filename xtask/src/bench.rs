@@ -73,10 +73,10 @@ pub(crate) fn workspace_root() -> anyhow::Result<PathBuf> {
 }
 
 /// Criterion medians in nanoseconds: group id to function id to value (`""` if none).
-type Medians = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
+pub(crate) type Medians = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
 
 /// Every `new/benchmark.json` under `dir` with the median of its `estimates.json`.
-fn read_medians(dir: &Path) -> anyhow::Result<Medians> {
+pub(crate) fn read_medians(dir: &Path) -> anyhow::Result<Medians> {
     let mut out = Medians::new();
     if dir.is_dir() {
         walk(dir, &mut out)?;
@@ -127,7 +127,7 @@ fn median(json: &str) -> Option<f64> {
 }
 
 /// Nanoseconds in a readable unit.
-fn time(ns: f64) -> String {
+pub(crate) fn time(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.1} ms", ns / 1e6)
     } else if ns >= 1e3 {
@@ -154,7 +154,7 @@ fn ordered<V>(functions: &BTreeMap<String, V>) -> Vec<&str> {
 }
 
 /// Markdown: one table per pair of (one thread, two threads) groups, then build times.
-fn tables(medians: &Medians) -> String {
+pub(crate) fn tables(medians: &Medians) -> String {
     let mut s = String::new();
     let empty = BTreeMap::new();
     for (one, two, title) in [

@@ -33,6 +33,13 @@ const SHARED: [&str; 3] = ["--count", "--net", "--port"];
 
 /// Builds the example, runs the listener and the checker, prints the table.
 pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
+    echo(&measure(args)?);
+    Ok(())
+}
+
+/// Builds the example, runs the listener and the checker; the markdown table (also used by
+/// `cargo xtask bench all`).
+pub(crate) fn measure(args: &[&str]) -> anyhow::Result<String> {
     let root = workspace_root()?;
     let (runs, check_args) = split_runs(args)?;
     let mut listen_args = vec!["listen".to_owned()];
@@ -90,8 +97,7 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
         results.push(figures);
     }
     drop(listener);
-    echo(&table(&results, &machine));
-    Ok(())
+    Ok(table(&results, &machine))
 }
 
 /// Takes `--runs N` (default 3) out of the arguments; the rest is for the checker.
@@ -302,7 +308,7 @@ fn table(runs: &[Figures], machine: &str) -> String {
 }
 
 /// CPU model, core count, kernel and load average, from `/proc` (best effort).
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -9,6 +9,7 @@
 //! (via `.ci/run`).
 
 mod bench;
+mod bench_all;
 mod bench_health;
 mod bench_peers;
 mod ci;
@@ -27,6 +28,10 @@ Tasks:
   bench [FILTER]        Run the criterion benches of lb-selection and lb-balancer and
                         print the median tables (not part of ci); `bench --report`
                         reprints the tables of the last run
+  bench all             Run every benchmark (criterion, health scheduler, the side-by-side
+                        proxy harness bench/peers.sh against the release lb-proxy) and
+                        write the tables into docs/benchmarks.md; BENCH_PARTS and
+                        SCENARIOS select parts (see xtask/src/bench_all.rs)
   bench-peers [FILTER]  Compare selection with pingora-load-balancing in one run and print
                         the ratio table (not part of ci; builds bench/pingora-compare,
                         needs cmake); `bench-peers --report` reprints the last table
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
     // module here, and a line in `USAGE`.
     let result = match args.as_slice() {
         ["ci"] => ci::run(),
+        ["bench", "all", args @ ..] => bench_all::run(args),
         ["bench", args @ ..] => bench::run(args),
         ["bench-peers", args @ ..] => bench_peers::run(args),
         ["bench-health", args @ ..] => bench_health::run(args),

@@ -24,14 +24,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Underneath is hyper-util's pooled client. Connections are pooled by scheme and URI
-//! authority, one pool per client: a TLS client and a plain one never share a connection,
-//! and the authority of a backend is computed once (see [`prepare_backend`]).
+//! Underneath are hyper's connection-level HTTP/1.1 and HTTP/2 clients and this module's
+//! own keep-alive pool (`pool.rs`: lock-free, one entry per backend address, one pool per
+//! client, so a TLS client and a plain one never share a connection). The authority of a
+//! backend is computed once (see [`prepare_backend`]).
 
 mod body;
 mod connector;
 mod error;
 mod options;
+mod pool;
 mod stream;
 pub(crate) mod target;
 mod tls;
@@ -48,18 +50,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::uri::{PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
+use http::header::{HeaderValue, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, StatusCode, Uri};
 use http_body::Body;
-use hyper_util::client::legacy::connect::capture_connection;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lb_core::{monotonic_ms, Backend};
 
 use body::RequestBody;
 use connector::{Connector, ServerNames, Settings};
 use error::Kind;
+use pool::{Conn, Host, Lent, Pool};
 use target::UpstreamAuthority;
+
+/// How many pooled connections one request may find closed under it (the backend closed
+/// them as they were taken) before it opens a new one.
+const MAX_STALE: u32 = 8;
 
 /// Sends requests to backends, keeping idle connections for reuse. Cheap to clone (the
 /// clones share the pool).
@@ -67,7 +74,8 @@ use target::UpstreamAuthority;
 /// `B` is the request body type: the proxy's [`RequestBody`](crate::RequestBody) (a
 /// client's body, replayable for retries) by default, which is what a [`Peer`](crate::hooks::Peer) uses.
 pub struct UpstreamClient<B = crate::replay::RequestBody> {
-    client: Client<Connector, RequestBody<B>>,
+    pool: Arc<Pool<RequestBody<B>>>,
+    connector: Connector,
     scheme: Scheme,
     read_timeout: Option<Duration>,
     /// Server names of backends configured by DNS name: only when TLS takes them (no `sni`).
@@ -78,7 +86,8 @@ pub struct UpstreamClient<B = crate::replay::RequestBody> {
 impl<B> Clone for UpstreamClient<B> {
     fn clone(&self) -> Self {
         Self {
-            client: self.client.clone(),
+            pool: self.pool.clone(),
+            connector: self.connector.clone(),
             scheme: self.scheme.clone(),
             read_timeout: self.read_timeout,
             names: self.names.clone(),
@@ -122,14 +131,10 @@ where
             tls,
             names: names.clone().unwrap_or_default(),
         }));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(options.idle_timeout)
-            .pool_max_idle_per_host(options.pool_max_idle)
-            .build(connector);
+        let pool = Pool::new(options.pool_max_idle, options.idle_timeout);
         Ok(Self {
-            client,
+            pool: Arc::new(pool),
+            connector,
             scheme,
             read_timeout: options.read_timeout,
             names,
@@ -146,35 +151,14 @@ where
     /// streams behind it, under the read timeout.
     ///
     /// The request's URI is replaced by the backend's address (scheme `http` or `https`)
-    /// and its path and query; headers are sent as they are (the caller rewrites them).
-    /// HTTP/1.1 or HTTP/2 is chosen per connection (ALPN), whatever `req.version()`.
+    /// and its path and query; headers are sent as they are (the caller rewrites them),
+    /// plus `Host` (the backend's address) if there is none. HTTP/1.1 or HTTP/2 is chosen
+    /// per connection (ALPN), whatever `req.version()`.
     pub async fn request(
         &self,
         backend: &Backend,
         req: Request<B>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let (mut parts, body) = req.into_parts();
-        parts.uri = self.uri(backend, &parts.uri)?;
-        let progress = (self.read_timeout.is_some() && !body.is_end_stream())
-            .then(|| Arc::new(AtomicU64::new(monotonic_ms())));
-        let mut req = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
-        let response = match self.read_timeout {
-            None => self.client.request(req).await,
-            Some(limit) => {
-                let mut connected = capture_connection(&mut req);
-                let sent = self.client.request(req);
-                let on_connection = async move {
-                    connected.wait_for_connection_metadata().await;
-                };
-                wait_for_head(sent, on_connection, limit, progress.as_deref()).await?
-            }
-        };
-        let response = response.map_err(UpstreamError::from_client)?;
-        Ok(response.map(|body| UpstreamBody::new(body, self.read_timeout)))
-    }
-
-    /// The backend's URI for the path and query of `original`.
-    fn uri(&self, backend: &Backend, original: &Uri) -> Result<Uri, UpstreamError> {
+    ) -> Result<Response<UpstreamBody<B>>, UpstreamError> {
         let computed;
         let target = match backend.metadata().get::<UpstreamAuthority>() {
             Some(cached) => cached,
@@ -191,16 +175,168 @@ where
         if let (Some(names), Some(name)) = (&self.names, &target.server_name) {
             names.note(&target.authority, name);
         }
-        let path = original
+        let (parts, body) = req.into_parts();
+        let progress = (self.read_timeout.is_some() && !body.is_end_stream())
+            .then(|| Arc::new(AtomicU64::new(monotonic_ms())));
+        let mut req = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
+        let host = self.pool.host(backend.addr());
+        let h2 = self.connector.may_use_h2();
+        for stale in 0..=MAX_STALE {
+            let pooled = if stale < MAX_STALE {
+                host.checkout(h2)
+            } else {
+                None
+            };
+            let conn = match pooled {
+                Some(conn) => conn,
+                // Boxed: connecting (TCP, TLS, handshakes) is the largest state of this
+                // future and the rare path; unboxed, every request would move it around.
+                None => Box::pin(self.connect(&target.authority, &host)).await?,
+            };
+            // The read timeout runs from here: the connection is chosen.
+            let chosen = monotonic_ms();
+            match conn {
+                Conn::Http1 { mut sender, reused } => {
+                    origin_form(&mut req, &target.authority, &self.scheme);
+                    let sent = sender.try_send_request(req);
+                    match self.wait(sent, chosen, progress.as_deref()).await? {
+                        Ok(resp) => {
+                            // An upgraded connection (101) is never reused.
+                            let lent = (resp.status() != StatusCode::SWITCHING_PROTOCOLS)
+                                .then(|| Lent::new(sender, host));
+                            let timeout = self.read_timeout;
+                            return Ok(resp.map(|b| UpstreamBody::new(b, timeout, lent)));
+                        }
+                        Err(mut error) => match error.take_message() {
+                            // Not sent: the pooled connection closed under it. Try another.
+                            Some(unsent) if reused => req = unsent,
+                            _ => return Err(UpstreamError::from_request(error.into_error())),
+                        },
+                    }
+                }
+                Conn::Http2(mut sender) => {
+                    self.absolute_form(&mut req, &target.authority)?;
+                    let sent = sender.try_send_request(req);
+                    match self.wait(sent, chosen, progress.as_deref()).await? {
+                        Ok(resp) => {
+                            let timeout = self.read_timeout;
+                            return Ok(resp.map(|b| UpstreamBody::new(b, timeout, None)));
+                        }
+                        Err(mut error) => match error.take_message() {
+                            Some(unsent) => req = unsent,
+                            None => return Err(UpstreamError::from_request(error.into_error())),
+                        },
+                    }
+                }
+            }
+        }
+        Err(UpstreamError::new(
+            Kind::Request,
+            Some("every connection to the backend closed before the request was sent".into()),
+        ))
+    }
+
+    /// Opens a connection to `authority` and sets HTTP/1.1 or (ALPN `h2`) HTTP/2 up on it;
+    /// an HTTP/2 connection is shared with the next requests to `host`.
+    async fn connect(
+        &self,
+        authority: &Authority,
+        host: &Arc<Host<RequestBody<B>>>,
+    ) -> Result<Conn<RequestBody<B>>, UpstreamError> {
+        let stream = self
+            .connector
+            .connect(authority)
+            .await
+            .map_err(UpstreamError::from_connect)?;
+        if stream.is_h2() {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(UpstreamError::from_handshake)?;
+            tokio::spawn(drive(conn));
+            host.set_h2(&sender);
+            return Ok(Conn::Http2(sender));
+        }
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::from_handshake)?;
+        tokio::spawn(drive(conn.with_upgrades()));
+        Ok(Conn::Http1 {
+            sender,
+            reused: false,
+        })
+    }
+
+    /// Waits for `sent` under the read timeout, if any.
+    async fn wait<T>(
+        &self,
+        sent: impl Future<Output = T>,
+        chosen: u64,
+        progress: Option<&AtomicU64>,
+    ) -> Result<T, UpstreamError> {
+        match self.read_timeout {
+            None => Ok(sent.await),
+            Some(limit) => wait_for_head(sent, chosen, limit, progress).await,
+        }
+    }
+
+    /// Sets the URI HTTP/2 needs: scheme, the backend's authority, path and query.
+    fn absolute_form(
+        &self,
+        req: &mut Request<RequestBody<B>>,
+        authority: &Authority,
+    ) -> Result<(), UpstreamError> {
+        let path = req
+            .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        Uri::builder()
+        *req.uri_mut() = Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(target.authority.clone())
+            .authority(authority.clone())
             .path_and_query(path)
             .build()
-            .map_err(|e| UpstreamError::new(Kind::Connect, Some(Box::new(e))))
+            .map_err(|e| UpstreamError::new(Kind::Connect, Some(Box::new(e))))?;
+        Ok(())
+    }
+}
+
+/// Runs a connection to its end (the pool drops its handle when the connection closes).
+async fn drive<C, E>(conn: C)
+where
+    C: Future<Output = Result<(), E>>,
+    E: StdError + Send + Sync + 'static,
+{
+    if let Err(error) = conn.await {
+        tracing::debug!(
+            error = &error as &dyn StdError,
+            "upstream connection ended with an error"
+        );
+    }
+}
+
+/// Sets the URI HTTP/1.1 sends (origin form, `/path?query`), and `Host` from the backend's
+/// authority when the request has none. A URI already in origin form is left as it is.
+fn origin_form<T>(req: &mut Request<T>, authority: &Authority, scheme: &Scheme) {
+    let uri = req.uri();
+    if uri.scheme().is_some() || uri.authority().is_some() || uri.path_and_query().is_none() {
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+    }
+    if !req.headers().contains_key(HOST) {
+        let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
+        let text = match authority.port_u16() {
+            Some(port) if port == default_port => authority.host(),
+            _ => authority.as_str(),
+        };
+        if let Ok(value) = HeaderValue::from_str(text) {
+            req.headers_mut().insert(HOST, value);
+        }
     }
 }
 
@@ -211,26 +347,21 @@ pub fn prepare_backend(backend: &Backend) -> Backend {
     target::prepare(backend)
 }
 
-/// Waits for the response head: without a timer until a connection is chosen (connecting
-/// has its own timeouts), then at most `limit` after the later of that moment and the last
-/// progress of the request body.
+/// Waits for the response head: at most `limit` after the later of `chosen` (when the
+/// connection was chosen, [`monotonic_ms`]) and the last progress of the request body.
 async fn wait_for_head<T>(
     sent: impl Future<Output = T>,
-    on_connection: impl Future<Output = ()>,
+    chosen: u64,
     limit: Duration,
     progress: Option<&AtomicU64>,
 ) -> Result<T, UpstreamError> {
     let mut sent = pin!(sent);
-    tokio::select! {
-        biased;
-        done = &mut sent => return Ok(done),
-        () = on_connection => {}
-    }
-    let connected_at = monotonic_ms();
     let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    // Bounded: each pass either ends or waits out a deadline that only moves with the
+    // request body's progress.
     loop {
         let last = progress.map_or(0, |p| p.load(Ordering::Relaxed));
-        let deadline_ms = connected_at.max(last).saturating_add(limit_ms);
+        let deadline_ms = chosen.max(last).saturating_add(limit_ms);
         let wait = Duration::from_millis(deadline_ms.saturating_sub(monotonic_ms()));
         if wait.is_zero() {
             return Err(UpstreamError::response_timeout(limit));

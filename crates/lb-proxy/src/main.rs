@@ -71,6 +71,12 @@ struct Cli {
     error_log: Option<PathBuf>,
 }
 
+// The allocator: glibc's unless built with `--features mimalloc` (docs/benchmarks.md has
+// the figures behind that default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DEMO_LISTEN: &str = "127.0.0.1:8080";
 
 /// How long `--upgrade` waits for the running process to send its sockets (SIGQUIT).

@@ -10,7 +10,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -152,14 +152,25 @@ async fn run<H: ProxyHttp>(
     }
 }
 
+/// Header slots kept free in an attempt's head for what the hooks add (the forwarding
+/// headers: `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Real-IP`, `Via`, ...), so adding them
+/// does not grow the map (a reallocation of both its tables).
+const HEADROOM: usize = 6;
+
 /// A copy of the client's request head for one attempt (extensions are not copied; the
-/// version stays the client's until the hooks ran, for `Via`).
+/// version stays the client's until the hooks ran, for `Via`). The header map is built
+/// with room for the hooks' additions: two allocations, where a clone and its growth took
+/// four.
 fn clone_head(req: &http::request::Parts) -> http::request::Parts {
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = req.method.clone();
     parts.uri = req.uri.clone();
     parts.version = req.version;
-    parts.headers = req.headers.clone();
+    let mut headers = HeaderMap::with_capacity(req.headers.keys_len() + HEADROOM);
+    for (name, value) in &req.headers {
+        headers.append(name, value.clone());
+    }
+    parts.headers = headers;
     parts
 }
 

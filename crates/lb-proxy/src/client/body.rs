@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use lb_core::monotonic_ms;
 use tokio::time::{Instant, Sleep};
 
+use super::pool::Lent;
 use super::UpstreamError;
 
 pin_project_lite::pin_project! {
@@ -23,8 +24,15 @@ pin_project_lite::pin_project! {
     /// `is_timeout()` and `is_body()` are true.
     ///
     /// It holds its timer inline rather than boxed, so it is not `Unpin`: pin it
-    /// (`std::pin::pin!`) to call `BodyExt::frame` on it directly.
-    pub struct UpstreamBody {
+    /// (`std::pin::pin!`) to call `BodyExt::frame` on it directly. `B` is the request body
+    /// type of the [`UpstreamClient`](super::UpstreamClient) it came from: an HTTP/1.1
+    /// connection rides along and goes back to that client's pool once the body has been
+    /// read to its end (it is closed if the body is dropped before).
+    pub struct UpstreamBody<B = crate::replay::RequestBody>
+    where
+        B: Send,
+        B: 'static,
+    {
         #[pin]
         body: Incoming,
         timeout: Option<Duration>,
@@ -32,21 +40,45 @@ pin_project_lite::pin_project! {
         #[pin]
         timer: Option<Sleep>,
         armed: bool,
+        // The connection to give back when the body ends.
+        lent: Option<Lent<RequestBody<B>>>,
+        done: bool,
+    }
+
+    impl<B> PinnedDrop for UpstreamBody<B>
+    where
+        B: Send,
+        B: 'static,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(lent) = this.lent.take() {
+                if *this.done || this.body.is_end_stream() {
+                    lent.give_back();
+                }
+            }
+        }
     }
 }
 
-impl UpstreamBody {
-    pub(crate) fn new(body: Incoming, timeout: Option<Duration>) -> Self {
+impl<B: Send + 'static> UpstreamBody<B> {
+    pub(crate) fn new(
+        body: Incoming,
+        timeout: Option<Duration>,
+        lent: Option<Lent<RequestBody<B>>>,
+    ) -> Self {
         Self {
             body,
             timeout,
             timer: None,
             armed: false,
+            lent,
+            done: false,
         }
     }
 }
 
-impl std::fmt::Debug for UpstreamBody {
+impl<B: Send + 'static> std::fmt::Debug for UpstreamBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamBody")
             .field("timeout", &self.timeout)
@@ -54,7 +86,7 @@ impl std::fmt::Debug for UpstreamBody {
     }
 }
 
-impl Body for UpstreamBody {
+impl<B: Send + 'static> Body for UpstreamBody<B> {
     type Data = Bytes;
     type Error = UpstreamError;
 
@@ -63,8 +95,20 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let mut this = self.project();
-        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+        if let Poll::Ready(frame) = this.body.as_mut().poll_frame(cx) {
             *this.armed = false;
+            match &frame {
+                // The end: the connection is free for the next request.
+                None => *this.done = true,
+                Some(Ok(_)) => *this.done = this.body.is_end_stream(),
+                // A failed body leaves the connection in an unknown state: not reused.
+                Some(Err(_)) => drop(this.lent.take()),
+            }
+            if *this.done {
+                if let Some(lent) = this.lent.take() {
+                    lent.give_back();
+                }
+            }
             return Poll::Ready(frame.map(|f| f.map_err(UpstreamError::from_body)));
         }
         let Some(limit) = *this.timeout else {

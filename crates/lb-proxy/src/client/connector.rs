@@ -7,18 +7,13 @@
 //! connector looks it up when it opens a connection.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::uri::Authority;
-use http::Uri;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpSocket, UnixStream};
 use tokio::time::Instant;
@@ -74,26 +69,20 @@ enum Target {
     Unix(PathBuf),
 }
 
-impl tower_service::Service<Uri> for Connector {
-    type Response = TokioIo<Stream>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<TokioIo<Stream>, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
+impl Connector {
+    /// Opens a connection to the backend at `authority` (TLS when configured).
+    pub(crate) async fn connect(&self, authority: &Authority) -> Result<Stream, ConnectError> {
+        self.0.connect(authority).await
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let settings = self.0.clone();
-        Box::pin(async move { settings.connect(uri).await.map(TokioIo::new) })
+    /// True when connections may negotiate HTTP/2 (TLS, where ALPN decides).
+    pub(crate) fn may_use_h2(&self) -> bool {
+        self.0.tls.is_some()
     }
 }
 
 impl Settings {
-    async fn connect(&self, uri: Uri) -> Result<Stream, ConnectError> {
-        let Some(authority) = uri.authority() else {
-            return Err(ConnectError::Address(uri.to_string()));
-        };
+    async fn connect(&self, authority: &Authority) -> Result<Stream, ConnectError> {
         let target = match unix_path(authority.host()) {
             Some(path) => Target::Unix(path),
             None => Target::Tcp(

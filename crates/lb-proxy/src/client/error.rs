@@ -94,9 +94,19 @@ impl UpstreamError {
         matches!(self.kind, Kind::Body | Kind::BodyTimeout)
     }
 
-    /// Classifies an error of the pooled client.
-    pub(crate) fn from_client(error: hyper_util::client::legacy::Error) -> Self {
-        let kind = classify(&error, error.is_connect());
+    /// Classifies a failure to open a connection.
+    pub(crate) fn from_connect(error: ConnectError) -> Self {
+        Self::new(error.kind(), Some(Box::new(error)))
+    }
+
+    /// Classifies an error of an HTTP/1.1 or HTTP/2 handshake: the backend saw no request.
+    pub(crate) fn from_handshake(error: hyper::Error) -> Self {
+        Self::new(Kind::Connect, Some(Box::new(error)))
+    }
+
+    /// Classifies an error of a request sent on an open connection.
+    pub(crate) fn from_request(error: hyper::Error) -> Self {
+        let kind = classify(&error, false);
         Self::new(kind, Some(Box::new(error)))
     }
 

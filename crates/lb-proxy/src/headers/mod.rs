@@ -37,25 +37,47 @@ pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 ///
 /// Allocation-free: each `Connection` value is cloned (a reference count) before the
-/// fields it names are removed.
+/// fields it names are removed. One pass over the names (compared by their interned
+/// representation, no hashing) finds which of the fields are present; only those are
+/// removed. Most requests carry none; most HTTP/1.1 responses carry only `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Fields named in `Connection` (possibly several fields, comma-separated).
-    let mut i = 0;
-    while let Some(value) = headers.get_all(header::CONNECTION).iter().nth(i).cloned() {
-        i += 1;
-        let Ok(names) = value.to_str() else {
-            continue;
-        };
-        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            // `Connection: connection` would remove the field being walked; it goes below.
-            if !name.eq_ignore_ascii_case("connection") {
-                headers.remove(name);
+    let present = present(headers, &HOP_BY_HOP);
+    if present == 0 {
+        return;
+    }
+    // `HOP_BY_HOP[0]` is `Connection`: the fields it names go too.
+    if present & 1 != 0 {
+        let mut i = 0;
+        while let Some(value) = headers.get_all(header::CONNECTION).iter().nth(i).cloned() {
+            i += 1;
+            let Ok(names) = value.to_str() else {
+                continue;
+            };
+            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                // `Connection: connection` would remove the field being walked; it goes below.
+                if !name.eq_ignore_ascii_case("connection") {
+                    headers.remove(name);
+                }
             }
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
+}
+
+/// A bit per entry of `names` (at most 32) that `headers` contains, found in one pass over
+/// its distinct names.
+pub(crate) fn present(headers: &HeaderMap, names: &[HeaderName]) -> u32 {
+    let mut found = 0;
+    for key in headers.keys() {
+        if let Some(i) = names.iter().position(|n| n == key) {
+            found |= 1 << i;
+        }
+    }
+    found
 }
 
 #[cfg(test)]

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# profile.sh - user-space instructions per proxied request of lb-proxy, under callgrind.
+#
+# Instruction counts are repeatable on a shared machine where wall-clock time is not. The proxy
+# (release build, 1 worker) runs under `valgrind --tool=callgrind` with instrumentation off; after
+# a warm-up of WARM requests, counting is switched on, N keep-alive GETs go through it (h2load --h1,
+# CONNS connections, bounded by -n), the counters are dumped and the proxy stopped.
+#
+# Usage: bash bench/profile.sh [LB_BIN]   (default ./target/release/lb-proxy)
+#   env: N=5000 WARM=500 CONNS=8 TOOL=callgrind|dhat OUT=target/profile CONFIG=<toml, optional>
+#   CONFIG may use @B1@ @B2@ @B3@ @PORT@ placeholders; without it the proxy runs
+#   `--listen --backends --workers 1` (round robin, default settings).
+# Prints: instructions per request (callgrind) or heap blocks per request (dhat), and the
+# top functions (inclusive/self) into $OUT. Every process it starts is stopped on exit.
+set -euo pipefail
+LB_BIN=${1:-./target/release/lb-proxy}
+N=${N:-5000} WARM=${WARM:-500} CONNS=${CONNS:-8} TOOL=${TOOL:-callgrind} OUT=${OUT:-target/profile}
+mkdir -p "$OUT"
+W=$(mktemp -d "${TMPDIR:-/tmp}/lbprof.XXXXXX")
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -INT -- "-$p" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 -- "-$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ready() { # port timeout_s
+  for _ in $(seq $(($2 * 10))); do
+    curl -fsS --max-time 1 "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "not ready on port $1" >&2; return 1
+}
+B1=$(port) B2=$(port) B3=$(port) P=$(port)
+mkdir -p "$W/tmp"
+cat >"$W/backend.conf" <<CONF
+worker_processes 1; daemon off; pid $W/backend.pid; error_log $W/backend-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
+  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+  server {
+    listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
+    location / { default_type text/plain; return 200 "hello, world\n"; }
+  }
+}
+CONF
+setsid nginx -p "$W" -c "$W/backend.conf" -e "$W/backend-error.log" >"$W/backend.log" 2>&1 &
+PIDS+=($!)
+ready "$B1" 10
+if [[ -n ${CONFIG:-} ]]; then
+  sed -e "s/@B1@/$B1/g; s/@B2@/$B2/g; s/@B3@/$B3/g; s/@PORT@/$P/g" "$CONFIG" >"$W/lb.toml"
+  ARGS=(-c "$W/lb.toml" --workers 1)
+else
+  ARGS=(--listen "127.0.0.1:$P" --backends "127.0.0.1:$B1,127.0.0.1:$B2,127.0.0.1:$B3" --workers 1)
+fi
+case $TOOL in
+  callgrind) VG=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$OUT/callgrind.out") ;;
+  dhat) VG=(valgrind --tool=dhat "--dhat-out-file=$OUT/dhat.out") ;;
+  *) echo "TOOL must be callgrind or dhat" >&2; exit 2 ;;
+esac
+RUST_LOG=warn setsid "${VG[@]}" "$LB_BIN" "${ARGS[@]}" >"$W/lb.log" 2>&1 &
+PIDS+=($!)
+LB_PID=$!
+ready "$P" 120
+timeout 300 h2load --h1 -n "$WARM" -c "$CONNS" "http://127.0.0.1:$P/" >/dev/null
+if [[ $TOOL == callgrind ]]; then
+  callgrind_control -i on "$LB_PID" >/dev/null 2>&1 || true
+  timeout 600 h2load --h1 -n "$N" -c "$CONNS" "http://127.0.0.1:$P/" | grep -E '^requests:' >&2
+  callgrind_control -d "$LB_PID" >/dev/null 2>&1 || true
+  sleep 1
+  f=$(ls "$OUT"/callgrind.out.* | sort -t. -k3 -n | tail -1)
+  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(/,/, "", $1); print $1; done = 1 }')
+  echo "instructions/request: $((total / N))  (total $total over $N requests, $f)"
+  callgrind_annotate --inclusive=yes "$f" >"$OUT/inclusive.txt" 2>/dev/null || true
+  callgrind_annotate "$f" >"$OUT/self.txt" 2>/dev/null || true
+else
+  # dhat counts from start to exit: run the warm-up twice as a baseline is not possible here,
+  # so subtract a run of WARM requests measured the same way (two runs, see docs/benchmarks.md).
+  timeout 600 h2load --h1 -n "$N" -c "$CONNS" "http://127.0.0.1:$P/" | grep -E '^requests:' >&2
+  kill -INT "$LB_PID"
+  for _ in $(seq 100); do kill -0 "$LB_PID" 2>/dev/null || break; sleep 0.1; done
+  grep -E 'Total:|At t-gmax' "$W/lb.log" || tail -20 "$W/lb.log"
+fi

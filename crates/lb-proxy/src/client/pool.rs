@@ -1,0 +1,256 @@
+//! The keep-alive pool of one [`UpstreamClient`](super::UpstreamClient): per backend, a
+//! lock-free queue of idle HTTP/1.1 connections and at most one shared HTTP/2 connection.
+//!
+//! Why not hyper-util's legacy pool: it takes a mutex per checkout and per return, hashes
+//! a scheme-and-authority key per request, boxes every response future, spawns a task per
+//! HTTP/1.1 request to put the connection back, and only tells when a connection was
+//! chosen through a per-request capture channel (which the read timeout needed). Here:
+//!
+//! - the backends' entries are a map behind an `ArcSwap`, keyed by backend address: one
+//!   lock-free load and one hash lookup per request; a backend's first request copies the
+//!   map (once per backend);
+//! - idle HTTP/1.1 connections wait in a bounded `crossbeam` `ArrayQueue` (lock-free, its
+//!   capacity is `pool_max_idle`); a checkout pops one, skipping those that closed or idled
+//!   past `idle_timeout`;
+//! - a connection goes back when its response body has been read to the end (see
+//!   `UpstreamBody`), at once if hyper is ready for the next request, else from a small
+//!   task that waits for that;
+//! - an HTTP/2 connection (TLS with ALPN `h2`) is shared by every request to the backend
+//!   until it closes;
+//! - a reaper task per pool (started with its first idle connection) closes idle
+//!   connections after `idle_timeout` and stops when the client is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use crossbeam_queue::ArrayQueue;
+use hyper::client::conn::http2::SendRequest;
+use hyper::client::conn::{http1, http2};
+use lb_core::{monotonic_ms, BackendAddr};
+
+/// The idle connections of every backend of one client.
+pub(crate) struct Pool<B> {
+    hosts: ArcSwap<HashMap<BackendAddr, Arc<Host<B>>>>,
+    /// `pool_max_idle`: idle HTTP/1.1 connections kept per backend (0: none).
+    max_idle: usize,
+    /// `idle_timeout`, in milliseconds.
+    idle_ms: u64,
+    reaper: AtomicBool,
+}
+
+/// One backend's connections.
+pub(crate) struct Host<B> {
+    idle: Option<ArrayQueue<Idle<B>>>,
+    h2: ArcSwapOption<http2::SendRequest<B>>,
+    idle_ms: u64,
+}
+
+/// An idle HTTP/1.1 connection and when it became idle ([`monotonic_ms`]).
+struct Idle<B> {
+    sender: http1::SendRequest<B>,
+    since: u64,
+}
+
+/// A connection ready for one request.
+pub(crate) enum Conn<B> {
+    /// An HTTP/1.1 connection, taken from the pool or new; `reused` when it served before.
+    Http1 {
+        sender: http1::SendRequest<B>,
+        reused: bool,
+    },
+    /// A clone of the backend's shared HTTP/2 connection.
+    Http2(http2::SendRequest<B>),
+}
+
+/// An HTTP/1.1 connection lent to one request, to give back to its backend's queue once the
+/// response has been read.
+pub(crate) struct Lent<B> {
+    sender: http1::SendRequest<B>,
+    host: Arc<Host<B>>,
+}
+
+impl<B: Send + 'static> Pool<B> {
+    /// An empty pool; idle connections never expire without an `idle_timeout`.
+    pub(crate) fn new(max_idle: usize, idle_timeout: Option<Duration>) -> Self {
+        Self {
+            hosts: ArcSwap::default(),
+            max_idle,
+            idle_ms: idle_timeout.map_or(u64::MAX, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
+            }),
+            reaper: AtomicBool::new(false),
+        }
+    }
+
+    /// The entry of the backend at `addr` (created on its first request).
+    #[inline]
+    pub(crate) fn host(self: &Arc<Self>, addr: &BackendAddr) -> Arc<Host<B>> {
+        if let Some(host) = self.hosts.load().get(addr) {
+            return host.clone();
+        }
+        self.add_host(addr)
+    }
+
+    #[cold]
+    fn add_host(self: &Arc<Self>, addr: &BackendAddr) -> Arc<Host<B>> {
+        self.start_reaper();
+        let mut added = None;
+        self.hosts.rcu(|hosts| {
+            let mut hosts = HashMap::clone(hosts);
+            let host = hosts
+                .entry(addr.clone())
+                .or_insert_with(|| {
+                    Arc::new(Host {
+                        idle: (self.max_idle > 0).then(|| ArrayQueue::new(self.max_idle)),
+                        h2: ArcSwapOption::empty(),
+                        idle_ms: self.idle_ms,
+                    })
+                })
+                .clone();
+            added = Some(host);
+            hosts
+        });
+        added.unwrap_or_else(|| self.hosts.load()[addr].clone())
+    }
+
+    /// Starts the task that closes connections idle past the timeout, once per pool and
+    /// only inside a runtime (a pool used outside one has nothing to reap: nothing
+    /// connected).
+    fn start_reaper(self: &Arc<Self>) {
+        if self.max_idle == 0
+            || self.idle_ms == u64::MAX
+            || self.reaper.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.reaper.store(false, Ordering::Relaxed);
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        // Often enough that a connection outlives its timeout by at most a quarter of it.
+        let period = Duration::from_millis((self.idle_ms / 4).clamp(10, 15_000));
+        runtime.spawn(reap(pool, period));
+    }
+}
+
+/// Closes idle connections that passed their timeout or closed, until the pool is gone.
+async fn reap<B: Send + 'static>(pool: Weak<Pool<B>>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let now = monotonic_ms();
+        for host in pool.hosts.load().values() {
+            host.evict(now);
+        }
+    }
+}
+
+impl<B: Send + 'static> Host<B> {
+    /// A ready connection of this backend, if one is idle: the shared HTTP/2 one, or a
+    /// queued HTTP/1.1 one (closed and expired ones are dropped on the way).
+    #[inline]
+    pub(crate) fn checkout(&self, h2: bool) -> Option<Conn<B>> {
+        if h2 {
+            if let Some(shared) = &*self.h2.load() {
+                if !shared.is_closed() {
+                    return Some(Conn::Http2(SendRequest::clone(shared)));
+                }
+            }
+        }
+        let queue = self.idle.as_ref()?;
+        let now = monotonic_ms();
+        while let Some(idle) = queue.pop() {
+            if idle.usable(now, self.idle_ms) {
+                return Some(Conn::Http1 {
+                    sender: idle.sender,
+                    reused: true,
+                });
+            }
+        }
+        None
+    }
+
+    /// Shares `sender` for the next HTTP/2 requests to this backend.
+    pub(crate) fn set_h2(&self, sender: &http2::SendRequest<B>) {
+        self.h2.store(Some(Arc::new(sender.clone())));
+    }
+
+    /// Queues `sender` as idle if it is ready and there is room; else drops it (which
+    /// closes the connection once idle).
+    fn put(&self, sender: http1::SendRequest<B>) {
+        if let Some(queue) = &self.idle {
+            if sender.is_ready() {
+                let _ = queue.push(Idle {
+                    sender,
+                    since: monotonic_ms(),
+                });
+            }
+        }
+    }
+
+    /// Drops the idle connections that closed or expired; keeps the others queued.
+    fn evict(&self, now: u64) {
+        let Some(queue) = &self.idle else {
+            return;
+        };
+        // Bounded: each pass looks at most at the connections queued when it started.
+        for _ in 0..queue.len() {
+            let Some(idle) = queue.pop() else {
+                break;
+            };
+            if idle.usable(now, self.idle_ms) {
+                let _ = queue.push(idle);
+            }
+        }
+    }
+}
+
+impl<B> Idle<B> {
+    fn usable(&self, now: u64, idle_ms: u64) -> bool {
+        now.saturating_sub(self.since) < idle_ms && self.sender.is_ready()
+    }
+}
+
+impl<B: Send + 'static> Lent<B> {
+    /// Lends `sender` (an HTTP/1.1 connection of `host`) to one request.
+    pub(crate) fn new(sender: http1::SendRequest<B>, host: Arc<Host<B>>) -> Self {
+        Self { sender, host }
+    }
+
+    /// The response was read to its end: the connection goes back to the pool, now if
+    /// hyper is already waiting for the next request, else as soon as it is.
+    pub(crate) fn give_back(self) {
+        if self.host.idle.is_none() {
+            return;
+        }
+        if self.sender.is_ready() {
+            self.host.put(self.sender);
+            return;
+        }
+        if self.sender.is_closed() {
+            return;
+        }
+        let Self { mut sender, host } = self;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if sender.ready().await.is_ok() {
+                    host.put(sender);
+                }
+            });
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for Lent<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lent").finish_non_exhaustive()
+    }
+}
