@@ -82,6 +82,24 @@ impl Cmd {
     fn command(&self, dir: &Path) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.args).current_dir(dir);
+        // What cargo set for xtask itself must not leak into the cargo it runs: build
+        // scripts that watch these (ring's does) would see them change between a plain
+        // `cargo build` and `cargo xtask`, and rebuild everything above them each time.
+        for (key, _) in std::env::vars_os() {
+            let name = key.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_")
+                || matches!(
+                    &*name,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                )
+            {
+                command.env_remove(&key);
+            }
+        }
         for (key, value) in &self.envs {
             command.env(OsStr::new(key), OsStr::new(value));
         }
