@@ -5,7 +5,7 @@
 //! section is rewritten after each part:
 //!
 //! - `proxy`: `cargo build --release -p lb-proxy` (with `LB_FEATURES`, e.g. `mimalloc`),
-//!   then `bash bench/peers.sh` with `LB_CMD` pointing at that binary (its scenarios follow
+//!   or the binary `LB_BIN` names, then `bash bench/peers.sh` with `LB_CMD` pointing at it (its scenarios follow
 //!   `SCENARIOS`, its loads `DURATION`, `ROUNDS`, ...: see the script's header);
 //! - `criterion`: `cargo bench -p lb-selection --bench select`, `cargo bench -p lb-balancer
 //!   --bench select` and `cargo bench -p lb-proxy --bench route`, then their median tables;
@@ -57,16 +57,27 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
         &[]
     };
     if parts.contains(&"proxy") {
-        let features = std::env::var("LB_FEATURES").unwrap_or_default();
-        let mut build = Cmd::new("cargo")
-            .args(["build", "--release", "-p", "lb-proxy"])
-            .args(locked);
-        if !features.is_empty() {
-            build = build.args(["--features", &features]);
-        }
-        let build_line = build.to_string();
-        build.run(&root)?;
-        let lb_cmd = r#"exec ./target/release/lb-proxy -c "$LB_CONFIG""#;
+        // `LB_BIN` names a binary built already (a nested `cargo build` may rebuild C
+        // dependencies whose build scripts see `cargo run`'s environment).
+        let (binary, build_line) = match std::env::var("LB_BIN") {
+            Ok(bin) => (
+                bin.clone(),
+                format!("# the release binary, built before: {bin}"),
+            ),
+            Err(_) => {
+                let features = std::env::var("LB_FEATURES").unwrap_or_default();
+                let mut build = Cmd::new("cargo")
+                    .args(["build", "--release", "-p", "lb-proxy"])
+                    .args(locked);
+                if !features.is_empty() {
+                    build = build.args(["--features", &features]);
+                }
+                let line = build.to_string();
+                build.run(&root)?;
+                ("./target/release/lb-proxy".to_owned(), line)
+            }
+        };
+        let lb_cmd = format!(r#"exec {binary} -c "$LB_CONFIG""#);
         let shown = format!(
             "{}LB_NAME=lb-proxy LB_CMD='{lb_cmd}' bash bench/peers.sh",
             scenario_env()
@@ -75,7 +86,7 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
         let output = Command::new("bash")
             .arg("bench/peers.sh")
             .env("LB_NAME", "lb-proxy")
-            .env("LB_CMD", lb_cmd)
+            .env("LB_CMD", &lb_cmd)
             .current_dir(&root)
             .stderr(Stdio::inherit())
             .output()

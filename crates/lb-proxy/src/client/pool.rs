@@ -19,6 +19,9 @@
 //!   until it closes;
 //! - a reaper task per pool (started with its first idle connection) closes idle
 //!   connections after `idle_timeout` and stops when the client is dropped.
+//!
+//! A backend's entry stays in the map after discovery removed the backend (an empty queue,
+//! a few hundred bytes; its idle connections are reaped as usual).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
