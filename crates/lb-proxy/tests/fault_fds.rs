@@ -7,94 +7,25 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // tests; figures go to the test output
 
 mod common;
+mod process_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::free_port;
 use http::StatusCode;
 use lb_testkit::TestBackend;
+use process_support::{Proxy, BIN};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lb-proxy");
 /// The proxy's descriptor limit.
 const FD_LIMIT: usize = 64;
 /// Connections the test opens at once: half again the limit, which also fits in the listen
 /// backlog (128) on top of what the proxy accepts, so every connect completes.
 const FLOOD: usize = FD_LIMIT + FD_LIMIT / 2;
-/// Every wait of this test ends by this deadline.
-const STEP: Duration = Duration::from_secs(20);
-
-/// The proxy process, killed when dropped; its stderr lines arrive on `lines`.
-struct Proxy {
-    child: Child,
-    lines: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proxy {
-    fn start(config: &std::path::Path) -> Self {
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" -c \"$1\""))
-            .arg(BIN)
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`.
-    async fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Ok(None) => panic!("stderr closed before {needle:?}: {:#?}", self.seen),
-                Err(_) => panic!("no {needle:?} within {STEP:?}: {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// The lines logged since the last call, without waiting.
-    fn drain(&mut self) -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(line) = self.lines.try_recv() {
-            out.push(line);
-        }
-        self.seen.extend(out.iter().cloned());
-        out
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// Every wait of this test ends by this deadline (process_support waits as long).
+const STEP: Duration = process_support::STEP;
 
 /// An HTTP/1.1 connection to the proxy, opened once and kept.
 type Conn = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;
@@ -144,7 +75,13 @@ async fn running_out_of_file_descriptors_is_logged_survived_and_recovered() {
         ),
     )
     .unwrap();
-    let mut proxy = Proxy::start(&config);
+    let mut start = Command::new("sh");
+    start
+        .arg("-c")
+        .arg(format!("ulimit -n {FD_LIMIT} && exec \"$0\" -c \"$1\""))
+        .arg(BIN)
+        .arg(&config);
+    let mut proxy = Proxy::spawn(start);
     proxy.wait_for("lb-proxy started").await;
     let mut held = connect(listen).await.unwrap();
     assert_eq!(get_on(&mut held).await, Ok(StatusCode::OK));
@@ -172,10 +109,7 @@ async fn running_out_of_file_descriptors_is_logged_survived_and_recovered() {
         .iter()
         .filter(|l| l.contains("accept failed"))
         .count();
-    assert!(
-        proxy.child.try_wait().unwrap().is_none(),
-        "the proxy exited"
-    );
+    assert!(proxy.is_running(), "the proxy exited");
     let per_second = logged as f64 / exhausted.elapsed().as_secs_f64();
 
     drop(flood);
@@ -200,10 +134,7 @@ async fn running_out_of_file_descriptors_is_logged_survived_and_recovered() {
     for _ in 0..50 {
         assert_eq!(get(listen).await, Ok(StatusCode::OK));
     }
-    assert!(
-        proxy.child.try_wait().unwrap().is_none(),
-        "the proxy exited"
-    );
+    assert!(proxy.is_running(), "the proxy exited");
     // The backend was never blamed: no check verdict, no ejection, no 503.
     proxy.drain();
     let blamed: Vec<&String> = proxy

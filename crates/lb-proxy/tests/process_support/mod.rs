@@ -33,9 +33,17 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// `lb-proxy ARGS`.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
+        let mut command = Command::new(BIN);
+        command.args(args);
+        Self::spawn(command)
+    }
+
+    /// The proxy as `command` starts it (for instance through `sh -c 'ulimit ...; exec'`),
+    /// logging at `info` to a pipe the test reads.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -53,6 +61,21 @@ impl Proxy {
             lines,
             seen: Vec::new(),
         }
+    }
+
+    /// The lines logged since the last call, without waiting.
+    pub fn drain(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.try_recv() {
+            out.push(line);
+        }
+        self.seen.extend(out.iter().cloned());
+        out
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn pid(&self) -> u32 {
