@@ -4,8 +4,8 @@
 //! ```text
 //! cargo xtask fuzz [TARGET] [--time SECS]   run one target, or all in turn (600 s each)
 //! cargo xtask fuzz --check [TARGET]         build, then run each seed corpus once
-//! cargo xtask fuzz --merge [TARGET]         add the inputs of the last runs that reach new
-//!                                           coverage to the seed corpus in the repository
+//! cargo xtask fuzz --merge [TARGET]         add to the seeds in the repository a few inputs
+//!                                           of the last runs that cover new edges
 //! ```
 //!
 //! Every run is `cargo +nightly fuzz run --sanitizer none --debug-assertions TARGET WORK
@@ -96,7 +96,7 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
     match mode {
         Mode::Check => {
             for t in &targets {
-                fuzz(&root, t, &["-runs=0"], isolate, false)?;
+                fuzz(&root, t, &mode, isolate)?;
             }
             echo(&format!(
                 "xtask fuzz: {} targets built, every seed runs clean",
@@ -106,7 +106,15 @@ pub(crate) fn run(args: &[&str]) -> anyhow::Result<()> {
         }
         Mode::Merge => {
             for t in &targets {
-                fuzz(&root, t, &["-merge=1"], isolate, true)?;
+                let seeds = root.join("fuzz/corpus").join(t);
+                let before = list(&seeds).len();
+                fuzz(&root, t, &mode, isolate)?;
+                echo(&format!(
+                    "{t}: {} seeds added to {} ({} now)",
+                    list(&seeds).len().saturating_sub(before),
+                    seeds.display(),
+                    list(&seeds).len()
+                ));
             }
             Ok(())
         }
@@ -185,9 +193,8 @@ fn run_one(root: &Path, target: &str, secs: u64, isolate: bool) -> anyhow::Resul
     let started = Instant::now();
     let artifacts = root.join("fuzz/artifacts").join(target);
     let before = list(&artifacts);
-    let time = format!("-max_total_time={secs}");
     // libFuzzer writes inputs slower than `-report_slow_units` (10 s) as slow-unit-*.
-    let log = fuzz(root, target, &[&time], isolate, true)?;
+    let log = fuzz(root, target, &Mode::Run(secs), isolate)?;
     let text =
         std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
     let mut figures = figures(target, &text);
@@ -204,16 +211,10 @@ fn run_one(root: &Path, target: &str, secs: u64, isolate: bool) -> anyhow::Resul
     Ok(figures)
 }
 
-/// Runs `cargo fuzz run` on `target` with the libFuzzer options `options`, into the log file
-/// (returned) when `logged`, else to the terminal; fails only if it cannot start, or when not
-/// logged and it fails (a crash while fuzzing is reported from the artifacts instead).
-fn fuzz(
-    root: &Path,
-    target: &str,
-    options: &[&str],
-    isolate: bool,
-    logged: bool,
-) -> anyhow::Result<PathBuf> {
+/// Runs `cargo fuzz run` on `target` for `mode`: a check prints to the terminal and fails
+/// if the target fails; a run or a merge writes to the log file (returned) and fails only if
+/// it cannot start (a crash while fuzzing is reported from the artifacts instead).
+fn fuzz(root: &Path, target: &str, mode: &Mode, isolate: bool) -> anyhow::Result<PathBuf> {
     let work = work_corpus(root, target);
     let seeds = root.join("fuzz/corpus").join(target);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
@@ -225,16 +226,26 @@ fn fuzz(
     args.extend(["cargo", "+nightly", "fuzz", "run"].map(String::from));
     args.extend(BUILD_FLAGS.map(String::from));
     args.push(target.to_owned());
-    // libFuzzer adds new inputs to the first directory; `-merge=1` adds to it the inputs of
-    // the others that reach new coverage. `-runs=0` only reads the seeds.
-    let corpora = match options.first() {
-        Some(&"-merge=1") => vec![seeds.clone(), work.clone()],
-        Some(&"-runs=0") => vec![seeds.clone()],
-        _ => vec![work.clone(), seeds.clone()],
+    // libFuzzer adds new inputs to the first directory. A merge adds to the seeds a small
+    // set of work inputs that cover the edges the seeds miss (set cover, edges only: hit
+    // counts and value profiles would keep thousands of near-duplicates).
+    let (corpora, options) = match mode {
+        Mode::Check => (vec![seeds], vec!["-runs=0".to_owned()]),
+        Mode::Merge => (
+            vec![seeds, work],
+            [
+                "-set_cover_merge=1",
+                "-use_counters=0",
+                "-use_value_profile=0",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        Mode::Run(secs) => (vec![work, seeds], vec![format!("-max_total_time={secs}")]),
     };
     args.extend(corpora.iter().map(|p| p.display().to_string()));
     args.push("--".to_owned());
-    args.extend(options.iter().map(|o| (*o).to_owned()));
+    args.extend(options);
     args.extend(["-print_final_stats=1", "-rss_limit_mb=2048", "-timeout=30"].map(String::from));
     let dict = root.join("fuzz/dict").join(format!("{target}.dict"));
     if dict.is_file() {
@@ -242,14 +253,17 @@ fn fuzz(
     }
 
     let shown = Cmd::new(&args[0]).args(&args[1..]);
-    let log = root.join("fuzz/target/logs").join(format!("{target}.log"));
+    let suffix = if *mode == Mode::Merge { ".merge" } else { "" };
+    let log = root
+        .join("fuzz/target/logs")
+        .join(format!("{target}{suffix}.log"));
     let mut command = Command::new(&args[0]);
     command
         .args(&args[1..])
         .current_dir(root)
         // The build above fetched everything; inside a network namespace cargo must not try.
         .env("CARGO_NET_OFFLINE", "true");
-    if !logged {
+    if *mode == Mode::Check {
         echo(&format!("$ {shown}"));
         let status = command
             .status()
