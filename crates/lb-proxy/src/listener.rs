@@ -30,7 +30,7 @@ use crate::config::{ServerConfig, ServerLimits};
 use crate::handover::Inherited;
 use crate::hooks::ProxyHttp;
 use crate::pipeline;
-use crate::protect::{self, Activity, ConnIo, Protect, TrackedBody};
+use crate::protect::{self, Activity, ConnIo, FramedIo, Protect, TrackedBody};
 use crate::server::StartError;
 
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
@@ -248,6 +248,10 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
         let (stream, activity) = ConnIo::new(stream, serving.builders.protect.timeouts, permit);
         match &listener.tls {
             None => {
+                // protect/: HTTP/1.x heads are framing-checked before hyper parses them
+                // (an HTTP/2 preface turns the check off).
+                let limits = serving.builders.protect.framing;
+                let stream = FramedIo::new(stream, activity.clone(), limits, true);
                 let conn = serve(&serving.builders.auto, &serving, stream, info, activity);
                 tokio::spawn(finish(watcher, conn, info));
             }
@@ -295,6 +299,9 @@ async fn handshake_then_serve<H: ProxyHttp>(
     } else {
         &serving.builders.http1
     };
+    // protect/: the framing check, for HTTP/1.x only.
+    let limits = serving.builders.protect.framing;
+    let stream = FramedIo::new(stream, activity.clone(), limits, !h2);
     let conn = serve(builder, &serving, stream, info, activity);
     finish(watcher, conn, info).await;
 }
@@ -317,7 +324,9 @@ where
         let http1 = req.version() < Version::HTTP_2;
         // protect/: the connection is busy (no keepalive_timeout) until the body ends.
         let busy = activity.enter();
-        let handled = pipeline::handle(hooks.clone(), info, req, limits);
+        // protect/: a stand-in for a head the framing check refused is answered, not forwarded.
+        let refused = busy.refusal();
+        let handled = pipeline::handle(hooks.clone(), info, req, limits, refused);
         let drain = drain.clone();
         async move {
             let mut response = handled.await?;

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::hooks::{Attempt, ConnInfo, LocalResponse, ProxyHttp, Retry, Session};
-use crate::protect::{self, ClientBody, RequestLimits};
+use crate::protect::{self, ClientBody, Refusal, RequestLimits};
 use crate::replay::RequestBody;
 use crate::upgrade::UpgradeRequest;
 
@@ -27,10 +27,15 @@ pub(crate) async fn handle<H: ProxyHttp>(
     conn: ConnInfo,
     req: Request<Incoming>,
     limits: RequestLimits,
+    refused: Option<Refusal>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = req.into_parts();
-    // Hostile input (protect/): sizes, framing and Host before anything acts on the head.
-    let checked = protect::inspect(&mut parts, &http_body::Body::size_hint(&body), &limits);
+    // Hostile input (protect/): sizes, framing and Host before anything acts on the head;
+    // `refused` is the raw framing check's verdict (the request is its stand-in).
+    let checked = match refused {
+        Some(why) => Err(LocalResponse::new(why.status(), why.text())),
+        None => protect::inspect(&mut parts, &http_body::Body::size_hint(&body), &limits),
+    };
     let mut session = Session::new(parts, conn);
     let mut ctx = hooks.new_ctx();
     let resp = match checked {

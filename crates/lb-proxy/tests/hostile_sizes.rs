@@ -45,10 +45,11 @@ async fn long_targets_get_414_and_large_heads_431() {
     assert_eq!(answer.status(), 414, "{}", answer.text());
     assert!(answer.closed);
 
-    // A request line past the whole head size: hyper stops reading at max_header_size.
+    // A request line past the whole head size: still 414 (the framing check sees that the
+    // line is what is too long, where hyper's buffer limit alone would say 431).
     let huge = format!("/{}", "a".repeat(9000));
     let answer = exchange(h.addr(), &get(&huge, ""), WITHIN).await;
-    assert_eq!(answer.status(), 431, "{}", answer.text());
+    assert_eq!(answer.status(), 414, "{}", answer.text());
     assert!(answer.closed);
 
     // Headers past max_header_size.

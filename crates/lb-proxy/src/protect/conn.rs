@@ -26,6 +26,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use super::framing::Refusal;
+
 /// How often, at most, the "max_connections reached" warning is logged per listener.
 const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
@@ -54,11 +56,20 @@ pub(crate) struct Activity {
     /// Milliseconds after `base` when the last request ended.
     idle_since_ms: AtomicU64,
     upgraded: AtomicBool,
+    /// Requests begun on the connection (the ordinal of the last one).
+    requests: AtomicU64,
+    /// A head refused by the framing check (`framed_io.rs`): the ordinal of the request
+    /// standing in for it, shifted left 8 bits, and the refusal's code; 0 if none.
+    refused: AtomicU64,
 }
 
 /// A request in progress on its connection; dropped when its response body ends.
 #[derive(Debug)]
-pub(crate) struct Busy(Arc<Activity>);
+pub(crate) struct Busy {
+    activity: Arc<Activity>,
+    /// The request's ordinal on its connection, from 1.
+    ordinal: u64,
+}
 
 pin_project_lite::pin_project! {
     /// A response body that keeps its connection busy until it ends or is dropped.
@@ -171,13 +182,31 @@ impl Activity {
             busy: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             upgraded: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
     /// Marks a request in progress until the returned guard is dropped.
     pub(crate) fn enter(self: &Arc<Self>) -> Busy {
         self.busy.fetch_add(1, Ordering::Relaxed);
-        Busy(self.clone())
+        let ordinal = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        Busy {
+            activity: self.clone(),
+            ordinal,
+        }
+    }
+
+    /// Records that the request with `ordinal` stands in for a head the framing check
+    /// refused (there is at most one per connection: nothing is read after it).
+    pub(crate) fn refuse(&self, ordinal: u64, why: Refusal) {
+        self.refused
+            .store((ordinal << 8) | u64::from(why.code()), Ordering::Release);
+    }
+
+    /// No request in progress and the connection not upgraded.
+    pub(crate) fn is_idle_and_not_upgraded(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) == 0 && !self.upgraded.load(Ordering::Relaxed)
     }
 
     /// When the connection became idle, if it is.
@@ -194,15 +223,24 @@ impl Busy {
     /// The connection was upgraded (101): its timers no longer apply (the splice has its
     /// own `upgrade_idle_timeout`).
     pub(crate) fn set_upgraded(&self) {
-        self.0.upgraded.store(true, Ordering::Relaxed);
+        self.activity.upgraded.store(true, Ordering::Relaxed);
+    }
+
+    /// The framing check's refusal, when this request stands in for a refused head.
+    pub(crate) fn refusal(&self) -> Option<Refusal> {
+        let refused = self.activity.refused.load(Ordering::Acquire);
+        if refused == 0 || refused >> 8 != self.ordinal {
+            return None;
+        }
+        Refusal::from_code((refused & 0xff) as u8)
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        if self.0.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let ms = u64::try_from(self.0.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.0.idle_since_ms.store(ms, Ordering::Relaxed);
+        if self.activity.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let ms = u64::try_from(self.activity.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.activity.idle_since_ms.store(ms, Ordering::Relaxed);
         }
     }
 }

@@ -10,13 +10,21 @@
 //! - [`ClientBody`] (`body.rs`): the body limit and the body read timeout while streaming;
 //!   [`client_fault`] recognises them (and malformed bodies) behind an upstream error.
 //! - [`ConnIo`] (`conn.rs`): `keepalive_timeout` and `send_timeout` on the client's socket.
+//! - [`FramedIo`] (`framed_io.rs`, with the scanner in `framing.rs`): HTTP/1.x heads whose
+//!   framing a backend could read differently (`Content-Length` with `Transfer-Encoding`,
+//!   two `Content-Length`s, bare LF, obs-fold), refused with 400 before hyper parses them;
+//!   414 and 431 for request lines and heads past the limits.
 
 mod body;
 mod conn;
+mod framed_io;
+mod framing;
 mod head;
 
 pub(crate) use body::{client_fault, ClientBody};
 pub(crate) use conn::{Activity, ConnIo, ConnTimeouts, Gate, TrackedBody};
+pub(crate) use framed_io::FramedIo;
+pub(crate) use framing::{FramingLimits, Refusal};
 pub(crate) use head::inspect;
 
 use std::time::Duration;
@@ -56,6 +64,8 @@ pub(crate) struct Protect {
     pub(crate) timeouts: ConnTimeouts,
     /// The per-request limits.
     pub(crate) request: RequestLimits,
+    /// The HTTP/1.x framing check's sizes.
+    pub(crate) framing: FramingLimits,
 }
 
 impl Protect {
@@ -79,6 +89,11 @@ impl Protect {
                 max_body_size: limits.body_limit(),
                 body_read_timeout: limits.body_read_timeout.get(),
             },
+            framing: FramingLimits::new(
+                size(limits.max_header_size.0).max(MIN_READ_BUFFER),
+                size(limits.max_uri_length.get_ref().0),
+                limits.header_read_timeout.get(),
+            ),
         }
     }
 }
