@@ -50,6 +50,9 @@ mod upgrade;
 mod upstream;
 
 pub use access_log::AccessLogError;
+/// The HTTP/1.x framing scanner, public only for the fuzz target `fuzz/fuzz_targets/framing.rs`.
+#[doc(hidden)]
+pub use protect::framing::FramingCheck;
 pub use body::ProxyBody;
 pub use client::{PeerOptions, TlsOptions, UpstreamClient, UpstreamError};
 pub use discovery::SourceError;

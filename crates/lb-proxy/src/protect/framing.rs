@@ -125,6 +125,11 @@ struct Head {
     length: u64,
 }
 
+/// The scanner for the fuzz target `fuzz/fuzz_targets/framing.rs`; not a stable API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FramingCheck(Framer);
+
 /// The chunked-body grammar, as hyper's decoder reads it.
 #[derive(Clone, Copy, Debug)]
 enum Chunk {
@@ -307,7 +312,8 @@ impl Framer {
         loop {
             let rest = &input[head.pos..];
             let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-                self.too_large(&head, input.len())?;
+                // `rest` is an unfinished line; one byte of it may be the CR of its CRLF.
+                self.too_large(&head, input.len(), rest.len().saturating_sub(1))?;
                 self.state = State::Head(head);
                 return Ok(None);
             };
@@ -337,13 +343,14 @@ impl Framer {
             } else {
                 field(&mut head, line)?;
             }
-            self.too_large(&head, head.pos)?;
+            self.too_large(&head, head.pos, 0)?;
         }
     }
 
-    /// Refuses a head already larger than the limits allow, `len` bytes in.
-    fn too_large(&self, head: &Head, len: usize) -> Result<(), Refusal> {
-        if !head.started && len > self.limits.max_request_line {
+    /// Refuses a head already larger than the limits allow: `len` bytes in, `line` of them
+    /// in an unfinished line (the request line if the head has not started).
+    fn too_large(&self, head: &Head, len: usize, line: usize) -> Result<(), Refusal> {
+        if !head.started && line > self.limits.max_request_line {
             return Err(Refusal::RequestLineTooLong);
         }
         if len > self.limits.max_head {
@@ -389,6 +396,48 @@ impl Framer {
         }
         self.state = State::Chunked(chunk);
         at
+    }
+}
+
+impl FramingCheck {
+    /// A scanner with these limits (`header_read_timeout` plays no part in scanning).
+    pub fn new(max_header_size: usize, max_uri_length: usize) -> Self {
+        Self(Framer::new(FramingLimits::new(
+            max_header_size,
+            max_uri_length,
+            Duration::ZERO,
+        )))
+    }
+
+    /// Scans `input` (after a partial head, again from its first byte): `Ok(None)` when all
+    /// is framed, `Ok(Some(n))` when a head starting at `n` is incomplete, `Err((n,
+    /// status))` when the head at `n` is refused with `status`.
+    pub fn scan(&mut self, input: &[u8]) -> Result<Option<usize>, (usize, u16)> {
+        match self.0.scan(input) {
+            Step::Pass => Ok(None),
+            Step::Partial(n) => Ok(Some(n)),
+            Step::Refuse(n, why) => Err((n, why.status().as_u16())),
+        }
+    }
+
+    /// Complete heads framed so far.
+    pub fn heads(&self) -> u64 {
+        self.0.heads()
+    }
+
+    /// True when the scanner stopped checking (HTTP/2, an upgrade, broken chunk framing).
+    pub fn is_off(&self) -> bool {
+        self.0.is_off()
+    }
+
+    /// True after an `Upgrade` or `CONNECT` head (the caller decides with `resume`).
+    pub fn after_upgrade(&self) -> bool {
+        self.0.after_upgrade()
+    }
+
+    /// See `Framer::resume`.
+    pub fn resume(&mut self, idle: bool) {
+        self.0.resume(idle);
     }
 }
 

@@ -18,7 +18,7 @@
 mod body;
 mod conn;
 mod framed_io;
-mod framing;
+pub(crate) mod framing;
 mod head;
 
 pub(crate) use body::{client_fault, ClientBody};
