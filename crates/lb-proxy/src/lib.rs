@@ -50,14 +50,14 @@ mod upgrade;
 mod upstream;
 
 pub use access_log::AccessLogError;
-/// The HTTP/1.x framing scanner, public only for the fuzz target `fuzz/fuzz_targets/framing.rs`.
-#[doc(hidden)]
-pub use protect::framing::FramingCheck;
 pub use body::ProxyBody;
 pub use client::{PeerOptions, TlsOptions, UpstreamClient, UpstreamError};
 pub use discovery::SourceError;
 pub use handover::{HandoverError, Inherited};
 pub use hooks::{ProxyHttp, Session};
+/// The HTTP/1.x framing scanner, public only for the fuzz target `fuzz/fuzz_targets/framing.rs`.
+#[doc(hidden)]
+pub use protect::framing::FramingCheck;
 pub use reload::{ReloadError, Reloaded};
 pub use replay::RequestBody;
 pub use serve::Server;
