@@ -311,7 +311,7 @@ impl Framer {
     fn head(&mut self, mut head: Head, input: &[u8]) -> Result<Option<usize>, Refusal> {
         loop {
             let rest = &input[head.pos..];
-            let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            let Some(lf) = memchr::memchr(b'\n', rest) else {
                 // `rest` is an unfinished line; one byte of it may be the CR of its CRLF.
                 self.too_large(&head, input.len(), rest.len().saturating_sub(1))?;
                 self.state = State::Head(head);
@@ -446,7 +446,11 @@ fn field(head: &mut Head, line: &[u8]) -> Result<(), Refusal> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
         return Err(Refusal::ObsFold);
     }
-    let Some(colon) = line.iter().position(|&b| b == b':') else {
+    // Only three names matter; most lines are ruled out by their first letter.
+    if !matches!(line.first().map(|b| b | 0x20), Some(b'c' | b't' | b'u')) {
+        return Ok(());
+    }
+    let Some(colon) = memchr::memchr(b':', line) else {
         // Not a field: hyper refuses it.
         return Ok(());
     };
