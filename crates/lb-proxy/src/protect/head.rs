@@ -2,13 +2,12 @@
 //! but a reverse proxy must not forward (request smuggling, open-proxy use, oversized
 //! targets and header lists).
 //!
-//! hyper already refuses, with 400 and a closed connection: obs-fold, invalid header names
-//! and values, differing `Content-Length`s, a `Content-Length` that is not digits,
-//! `Transfer-Encoding` whose last coding is not `chunked`, and `Transfer-Encoding` on
-//! HTTP/1.0. It processes a request with both `Content-Length` and `Transfer-Encoding` as
-//! chunked, drops the `Content-Length` and closes the connection after answering (RFC 9112
-//! section 6.1); since the proxy re-frames every request it forwards, the backend never
-//! sees the two framings. What is left is done here, reading the head in place (no
+//! Before hyper parses an HTTP/1.x head, the framing check (`framing.rs`) has refused the
+//! framing a backend could read differently (`Content-Length` with `Transfer-Encoding`, two
+//! `Content-Length`s, bare LF, obs-fold); hyper itself refuses invalid names and values.
+//! The checks here need the parsed request: `Host`, `CONNECT` and the sizes (HTTP/2 too), and
+//! for HTTP/1.x the `Transfer-Encoding` and `Content-Length` rules again (cheap, and the only
+//! check on a connection the framing check stopped following). They read the head in place (no
 //! allocation except to rewrite `Host` of an absolute-form request that disagrees with it).
 
 use http::header::{self, HeaderValue};
