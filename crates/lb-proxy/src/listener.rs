@@ -326,14 +326,10 @@ where
         let busy = activity.enter();
         // protect/: a stand-in for a head the framing check refused is answered, not forwarded.
         let refused = busy.refusal();
-        let hooks = hooks.clone();
+        let handled = pipeline::handle(hooks.clone(), info, req, limits, refused);
         let drain = drain.clone();
-        // The pipeline's future is created inside this one, not captured by it: a captured
-        // future that is then awaited is stored twice (the capture and the awaitee), which
-        // doubled the size of the future hyper keeps boxed per connection and copied it on
-        // every request.
         async move {
-            let mut response = pipeline::handle(hooks, info, req, limits, refused).await?;
+            let mut response = handled.await?;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 busy.set_upgraded();
             }
