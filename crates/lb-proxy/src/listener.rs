@@ -23,7 +23,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::runtime::Handle;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ServerConfig, ServerLimits};
@@ -32,6 +34,7 @@ use crate::hooks::ProxyHttp;
 use crate::pipeline;
 use crate::protect::{self, Activity, ConnIo, Protect, TrackedBody};
 use crate::server::StartError;
+use crate::worker::{OpenConn, Workers};
 
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
 /// not spin while the condition lasts.
@@ -88,6 +91,8 @@ pub(crate) struct Serving<H> {
     /// Set to true when the proxy drains after a hand-over: stop accepting, close
     /// HTTP/1.x connections after their current response.
     pub(crate) drain: watch::Receiver<bool>,
+    /// The workers that accept and serve connections.
+    pub(crate) workers: Workers,
 }
 
 impl<H> Clone for Serving<H> {
@@ -97,6 +102,7 @@ impl<H> Clone for Serving<H> {
             builders: self.builders.clone(),
             stop: self.stop.clone(),
             drain: self.drain.clone(),
+            workers: self.workers.clone(),
         }
     }
 }
@@ -193,15 +199,63 @@ pub(crate) async fn bind_all(
     Ok(listeners)
 }
 
+/// Starts `listener`'s accept loops: one on the current runtime (worker 0) and one on
+/// each other worker's runtime, over a duplicate of the socket registered there. Returns
+/// their tasks (awaitable from any runtime).
+pub(crate) fn spawn_accept_loops<H: ProxyHttp>(
+    listener: Listener,
+    serving: &Serving<H>,
+    graceful: &Arc<GracefulShutdown>,
+    retire: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let workers = &serving.workers;
+    let mut tasks = Vec::with_capacity(workers.count());
+    for index in 1..workers.count() {
+        let Some(runtime) = workers.handle(index) else {
+            continue;
+        };
+        let std = listener
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::TcpListener::from)
+            .map_err(|source| StartError::Listen {
+                addr: listener.local,
+                source,
+            })?;
+        let (local, tls) = (listener.local, listener.tls.clone());
+        let (serving, graceful, retire) = (serving.clone(), graceful.clone(), retire.clone());
+        tasks.push(runtime.spawn(async move {
+            // Registered with this worker's reactor (the socket is already non-blocking).
+            match TcpListener::from_std(std) {
+                Ok(tcp) => {
+                    let listener = Listener { tcp, local, tls };
+                    accept_loop(listener, serving, graceful, retire, index).await;
+                }
+                Err(error) => tracing::error!(%error, addr = %local, worker = index, "cannot register the listening socket; this worker does not accept on it"),
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(accept_loop(
+        listener,
+        serving.clone(),
+        graceful.clone(),
+        retire.clone(),
+        0,
+    )));
+    Ok(tasks)
+}
+
 /// Accepts connections on `listener` until the stop flag is set (or `retire`, when a
 /// reload replaced this loop by another on the same socket), each served in its own
-/// task; the listener is dropped when the loop ends (new connections are refused unless
-/// another copy of the socket stays open).
+/// task on this worker (`worker`), or on a less loaded one (see [`Workers::pick`]); the
+/// listener is dropped when the loop ends (new connections are refused unless another
+/// copy of the socket stays open).
 pub(crate) async fn accept_loop<H: ProxyHttp>(
     listener: Listener,
     serving: Serving<H>,
     graceful: Arc<GracefulShutdown>,
     mut retire: watch::Receiver<bool>,
+    worker: usize,
 ) {
     let mut stop = serving.stop.clone();
     let mut drain = serving.drain.clone();
@@ -243,25 +297,79 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
             local,
             tls: listener.tls.is_some(),
         };
-        let watcher = graceful.watcher();
+        // Counted on the worker that will serve it from now on, so that the next pick
+        // sees it even before a handed-over connection reached its worker.
+        let target = serving.workers.pick(worker);
+        let accepted = Accepted {
+            info,
+            tls: listener.tls.clone(),
+            serving: serving.clone(),
+            watcher: graceful.watcher(),
+            permit,
+            open: serving.workers.open(target),
+        };
+        match serving.workers.handle(target) {
+            Some(runtime) if target != worker => hand_over(stream, accepted, runtime),
+            _ => accepted.start(stream),
+        }
+    }
+}
+
+/// A connection accepted and admitted, not yet served.
+struct Accepted<H> {
+    info: ConnInfo,
+    tls: Option<Tls>,
+    serving: Serving<H>,
+    watcher: Watcher,
+    permit: OwnedSemaphorePermit,
+    /// Counts the connection on its worker.
+    open: OpenConn,
+}
+
+impl<H: ProxyHttp> Accepted<H> {
+    /// Spawns the connection's task on the current runtime (its worker's).
+    fn start(self, stream: TcpStream) {
+        let Self {
+            info,
+            tls,
+            serving,
+            watcher,
+            permit,
+            open,
+        } = self;
         // protect/: keepalive_timeout and send_timeout; the socket holds the permit.
         let (stream, activity) = ConnIo::new(stream, serving.builders.protect.timeouts, permit);
-        match &listener.tls {
+        match tls {
             None => {
-                let conn = serve(&serving.builders.auto, &serving, stream, info, activity);
+                let builder = &serving.builders.auto;
+                let conn = serve(builder, &serving, stream, info, (activity, open));
                 tokio::spawn(finish(watcher, conn, info));
             }
             Some(tls) => {
-                tokio::spawn(handshake_then_serve(
-                    tls.clone(),
-                    serving.clone(),
-                    watcher,
-                    (stream, activity),
-                    info,
-                ));
+                let io = (stream, activity, open);
+                tokio::spawn(handshake_then_serve(tls, serving, watcher, io, info));
             }
         }
     }
+}
+
+/// Moves an accepted connection to another worker's `runtime`: out of this worker's
+/// reactor, into that one's, before anything was read from it.
+fn hand_over<H: ProxyHttp>(stream: TcpStream, accepted: Accepted<H>, runtime: &Handle) {
+    let peer = accepted.info.peer;
+    let std = match stream.into_std() {
+        Ok(std) => std,
+        Err(error) => {
+            tracing::debug!(%error, %peer, "cannot move the connection to another worker; closed");
+            return;
+        }
+    };
+    runtime.spawn(async move {
+        match TcpStream::from_std(std) {
+            Ok(stream) => accepted.start(stream),
+            Err(error) => tracing::debug!(%error, %peer, "cannot register the connection on its worker; closed"),
+        }
+    });
 }
 
 /// A TLS connection's task: the handshake (bounded, and abandoned when the proxy stops),
@@ -270,7 +378,7 @@ async fn handshake_then_serve<H: ProxyHttp>(
     tls: Tls,
     mut serving: Serving<H>,
     watcher: Watcher,
-    (stream, activity): (ConnIo<TcpStream>, Arc<Activity>),
+    (stream, activity, open): (ConnIo<TcpStream>, Arc<Activity>, OpenConn),
     info: ConnInfo,
 ) {
     let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
@@ -295,7 +403,7 @@ async fn handshake_then_serve<H: ProxyHttp>(
     } else {
         &serving.builders.http1
     };
-    let conn = serve(builder, &serving, stream, info, activity);
+    let conn = serve(builder, &serving, stream, info, (activity, open));
     finish(watcher, conn, info).await;
 }
 
@@ -305,7 +413,7 @@ fn serve<H: ProxyHttp, I>(
     serving: &Serving<H>,
     io: I,
     info: ConnInfo,
-    activity: Arc<Activity>,
+    (activity, open): (Arc<Activity>, OpenConn),
 ) -> impl GracefulConnection<Error = BoxError> + Send + 'static
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -314,6 +422,7 @@ where
     let drain = serving.drain.clone();
     let limits = serving.builders.protect.request;
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        open.load().request();
         let http1 = req.version() < Version::HTTP_2;
         // protect/: the connection is busy (no keepalive_timeout) until the body ends.
         let busy = activity.enter();
