@@ -342,8 +342,8 @@ impl<H: ProxyHttp> Accepted<H> {
         match tls {
             None => {
                 let builder = &serving.builders.auto;
-                let conn = serve(builder, &serving, stream, info, (activity, open));
-                tokio::spawn(finish(watcher, conn, info));
+                let conn = serve(builder, &serving, stream, info, activity);
+                tokio::spawn(finish(watcher, conn, info, open));
             }
             Some(tls) => {
                 let io = (stream, activity, open);
@@ -403,8 +403,8 @@ async fn handshake_then_serve<H: ProxyHttp>(
     } else {
         &serving.builders.http1
     };
-    let conn = serve(builder, &serving, stream, info, (activity, open));
-    finish(watcher, conn, info).await;
+    let conn = serve(builder, &serving, stream, info, activity);
+    finish(watcher, conn, info, open).await;
 }
 
 /// The HTTP connection future for `io`, each request handed to the service with `info`.
@@ -413,7 +413,7 @@ fn serve<H: ProxyHttp, I>(
     serving: &Serving<H>,
     io: I,
     info: ConnInfo,
-    (activity, open): (Arc<Activity>, OpenConn),
+    activity: Arc<Activity>,
 ) -> impl GracefulConnection<Error = BoxError> + Send + 'static
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -422,7 +422,6 @@ where
     let drain = serving.drain.clone();
     let limits = serving.builders.protect.request;
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        open.load().request();
         let http1 = req.version() < Version::HTTP_2;
         // protect/: the connection is busy (no keepalive_timeout) until the body ends.
         let busy = activity.enter();
@@ -448,12 +447,14 @@ where
         .into_owned()
 }
 
-/// Runs a connection to its end under graceful shutdown.
-async fn finish<C>(watcher: Watcher, conn: C, info: ConnInfo)
+/// Runs a connection to its end under graceful shutdown; `open` counts it on its worker
+/// meanwhile.
+async fn finish<C>(watcher: Watcher, conn: C, info: ConnInfo, open: OpenConn)
 where
     C: GracefulConnection<Error = BoxError>,
 {
     if let Err(error) = watcher.watch(conn).await {
         tracing::debug!(peer = %info.peer, tls = info.tls, error = &*error as &dyn StdError, "connection ended with an error");
     }
+    drop(open);
 }

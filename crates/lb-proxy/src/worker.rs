@@ -83,8 +83,6 @@ pub(crate) struct Load {
     open: AtomicUsize,
     /// Client connections served since start.
     accepted: AtomicU64,
-    /// Requests received since start.
-    requests: AtomicU64,
 }
 
 /// What one worker has served, from [`Workers::stats`].
@@ -96,8 +94,6 @@ pub struct WorkerStats {
     /// Client connections this worker has served since start (including those handed to
     /// it by another worker).
     pub connections: u64,
-    /// Requests this worker has received since start.
-    pub requests: u64,
 }
 
 /// A connection counted as open on its worker until dropped.
@@ -164,7 +160,8 @@ impl Workers {
         self.inner.loads.len()
     }
 
-    /// What each worker has served, by worker index.
+    /// What each worker has served, by worker index (counted per connection: nothing
+    /// per request).
     pub fn stats(&self) -> Vec<WorkerStats> {
         self.inner
             .loads
@@ -172,7 +169,6 @@ impl Workers {
             .map(|l| WorkerStats {
                 open_connections: l.open.load(Ordering::Relaxed),
                 connections: l.accepted.load(Ordering::Relaxed),
-                requests: l.requests.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -245,25 +241,10 @@ impl Drop for Inner {
     }
 }
 
-impl Load {
-    /// Counts one request.
-    #[inline]
-    pub(crate) fn request(&self) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl OpenConn {
-    /// The worker's counters.
-    #[inline]
-    pub(crate) fn load(&self) -> &Load {
-        self.workers.load(self.worker)
-    }
-}
-
 impl Drop for OpenConn {
     fn drop(&mut self) {
-        self.load().open.fetch_sub(1, Ordering::Relaxed);
+        let load = self.workers.load(self.worker);
+        load.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
