@@ -106,8 +106,9 @@ pub(crate) struct OpenConn {
 impl Workers {
     /// `threads` workers: the current runtime (worker 0; must be called inside a tokio
     /// runtime) and `threads - 1` new OS threads named `lb-worker-N`, each running a
-    /// `current_thread` runtime with every driver enabled until the last clone of the
-    /// returned value is dropped or [`join`](Self::join) is called.
+    /// `current_thread` runtime with every driver enabled until [`join`](Self::join) is
+    /// called (or every clone is dropped, including those that a proxy's accept loops and
+    /// connections hold).
     pub fn start(threads: NonZeroUsize) -> io::Result<Self> {
         let first = Handle::try_current().map_err(io::Error::other)?;
         let (stop, stopped) = watch::channel(false);
