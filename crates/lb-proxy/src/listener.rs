@@ -11,10 +11,12 @@
 //! to the new process after their current request instead of racing an idle close.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode, Version};
@@ -425,10 +427,12 @@ where
         let http1 = req.version() < Version::HTTP_2;
         // protect/: the connection is busy (no keepalive_timeout) until the body ends.
         let busy = activity.enter();
-        let handled = pipeline::handle(hooks.clone(), info, req, limits);
         let drain = drain.clone();
-        async move {
-            let mut response = handled.await?;
+        // A combinator, not an `async` block: a block awaiting `handle` would keep the
+        // pipeline's future twice (captured, then awaited), and hyper allocates room for
+        // this future on every connection (and moved it on every request).
+        pipeline::handle(hooks.clone(), info, req, limits).map(move |handled| {
+            let Ok(mut response) = handled;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 busy.set_upgraded();
             }
@@ -440,7 +444,7 @@ where
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Ok::<_, std::convert::Infallible>(response.map(|b| TrackedBody::new(b, busy)))
-        }
+        })
     });
     builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
@@ -448,13 +452,16 @@ where
 }
 
 /// Runs a connection to its end under graceful shutdown; `open` counts it on its worker
-/// meanwhile.
-async fn finish<C>(watcher: Watcher, conn: C, info: ConnInfo, open: OpenConn)
+/// meanwhile. A combinator, not an `async fn`: one would keep the connection's state twice
+/// in the task (the argument, then the awaited future).
+fn finish<C>(watcher: Watcher, conn: C, info: ConnInfo, open: OpenConn) -> impl Future<Output = ()>
 where
     C: GracefulConnection<Error = BoxError>,
 {
-    if let Err(error) = watcher.watch(conn).await {
-        tracing::debug!(peer = %info.peer, tls = info.tls, error = &*error as &dyn StdError, "connection ended with an error");
-    }
-    drop(open);
+    watcher.watch(conn).map(move |ended| {
+        if let Err(error) = ended {
+            tracing::debug!(peer = %info.peer, tls = info.tls, error = &*error as &dyn StdError, "connection ended with an error");
+        }
+        drop(open);
+    })
 }
