@@ -29,6 +29,7 @@ pub mod reload;
 pub mod retry;
 pub mod router;
 pub mod signals;
+pub mod worker;
 
 mod access_log;
 mod admin;
@@ -64,6 +65,7 @@ pub use serve::Server;
 pub use server::{Proxy, RunningProxy, StartError};
 pub use tls::TlsError;
 pub use upstream::{Balancer, HealthHook, Upstream};
+pub use worker::{WorkerStats, Workers};
 
 /// Builds every upstream of `config` (its discovery source, selector and checks) without
 /// contacting anything: what `lb-proxy -t` runs after parsing. Needs a tokio runtime.

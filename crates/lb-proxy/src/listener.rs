@@ -11,10 +11,12 @@
 //! to the new process after their current request instead of racing an idle close.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode, Version};
@@ -23,7 +25,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::runtime::Handle;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ServerConfig, ServerLimits};
@@ -32,6 +36,7 @@ use crate::hooks::ProxyHttp;
 use crate::pipeline;
 use crate::protect::{self, Activity, ConnIo, FramedIo, Protect, TrackedBody};
 use crate::server::StartError;
+use crate::worker::{OpenConn, Workers};
 
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
 /// not spin while the condition lasts.
@@ -88,6 +93,8 @@ pub(crate) struct Serving<H> {
     /// Set to true when the proxy drains after a hand-over: stop accepting, close
     /// HTTP/1.x connections after their current response.
     pub(crate) drain: watch::Receiver<bool>,
+    /// The workers that accept and serve connections.
+    pub(crate) workers: Workers,
 }
 
 impl<H> Clone for Serving<H> {
@@ -97,6 +104,7 @@ impl<H> Clone for Serving<H> {
             builders: self.builders.clone(),
             stop: self.stop.clone(),
             drain: self.drain.clone(),
+            workers: self.workers.clone(),
         }
     }
 }
@@ -193,15 +201,63 @@ pub(crate) async fn bind_all(
     Ok(listeners)
 }
 
+/// Starts `listener`'s accept loops: one on the current runtime (worker 0) and one on
+/// each other worker's runtime, over a duplicate of the socket registered there. Returns
+/// their tasks (awaitable from any runtime).
+pub(crate) fn spawn_accept_loops<H: ProxyHttp>(
+    listener: Listener,
+    serving: &Serving<H>,
+    graceful: &Arc<GracefulShutdown>,
+    retire: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let workers = &serving.workers;
+    let mut tasks = Vec::with_capacity(workers.count());
+    for index in 1..workers.count() {
+        let Some(runtime) = workers.handle(index) else {
+            continue;
+        };
+        let std = listener
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::TcpListener::from)
+            .map_err(|source| StartError::Listen {
+                addr: listener.local,
+                source,
+            })?;
+        let (local, tls) = (listener.local, listener.tls.clone());
+        let (serving, graceful, retire) = (serving.clone(), graceful.clone(), retire.clone());
+        tasks.push(runtime.spawn(async move {
+            // Registered with this worker's reactor (the socket is already non-blocking).
+            match TcpListener::from_std(std) {
+                Ok(tcp) => {
+                    let listener = Listener { tcp, local, tls };
+                    accept_loop(listener, serving, graceful, retire, index).await;
+                }
+                Err(error) => tracing::error!(%error, addr = %local, worker = index, "cannot register the listening socket; this worker does not accept on it"),
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(accept_loop(
+        listener,
+        serving.clone(),
+        graceful.clone(),
+        retire.clone(),
+        0,
+    )));
+    Ok(tasks)
+}
+
 /// Accepts connections on `listener` until the stop flag is set (or `retire`, when a
 /// reload replaced this loop by another on the same socket), each served in its own
-/// task; the listener is dropped when the loop ends (new connections are refused unless
-/// another copy of the socket stays open).
+/// task on this worker (`worker`), or on a less loaded one (see [`Workers::pick`]); the
+/// listener is dropped when the loop ends (new connections are refused unless another
+/// copy of the socket stays open).
 pub(crate) async fn accept_loop<H: ProxyHttp>(
     listener: Listener,
     serving: Serving<H>,
     graceful: Arc<GracefulShutdown>,
     mut retire: watch::Receiver<bool>,
+    worker: usize,
 ) {
     let mut stop = serving.stop.clone();
     let mut drain = serving.drain.clone();
@@ -243,29 +299,83 @@ pub(crate) async fn accept_loop<H: ProxyHttp>(
             local,
             tls: listener.tls.is_some(),
         };
-        let watcher = graceful.watcher();
+        // Counted on the worker that will serve it from now on, so that the next pick
+        // sees it even before a handed-over connection reached its worker.
+        let target = serving.workers.pick(worker);
+        let accepted = Accepted {
+            info,
+            tls: listener.tls.clone(),
+            serving: serving.clone(),
+            watcher: graceful.watcher(),
+            permit,
+            open: serving.workers.open(target),
+        };
+        match serving.workers.handle(target) {
+            Some(runtime) if target != worker => hand_over(stream, accepted, runtime),
+            _ => accepted.start(stream),
+        }
+    }
+}
+
+/// A connection accepted and admitted, not yet served.
+struct Accepted<H> {
+    info: ConnInfo,
+    tls: Option<Tls>,
+    serving: Serving<H>,
+    watcher: Watcher,
+    permit: OwnedSemaphorePermit,
+    /// Counts the connection on its worker.
+    open: OpenConn,
+}
+
+impl<H: ProxyHttp> Accepted<H> {
+    /// Spawns the connection's task on the current runtime (its worker's).
+    fn start(self, stream: TcpStream) {
+        let Self {
+            info,
+            tls,
+            serving,
+            watcher,
+            permit,
+            open,
+        } = self;
         // protect/: keepalive_timeout and send_timeout; the socket holds the permit.
         let (stream, activity) = ConnIo::new(stream, serving.builders.protect.timeouts, permit);
-        match &listener.tls {
+        match tls {
             None => {
                 // protect/: HTTP/1.x heads are framing-checked before hyper parses them
                 // (an HTTP/2 preface turns the check off).
                 let limits = serving.builders.protect.framing;
                 let stream = FramedIo::new(stream, activity.clone(), limits, true);
-                let conn = serve(&serving.builders.auto, &serving, stream, info, activity);
-                tokio::spawn(finish(watcher, conn, info));
+                let builder = &serving.builders.auto;
+                let conn = serve(builder, &serving, stream, info, activity);
+                tokio::spawn(finish(watcher, conn, info, open));
             }
             Some(tls) => {
-                tokio::spawn(handshake_then_serve(
-                    tls.clone(),
-                    serving.clone(),
-                    watcher,
-                    (stream, activity),
-                    info,
-                ));
+                let io = (stream, activity, open);
+                tokio::spawn(handshake_then_serve(tls, serving, watcher, io, info));
             }
         }
     }
+}
+
+/// Moves an accepted connection to another worker's `runtime`: out of this worker's
+/// reactor, into that one's, before anything was read from it.
+fn hand_over<H: ProxyHttp>(stream: TcpStream, accepted: Accepted<H>, runtime: &Handle) {
+    let peer = accepted.info.peer;
+    let std = match stream.into_std() {
+        Ok(std) => std,
+        Err(error) => {
+            tracing::debug!(%error, %peer, "cannot move the connection to another worker; closed");
+            return;
+        }
+    };
+    runtime.spawn(async move {
+        match TcpStream::from_std(std) {
+            Ok(stream) => accepted.start(stream),
+            Err(error) => tracing::debug!(%error, %peer, "cannot register the connection on its worker; closed"),
+        }
+    });
 }
 
 /// A TLS connection's task: the handshake (bounded, and abandoned when the proxy stops),
@@ -274,7 +384,7 @@ async fn handshake_then_serve<H: ProxyHttp>(
     tls: Tls,
     mut serving: Serving<H>,
     watcher: Watcher,
-    (stream, activity): (ConnIo<TcpStream>, Arc<Activity>),
+    (stream, activity, open): (ConnIo<TcpStream>, Arc<Activity>, OpenConn),
     info: ConnInfo,
 ) {
     let handshake = tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(stream));
@@ -303,7 +413,7 @@ async fn handshake_then_serve<H: ProxyHttp>(
     let limits = serving.builders.protect.framing;
     let stream = FramedIo::new(stream, activity.clone(), limits, !h2);
     let conn = serve(builder, &serving, stream, info, activity);
-    finish(watcher, conn, info).await;
+    finish(watcher, conn, info, open).await;
 }
 
 /// The HTTP connection future for `io`, each request handed to the service with `info`.
@@ -326,10 +436,12 @@ where
         let busy = activity.enter();
         // protect/: a stand-in for a head the framing check refused is answered, not forwarded.
         let refused = busy.refusal();
-        let handled = pipeline::handle(hooks.clone(), info, req, limits, refused);
         let drain = drain.clone();
-        async move {
-            let mut response = handled.await?;
+        // A combinator, not an `async` block: a block awaiting `handle` would keep the
+        // pipeline's future twice (captured, then awaited), and hyper allocates room for
+        // this future on every connection (and moved it on every request).
+        pipeline::handle(hooks.clone(), info, req, limits, refused).map(move |handled| {
+            let Ok(mut response) = handled;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 busy.set_upgraded();
             }
@@ -341,19 +453,24 @@ where
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Ok::<_, std::convert::Infallible>(response.map(|b| TrackedBody::new(b, busy)))
-        }
+        })
     });
     builder
         .serve_connection_with_upgrades(TokioIo::new(io), svc)
         .into_owned()
 }
 
-/// Runs a connection to its end under graceful shutdown.
-async fn finish<C>(watcher: Watcher, conn: C, info: ConnInfo)
+/// Runs a connection to its end under graceful shutdown; `open` counts it on its worker
+/// meanwhile. A combinator, not an `async fn`: one would keep the connection's state twice
+/// in the task (the argument, then the awaited future).
+fn finish<C>(watcher: Watcher, conn: C, info: ConnInfo, open: OpenConn) -> impl Future<Output = ()>
 where
     C: GracefulConnection<Error = BoxError>,
 {
-    if let Err(error) = watcher.watch(conn).await {
-        tracing::debug!(peer = %info.peer, tls = info.tls, error = &*error as &dyn StdError, "connection ended with an error");
-    }
+    watcher.watch(conn).map(move |ended| {
+        if let Err(error) = ended {
+            tracing::debug!(peer = %info.peer, tls = info.tls, error = &*error as &dyn StdError, "connection ended with an error");
+        }
+        drop(open);
+    })
 }

@@ -1,11 +1,12 @@
-//! The `lb-proxy` binary: command line, logging, runtime, signals, daemon mode and the
+//! The `lb-proxy` binary: command line, logging, the worker runtimes (one `current_thread`
+//! runtime per worker thread, see `lb_proxy::worker`), signals, daemon mode and the
 //! binary upgrade. Everything else lives in the `lb_proxy` library.
 
 // The binary reports errors and `-t` results to the operator on stderr, as nginx does.
 #![allow(clippy::print_stderr)]
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use lb_core::Backend;
 use lb_proxy::config::{BackendList, Config, LogFormat};
 use lb_proxy::process::{daemon, logging, PidFile};
 use lb_proxy::signals::{Signal, Signals};
-use lb_proxy::{demo, handover, Proxy};
+use lb_proxy::{demo, handover, Proxy, Workers};
 
 /// A load-balancing HTTP/1.1 and HTTP/2 reverse proxy driven by one TOML file.
 ///
@@ -140,9 +141,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let format = server.map_or(LogFormat::Text, |s| s.log_format);
     logging::init(format, error_log.as_deref())?;
+    let runtime = runtime()?;
     if let (Some(config), Some(path)) = (config, &cli.config) {
         if cli.test {
-            runtime(NonZeroU32::new(1))?.block_on(async { lb_proxy::check(&config) })?;
+            runtime.block_on(async { lb_proxy::check(&config) })?;
             eprintln!(
                 "lb-proxy: the configuration file {} syntax is ok",
                 path.display()
@@ -153,39 +155,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        let threads = cli.threads.or(config.server.threads);
-        return runtime(threads)?.block_on(serve(config, None, &process));
+        let workers = start_workers(&runtime, cli.threads.or(config.server.threads))?;
+        let served = runtime.block_on(serve(config, None, &process, &workers));
+        workers.join();
+        return served;
     }
     let listen = if cli.listen.is_empty() {
         vec![DEMO_LISTEN.parse()?]
     } else {
         cli.listen.clone()
     };
-    let runtime = runtime(cli.threads)?;
-    if cli.backend.is_empty() {
-        return runtime.block_on(async {
+    let workers = start_workers(&runtime, cli.threads)?;
+    let served = if cli.backend.is_empty() {
+        runtime.block_on(async {
             let backends = demo::start_backends(3).await?;
-            serve(demo::config(listen, &backends), Some(&backends), &process).await
-        });
-    }
-    let mut list = Vec::new();
-    for text in &cli.backend {
-        list.extend(Backend::resolve(text).with_context(|| format!("--backend {text}"))?);
-    }
-    runtime.block_on(serve(
-        Config::quick(listen, BackendList(list)),
-        None,
-        &process,
-    ))
+            let config = demo::config(listen, &backends);
+            serve(config, Some(&backends), &process, &workers).await
+        })
+    } else {
+        let mut list = Vec::new();
+        for text in &cli.backend {
+            list.extend(Backend::resolve(text).with_context(|| format!("--backend {text}"))?);
+        }
+        let config = Config::quick(listen, BackendList(list));
+        runtime.block_on(serve(config, None, &process, &workers))
+    };
+    workers.join();
+    served
 }
 
-fn runtime(threads: Option<NonZeroU32>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = threads {
-        builder.worker_threads(n.get() as usize);
-    }
-    builder.build().context("cannot start the runtime")
+/// The main thread's runtime: worker 0, and the control plane (signals, health checks,
+/// discovery, admin, reloads).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// `threads` workers (default: one per CPU): the main thread's `runtime` and a thread with
+/// its own runtime for each other one (see `lb_proxy::worker`).
+fn start_workers(
+    runtime: &tokio::runtime::Runtime,
+    threads: Option<NonZeroU32>,
+) -> anyhow::Result<Workers> {
+    let threads = match threads {
+        Some(n) => NonZeroUsize::try_from(n).context("server.threads")?,
+        None => std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+    };
+    runtime
+        .block_on(async { Workers::start(threads) })
+        .context("cannot start the worker threads")
 }
 
 /// Runs the proxy until SIGTERM/SIGINT (shutdown) or a successful SIGQUIT hand-over
@@ -194,10 +214,11 @@ async fn serve(
     config: Config,
     demo_backends: Option<&[SocketAddr]>,
     process: &Process,
+    workers: &Workers,
 ) -> anyhow::Result<()> {
     // Registered first: from here on SIGQUIT no longer kills the process (with a core).
     let mut signals = Signals::new().context("cannot handle signals")?;
-    let mut proxy = Proxy::new(config);
+    let mut proxy = Proxy::new(config).workers(workers);
     if let Some(path) = &process.config_file {
         proxy = proxy.config_file(path);
     }

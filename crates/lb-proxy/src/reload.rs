@@ -152,17 +152,18 @@ impl Listeners {
         let addrs = bound.iter().map(Listener::local_addr).collect();
         let plain = bound.iter().filter(|l| !l.is_tls()).count();
         let (retire, retired) = watch::channel(false);
-        let accepting = bound
-            .into_iter()
-            .map(|l| {
-                tokio::spawn(listener::accept_loop(
-                    l,
-                    serving.clone(),
-                    connections.clone(),
-                    retired.clone(),
-                ))
-            })
-            .collect();
+        let mut accepting = Vec::with_capacity(bound.len() * serving.workers.count());
+        for l in bound {
+            // One accept loop per worker.
+            match listener::spawn_accept_loops(l, serving, connections, &retired) {
+                Ok(loops) => accepting.extend(loops),
+                Err(error) => {
+                    // The loops already started end (their sockets stay in `fds`, dropped).
+                    let _ = retire.send(true);
+                    return Err(error);
+                }
+            }
+        }
         Ok((
             Self {
                 fds,
@@ -208,6 +209,11 @@ impl Reloader {
                 listeners,
             }),
         })
+    }
+
+    /// The workers serving the listeners.
+    pub(crate) fn workers(&self) -> crate::worker::Workers {
+        self.serving.lock().workers.clone()
     }
 
     /// Reads the configuration file again and applies it; see [`reload`](Self::reload).

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::ServerLimits;
 use crate::hooks::ProxyHttp;
 use crate::listener::{accept_loop, Builders, Listener, Serving};
+use crate::worker::Workers;
 
 /// Serves HTTP/1.1 and HTTP/2 (h2c) with the decisions of `H`, like Pingora's
 /// `http_proxy_service`.
@@ -102,6 +103,8 @@ impl<H: ProxyHttp> Server<H> {
             builders: Arc::new(Builders::with_limits(&self.limits)),
             stop: stop_rx,
             drain: drain_rx,
+            // The caller's runtime serves everything.
+            workers: Workers::single(),
         };
         let mut tasks = Vec::with_capacity(self.listeners.len());
         for tcp in self.listeners {
@@ -111,6 +114,7 @@ impl<H: ProxyHttp> Server<H> {
                     serving.clone(),
                     graceful.clone(),
                     retire_rx.clone(),
+                    0,
                 ))),
                 Err(error) => tracing::warn!(%error, "listener without an address; skipped"),
             }

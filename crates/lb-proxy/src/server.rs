@@ -28,6 +28,7 @@ use crate::live::LiveProxy;
 use crate::reload::{self, ReloadError, Reloaded, Reloader};
 use crate::router::RouterError;
 use crate::upstream::{HealthHook, Upstream};
+use crate::worker::{WorkerStats, Workers};
 
 /// How often [`RunningProxy::drain`] looks whether every connection has closed.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -88,6 +89,7 @@ pub struct Proxy {
     hook: Option<HealthHook>,
     inherited: Inherited,
     path: Option<PathBuf>,
+    workers: Option<Workers>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -107,7 +109,18 @@ impl Proxy {
             hook: None,
             inherited: Inherited::default(),
             path: None,
+            workers: None,
         }
+    }
+
+    /// Accepts and serves connections on every one of `workers` (each listener gets an
+    /// accept loop per worker; see [`Workers`]). [`start`](Self::start) must then run on
+    /// worker 0's runtime, the one [`Workers::start`] was called on, which also runs the
+    /// control plane. Without this, the runtime that calls `start` serves everything.
+    #[must_use]
+    pub fn workers(mut self, workers: &Workers) -> Self {
+        self.workers = Some(workers.clone());
+        self
     }
 
     /// Calls `hook(upstream, change)` on every health transition of every backend,
@@ -170,6 +183,7 @@ impl Proxy {
             builders: Arc::new(listener::Builders::with_limits(&self.config.server.limits)),
             stop: stop_rx.clone(),
             drain: drain_rx,
+            workers: self.workers.take().unwrap_or_else(Workers::single),
         };
         let parts = reload::Parts {
             live: live.clone(),
@@ -239,6 +253,12 @@ impl RunningProxy {
     pub fn tls_addrs(&self) -> Vec<SocketAddr> {
         let bound = self.reloader.bound.load();
         bound.addrs[bound.plain..].to_vec()
+    }
+
+    /// What each worker has served (connections, requests), by worker index; one entry
+    /// when the proxy was started without [`Proxy::workers`].
+    pub fn worker_stats(&self) -> Vec<WorkerStats> {
+        self.reloader.workers().stats()
     }
 
     /// The upstream called `name` in the current configuration.

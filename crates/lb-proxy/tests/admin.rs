@@ -152,6 +152,15 @@ async fn metrics_count_the_requests_sent() {
         0.0
     );
     assert!(sample(&s, "lb_open_connections", &[]) >= 1.0, "{text}");
+    // One worker: the test's runtime, which served every connection.
+    assert!(
+        sample(&s, "lb_worker_connections_total", &[("worker", "0")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&s, "lb_worker_open_connections", &[("worker", "0")]) >= 1.0,
+        "{text}"
+    );
     h.proxy.shutdown().await;
 }
 

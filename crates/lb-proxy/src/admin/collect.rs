@@ -351,6 +351,27 @@ impl Collector for ProxyCollector {
             "Client connections open on the proxy's listeners.",
             &[(Labels::new(), open)],
         )?;
+        // The workers (one row when the proxy runs on its embedder's runtime).
+        let workers = state.reloader.workers().stats();
+        let by_worker = |value: fn(&crate::worker::WorkerStats) -> u64| -> Vec<(Labels, u64)> {
+            workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (labels([("worker", &i.to_string())]), value(w)))
+                .collect()
+        };
+        gauges(
+            &mut enc,
+            "lb_worker_open_connections",
+            "Client connections open on each worker.",
+            &by_worker(|w| w.open_connections as u64),
+        )?;
+        counters(
+            &mut enc,
+            "lb_worker_connections",
+            "Client connections each worker has served.",
+            &by_worker(|w| w.connections),
+        )?;
         counters(
             &mut enc,
             "lb_config_reloads",

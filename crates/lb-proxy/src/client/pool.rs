@@ -6,9 +6,12 @@
 //! HTTP/1.1 request to put the connection back, and only tells when a connection was
 //! chosen through a per-request capture channel (which the read timeout needed). Here:
 //!
-//! - the backends' entries are a map behind an `ArcSwap`, keyed by backend address: one
-//!   lock-free load and one hash lookup per request; a backend's first request copies the
-//!   map (once per backend);
+//! - the backends' entries are a map behind an `ArcSwap`, keyed by backend address and
+//!   worker ([`crate::worker`]): one lock-free load and one hash lookup per request; a
+//!   backend's first request on a worker copies the map (once per backend and worker).
+//!   Each worker thus reuses the connections it opened itself, whose tasks run on its own
+//!   runtime: a request never wakes another thread. `pool_max_idle` is per backend and
+//!   per worker, as nginx's `keepalive` is per worker process;
 //! - idle HTTP/1.1 connections wait in a bounded `crossbeam` `ArrayQueue` (lock-free, its
 //!   capacity is `pool_max_idle`); a checkout pops one, skipping those that closed or idled
 //!   past `idle_timeout`;
@@ -34,10 +37,14 @@ use hyper::client::conn::http2::SendRequest;
 use hyper::client::conn::{http1, http2};
 use lb_core::{monotonic_ms, BackendAddr};
 
+/// A backend's address and a worker's index.
+type Key = (BackendAddr, usize);
+
 /// The idle connections of every backend of one client.
 pub(crate) struct Pool<B> {
-    hosts: ArcSwap<HashMap<BackendAddr, Arc<Host<B>>>>,
-    /// `pool_max_idle`: idle HTTP/1.1 connections kept per backend (0: none).
+    /// By backend address and worker index.
+    hosts: ArcSwap<HashMap<Key, Arc<Host<B>>>>,
+    /// `pool_max_idle`: idle HTTP/1.1 connections kept per backend and worker (0: none).
     max_idle: usize,
     /// `idle_timeout`, in milliseconds.
     idle_ms: u64,
@@ -88,23 +95,26 @@ impl<B: Send + 'static> Pool<B> {
         }
     }
 
-    /// The entry of the backend at `addr` (created on its first request).
+    /// The entry of the backend at `addr` for the current worker (created on its first
+    /// request there).
     #[inline]
     pub(crate) fn host(self: &Arc<Self>, addr: &BackendAddr) -> Arc<Host<B>> {
-        if let Some(host) = self.hosts.load().get(addr) {
+        // A copy of the address (an `Arc` count for a Unix socket path), no allocation.
+        let key = (addr.clone(), crate::worker::current());
+        if let Some(host) = self.hosts.load().get(&key) {
             return host.clone();
         }
-        self.add_host(addr)
+        self.add_host(key)
     }
 
     #[cold]
-    fn add_host(self: &Arc<Self>, addr: &BackendAddr) -> Arc<Host<B>> {
+    fn add_host(self: &Arc<Self>, key: Key) -> Arc<Host<B>> {
         self.start_reaper();
         let mut added = None;
         self.hosts.rcu(|hosts| {
             let mut hosts = HashMap::clone(hosts);
             let host = hosts
-                .entry(addr.clone())
+                .entry(key.clone())
                 .or_insert_with(|| {
                     Arc::new(Host {
                         idle: (self.max_idle > 0).then(|| ArrayQueue::new(self.max_idle)),
@@ -116,7 +126,7 @@ impl<B: Send + 'static> Pool<B> {
             added = Some(host);
             hosts
         });
-        added.unwrap_or_else(|| self.hosts.load()[addr].clone())
+        added.unwrap_or_else(|| self.hosts.load()[&key].clone())
     }
 
     /// Starts the task that closes connections idle past the timeout, once per pool and
@@ -255,5 +265,39 @@ impl<B: Send + 'static> Lent<B> {
 impl<B> std::fmt::Debug for Lent<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lent").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::num::NonZeroUsize;
+
+    use super::*;
+    use crate::worker::Workers;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_worker_has_its_own_entry_per_backend() {
+        let workers = Workers::start(NonZeroUsize::new(2).unwrap()).unwrap();
+        let pool: Arc<Pool<String>> = Arc::new(Pool::new(4, None));
+        let addr = BackendAddr::Inet("127.0.0.1:9".parse().unwrap());
+        let here = pool.host(&addr);
+        assert!(
+            Arc::ptr_eq(&here, &pool.host(&addr)),
+            "one entry per worker"
+        );
+        let (p, a) = (pool.clone(), addr.clone());
+        let there = workers
+            .handle(1)
+            .unwrap()
+            .spawn(async move { p.host(&a) })
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&here, &there), "worker 1 has its own entry");
+        assert_eq!(pool.hosts.load().len(), 2);
+        tokio::task::spawn_blocking(move || workers.join())
+            .await
+            .unwrap();
     }
 }

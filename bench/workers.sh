@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# workers.sh - how lb-proxy's workers share a keep-alive load: each thread's CPU time and each
+# worker's connections (lb_worker_connections_total), under wrk on loopback.
+#
+# Usage: bash bench/workers.sh [LB_BIN]   (default ./target/release/lb-proxy)
+#   env: THREADS=2 CONNS=64 DURATION=6
+# Starts one nginx backend on 3 loopback ports and the proxy (round robin, forwarding headers
+# off, [admin] on), runs `wrk -t1 -cCONNS -dDURATIONs`, then prints requests/s, the clock ticks
+# each thread of the proxy used during the load, and the per-worker metrics. Every process it
+# starts is stopped on exit.
+set -euo pipefail
+LB_BIN=${1:-./target/release/lb-proxy}
+THREADS=${THREADS:-2} CONNS=${CONNS:-64} DURATION=${DURATION:-6}
+W=$(mktemp -d "${TMPDIR:-/tmp}/lbworkers.XXXXXX")
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -INT -- "-$p" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "${PIDS[@]}"; do kill -0 -- "-$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ready() { # port
+  for _ in $(seq 100); do
+    curl -fsS --max-time 1 "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "not ready on port $1" >&2; return 1
+}
+B1=$(port) B2=$(port) B3=$(port) P=$(port) A=$(port)
+mkdir -p "$W/tmp"
+cat >"$W/backend.conf" <<CONF
+worker_processes 1; daemon off; pid $W/backend.pid; error_log $W/backend-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
+  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+  server {
+    listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
+    location / { default_type text/plain; return 200 "hello, world\n"; }
+  }
+}
+CONF
+cat >"$W/lb.toml" <<CONF
+[server]
+listen = ["127.0.0.1:$P"]
+threads = $THREADS
+[server.forwarding]
+x_forwarded_for = false
+x_forwarded_proto = false
+x_real_ip = false
+[admin]
+listen = "127.0.0.1:$A"
+[upstreams.web]
+backends = ["127.0.0.1:$B1", "127.0.0.1:$B2", "127.0.0.1:$B3"]
+health_check = { kind = "tcp", interval = "1s" }
+[[routes]]
+upstream = "web"
+CONF
+setsid nginx -p "$W" -c "$W/backend.conf" -e "$W/backend-error.log" >"$W/backend.log" 2>&1 &
+PIDS+=($!)
+ready "$B1"
+setsid "$LB_BIN" -c "$W/lb.toml" >"$W/lb.log" 2>&1 &
+LB=$!
+PIDS+=($LB)
+ready "$P"
+ticks() { for t in /proc/"$LB"/task/*; do echo "$(cat "$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done | sort; }
+ticks >"$W/before"
+timeout $((DURATION + 10)) wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$P/" | grep 'Requests/sec'
+ticks >"$W/after"
+echo "clock ticks per thread during the load:"
+join "$W/before" "$W/after" | awk '{ printf "  %-16s %d\n", $1, $3 - $2 }'
+curl -fsS --max-time 2 "http://127.0.0.1:$A/metrics" | grep '^lb_worker'
