@@ -186,12 +186,12 @@ impl Workers {
         }
     }
 
-    /// The runtime of worker `index` (1 and above; worker 0 is the caller's: `None`).
+    /// The runtime of worker `index` (worker 0's is the runtime that started the workers;
+    /// `None` for a single worker, which never hands a connection over). Worker 0 must be
+    /// reachable too: a connection that worker 1 accepted and counted on worker 0 was
+    /// otherwise served by worker 1, so every connection could end up on one thread.
     pub(crate) fn handle(&self, index: usize) -> Option<&Handle> {
-        match index {
-            0 => None,
-            i => self.inner.handles.get(i),
-        }
+        self.inner.handles.get(index)
     }
 
     /// Worker `index`'s counters.
@@ -260,6 +260,10 @@ mod tests {
         let workers = Workers::start(NonZeroUsize::new(3).unwrap()).unwrap();
         assert_eq!(workers.count(), 3);
         assert_eq!(current(), 0);
+        // Worker 0 can be handed connections too (the runtime that started the workers).
+        let zero = workers.handle(0).unwrap().spawn(async { current() });
+        assert_eq!(zero.await.unwrap(), 0);
+        assert!(Workers::single().handle(0).is_none());
         for index in 1..3 {
             let seen = workers
                 .handle(index)
