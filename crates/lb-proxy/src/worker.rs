@@ -49,7 +49,8 @@ pub fn current() -> usize {
 /// ```no_run
 /// # fn demo(config: lb_proxy::config::Config) -> anyhow::Result<()> {
 /// let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-/// let workers = main.block_on(async { lb_proxy::Workers::start(2.try_into()?) })?;
+/// let threads = std::num::NonZeroUsize::new(2).ok_or_else(|| anyhow::anyhow!("no workers"))?;
+/// let workers = main.block_on(async { lb_proxy::Workers::start(threads) })?;
 /// main.block_on(async {
 ///     let running = lb_proxy::Proxy::new(config).workers(&workers).start().await?;
 ///     lb_proxy::signals::terminated().await?;
