@@ -12,28 +12,8 @@ set -euo pipefail
 LB_BIN=${1:-./target/release/lb-proxy}
 THREADS=${THREADS:-2} CONNS=${CONNS:-64} DURATION=${DURATION:-6}
 W=$(mktemp -d "${TMPDIR:-/tmp}/lbworkers.XXXXXX")
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -INT -- "-$p" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 -- "-$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
-  rm -rf "$W"
-}
-trap cleanup EXIT INT TERM
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ready() { # port
-  for _ in $(seq 100); do
-    curl -fsS --max-time 1 "http://127.0.0.1:$1/" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "not ready on port $1" >&2; return 1
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 B1=$(port) B2=$(port) B3=$(port) P=$(port) A=$(port)
 mkdir -p "$W/tmp"
 cat >"$W/backend.conf" <<CONF
