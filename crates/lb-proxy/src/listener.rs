@@ -378,8 +378,8 @@ fn hand_over<H: ProxyHttp>(stream: TcpStream, accepted: Accepted<H>, runtime: &H
     });
 }
 
-/// A TLS connection's task: the handshake (bounded, and abandoned when the proxy stops),
-/// then HTTP/2 or HTTP/1.1 as ALPN decided.
+/// A TLS connection's first task: the handshake (bounded, and abandoned when the proxy
+/// stops); it then spawns the connection's serving task, HTTP/2 or HTTP/1.1 as ALPN decided.
 async fn handshake_then_serve<H: ProxyHttp>(
     tls: Tls,
     mut serving: Serving<H>,
@@ -413,7 +413,10 @@ async fn handshake_then_serve<H: ProxyHttp>(
     let limits = serving.builders.protect.framing;
     let stream = FramedIo::new(stream, activity.clone(), limits, !h2);
     let conn = serve(builder, &serving, stream, info, activity);
-    finish(watcher, conn, info, open).await;
+    // Its own task, not awaited here: this function's state would keep the connection
+    // future twice (the local and the awaitee) beside what the handshake left, about 8 KB
+    // per TLS connection for as long as it stays open.
+    tokio::spawn(finish(watcher, conn, info, open));
 }
 
 /// The HTTP connection future for `io`, each request handed to the service with `info`.
