@@ -17,20 +17,7 @@ GRACE=100  # valgrind needs longer to stop
 source "$(dirname "$0")/lib.sh"
 ulimit -n $((N * 2 + 1024)) 2>/dev/null || true
 B=$(port) P=$(port)
-mkdir -p "$W/tmp"
-cat >"$W/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $W/backend.pid; error_log $W/backend-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off; keepalive_requests 1000000;
-  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
-  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
-  server { listen 127.0.0.1:$B; location / { default_type text/plain; return 200 "hello, world\n"; } }
-}
-CONF
-setsid nginx -p "$W" -c "$W/backend.conf" -e "$W/backend-error.log" >"$W/backend.log" 2>&1 &
-PIDS+=($!)
-ready "$B" 10
+backend "$B"
 setsid valgrind --tool=dhat --dhat-out-file="$OUT/dhat-idle.out" "$LB_BIN" --listen "127.0.0.1:$P" \
   --backends "127.0.0.1:$B" --workers 1 >"$W/lb.log" 2>&1 &
 LB=$!

@@ -5,6 +5,7 @@
 #                     second (default 50) for them to end, then SIGKILL, then rm -rf "$W"
 #   port              a free loopback TCP port
 #   ready PORT [S]    waits up to S seconds (default 10) for an HTTP answer on 127.0.0.1:PORT
+#   backend PORT...   (below) the loopback nginx backend the scripts measure against
 PIDS=()
 cleanup() {
   local p
@@ -26,4 +27,24 @@ ready() {
     sleep 0.1
   done
   echo "not ready on port $1" >&2; return 1
+}
+# backend PORT...   starts one nginx (1 worker, keep-alive, no log) answering "hello, world" on
+#                   127.0.0.1:PORT for every PORT, and waits until the first one answers
+backend() {
+  local listen="" p
+  for p in "$@"; do listen+="listen 127.0.0.1:$p; "; done
+  mkdir -p "$W/tmp"
+  cat >"$W/backend.conf" <<CONF
+worker_processes 1; daemon off; pid $W/backend.pid; error_log $W/backend-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
+  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
+  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+  server { $listen location / { default_type text/plain; return 200 "hello, world\n"; } }
+}
+CONF
+  setsid nginx -p "$W" -c "$W/backend.conf" -e "$W/backend-error.log" >"$W/backend.log" 2>&1 &
+  PIDS+=($!)
+  ready "$1" 10
 }

@@ -15,20 +15,6 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/lbworkers.XXXXXX")
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 B1=$(port) B2=$(port) B3=$(port) P=$(port) A=$(port)
-mkdir -p "$W/tmp"
-cat >"$W/backend.conf" <<CONF
-worker_processes 1; daemon off; pid $W/backend.pid; error_log $W/backend-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off; keepalive_requests 1000000; keepalive_timeout 60s;
-  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
-  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
-  server {
-    listen 127.0.0.1:$B1; listen 127.0.0.1:$B2; listen 127.0.0.1:$B3;
-    location / { default_type text/plain; return 200 "hello, world\n"; }
-  }
-}
-CONF
 cat >"$W/lb.toml" <<CONF
 [server]
 listen = ["127.0.0.1:$P"]
@@ -45,9 +31,7 @@ health_check = { kind = "tcp", interval = "1s" }
 [[routes]]
 upstream = "web"
 CONF
-setsid nginx -p "$W" -c "$W/backend.conf" -e "$W/backend-error.log" >"$W/backend.log" 2>&1 &
-PIDS+=($!)
-ready "$B1"
+backend "$B1" "$B2" "$B3"
 setsid "$LB_BIN" -c "$W/lb.toml" >"$W/lb.log" 2>&1 &
 LB=$!
 PIDS+=($LB)
