@@ -32,6 +32,7 @@
 mod body;
 mod connector;
 mod error;
+mod h1;
 mod options;
 mod pool;
 mod stream;
@@ -46,11 +47,11 @@ pub use tls::ClientBuildError;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderValue, HOST};
+use http::header::{HeaderValue, HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::Body;
@@ -61,8 +62,13 @@ use lb_core::{monotonic_ms, Backend};
 use body::RequestBody;
 use connector::{Connector, ServerNames, Settings};
 use error::Kind;
+use h1::H1Conn;
 use pool::{Conn, Host, Lent, Pool};
 use target::UpstreamAuthority;
+
+/// hyper's handle on a lent HTTP/1.1 connection, with the flag that gives it back (`None`
+/// for an upgrade); `None` when the connection could not be lent.
+type LentSender<B> = Option<(http1::SendRequest<RequestBody<B>>, Option<Arc<AtomicBool>>)>;
 
 /// How many pooled connections one request may find closed under it (the backend closed
 /// them as they were taken) before it opens a new one.
@@ -181,6 +187,7 @@ where
         let mut req = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
         let host = self.pool.host(backend.addr());
         let h2 = self.connector.may_use_h2();
+        let own = h1::eligible(&req);
         for stale in 0..=MAX_STALE {
             let pooled = if stale < MAX_STALE {
                 host.checkout(h2)
@@ -196,14 +203,35 @@ where
             // The read timeout runs from here: the connection is chosen.
             let chosen = monotonic_ms();
             match conn {
-                Conn::Http1 { mut sender, reused } => {
+                Conn::Http1 { mut conn, reused } if own => {
+                    origin_form(&mut req, &target.authority, &self.scheme);
+                    let exchanged = self.wait(conn.exchange(&req), chosen, None).await?;
+                    match exchanged {
+                        Ok(mut head) => {
+                            let back = (!h1::asks_close(&req)).then_some(host);
+                            let body = h1::OwnBody::new(conn, &mut head, back);
+                            let timeout = self.read_timeout;
+                            return Ok(head.response.map(|()| UpstreamBody::own(body, timeout)));
+                        }
+                        // Closed as it was taken: try another (the request has no body
+                        // and an idempotent method).
+                        Err(failure) if failure.unanswered && reused => {}
+                        Err(failure) => return Err(failure.error),
+                    }
+                }
+                Conn::Http1 { conn, reused } => {
+                    let upgrade = req.headers().contains_key(UPGRADE);
+                    let Some((mut sender, lent)) = self.lend(conn, &host, upgrade).await? else {
+                        continue;
+                    };
                     origin_form(&mut req, &target.authority, &self.scheme);
                     let sent = sender.try_send_request(req);
                     match self.wait(sent, chosen, progress.as_deref()).await? {
                         Ok(resp) => {
                             // An upgraded connection (101) is never reused.
-                            let lent = (resp.status() != StatusCode::SWITCHING_PROTOCOLS)
-                                .then(|| Lent::new(sender, host));
+                            let lent = lent
+                                .filter(|_| resp.status() != StatusCode::SWITCHING_PROTOCOLS)
+                                .map(|reusable| Lent::new(sender, reusable));
                             let timeout = self.read_timeout;
                             return Ok(resp.map(|b| UpstreamBody::new(b, timeout, lent)));
                         }
@@ -236,8 +264,8 @@ where
         ))
     }
 
-    /// Opens a connection to `authority` and sets HTTP/1.1 or (ALPN `h2`) HTTP/2 up on it;
-    /// an HTTP/2 connection is shared with the next requests to `host`.
+    /// Opens a connection to `authority`: a bare HTTP/1.1 one, or (ALPN `h2`) an HTTP/2
+    /// one, which is shared with the next requests to `host`.
     async fn connect(
         &self,
         authority: &Authority,
@@ -258,15 +286,36 @@ where
             host.set_h2(&sender);
             return Ok(Conn::Http2(sender));
         }
+        Ok(Conn::Http1 {
+            conn: H1Conn::new(stream),
+            reused: false,
+        })
+    }
+
+    /// Hands `conn` to hyper's client for one request (one with a body, or an upgrade) and
+    /// spawns the task that drives it. Unless `upgrade`, the connection comes back to
+    /// `host` when the response has been read (the flag returned is set then). `None` if
+    /// `conn` had bytes pending (it is dropped).
+    async fn lend(
+        &self,
+        conn: H1Conn,
+        host: &Arc<Host<RequestBody<B>>>,
+        upgrade: bool,
+    ) -> Result<LentSender<B>, UpstreamError> {
+        let Some(stream) = conn.into_stream() else {
+            return Ok(None);
+        };
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::from_handshake)?;
-        tokio::spawn(drive(conn.with_upgrades()));
-        Ok(Conn::Http1 {
-            sender,
-            reused: false,
-        })
+        if upgrade {
+            tokio::spawn(drive(conn.with_upgrades()));
+            return Ok(Some((sender, None)));
+        }
+        let reusable = Arc::new(AtomicBool::new(false));
+        tokio::spawn(pool::drive_back(conn, host.clone(), reusable.clone()));
+        Ok(Some((sender, Some(reusable))))
     }
 
     /// Waits for `sent` under the read timeout, if any.

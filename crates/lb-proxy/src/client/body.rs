@@ -1,5 +1,5 @@
-//! Bodies around the pooled client: [`UpstreamBody`] (the response body, with the read
-//! timeout between frames) and `RequestBody` (the request body, noting when it last made
+//! Bodies around the pooled client: [`UpstreamBody`] (the response body, from hyper's client
+//! or the own HTTP/1.1 one, with the read timeout between frames) and `RequestBody` (the request body, noting when it last made
 //! progress so the wait for the response head restarts after each chunk sent).
 
 use std::future::Future;
@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use lb_core::monotonic_ms;
 use tokio::time::{Instant, Sleep};
 
+use super::h1::OwnBody;
 use super::pool::Lent;
 use super::UpstreamError;
 
@@ -33,8 +34,7 @@ pin_project_lite::pin_project! {
         B: Send,
         B: 'static,
     {
-        #[pin]
-        body: Incoming,
+        body: Source<B>,
         timeout: Option<Duration>,
         // Created on the first read that has to wait, then reset: no allocation.
         #[pin]
@@ -61,14 +61,60 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// Where the body comes from: hyper's client, or the own HTTP/1.1 client.
+enum Source<B: Send + 'static> {
+    Hyper(Incoming),
+    Own(OwnBody<RequestBody<B>>),
+}
+
+impl<B: Send + 'static> Source<B> {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        match self {
+            Self::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(UpstreamError::from_body),
+            Self::Own(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(body) => body.is_end_stream(),
+            Self::Own(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(body) => body.size_hint(),
+            Self::Own(body) => body.size_hint(),
+        }
+    }
+}
+
 impl<B: Send + 'static> UpstreamBody<B> {
+    /// A body read by the own HTTP/1.1 client (its connection rides inside it).
+    pub(crate) fn own(body: OwnBody<RequestBody<B>>, timeout: Option<Duration>) -> Self {
+        Self {
+            body: Source::Own(body),
+            timeout,
+            timer: None,
+            armed: false,
+            lent: None,
+            done: false,
+        }
+    }
+
     pub(crate) fn new(
         body: Incoming,
         timeout: Option<Duration>,
         lent: Option<Lent<RequestBody<B>>>,
     ) -> Self {
         Self {
-            body,
+            body: Source::Hyper(body),
             timeout,
             timer: None,
             armed: false,
@@ -95,7 +141,7 @@ impl<B: Send + 'static> Body for UpstreamBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let mut this = self.project();
-        if let Poll::Ready(frame) = this.body.as_mut().poll_frame(cx) {
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
             *this.armed = false;
             match &frame {
                 // The end: the connection is free for the next request.
@@ -109,7 +155,7 @@ impl<B: Send + 'static> Body for UpstreamBody<B> {
                     lent.give_back();
                 }
             }
-            return Poll::Ready(frame.map(|f| f.map_err(UpstreamError::from_body)));
+            return Poll::Ready(frame);
         }
         let Some(limit) = *this.timeout else {
             return Poll::Pending;

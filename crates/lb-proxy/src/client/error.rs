@@ -115,6 +115,12 @@ impl UpstreamError {
         Self::new(Kind::Body, Some(Box::new(error)))
     }
 
+    /// Classifies an I/O error of the own HTTP/1.1 client before the response head.
+    pub(crate) fn from_io(error: io::Error) -> Self {
+        let kind = classify(&error, false);
+        Self::new(kind, Some(Box::new(error)))
+    }
+
     pub(crate) fn response_timeout(after: Duration) -> Self {
         Self::new(Kind::ResponseTimeout, Some(Box::new(Elapsed(after))))
     }

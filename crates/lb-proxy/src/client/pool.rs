@@ -13,11 +13,13 @@
 //!   runtime: a request never wakes another thread. `pool_max_idle` is per backend and
 //!   per worker, as nginx's `keepalive` is per worker process;
 //! - idle HTTP/1.1 connections wait in a bounded `crossbeam` `ArrayQueue` (lock-free, its
-//!   capacity is `pool_max_idle`); a checkout pops one, skipping those that closed or idled
-//!   past `idle_timeout`;
-//! - a connection goes back when its response body has been read to the end (see
-//!   `UpstreamBody`), at once if hyper is ready for the next request, else from a small
-//!   task that waits for that;
+//!   capacity is `pool_max_idle`) as bare connections ([`H1Conn`]); a checkout pops one,
+//!   skipping those that idled past `idle_timeout`, that the backend closed, or that it
+//!   sent bytes on (see `H1Conn::is_idle_open`);
+//! - a connection goes back when its response has been read to the end: at once when the
+//!   body came with the head (the own client, `h1.rs`), else at the end of its body; when
+//!   hyper's client served the request (it had a body), hyper hands the connection back
+//!   once it is idle again ([`Lent`]);
 //! - an HTTP/2 connection (TLS with ALPN `h2`) is shared by every request to the backend
 //!   until it closes;
 //! - a reaper task per pool (started with its first idle connection) closes idle
@@ -35,7 +37,11 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_queue::ArrayQueue;
 use hyper::client::conn::http2::SendRequest;
 use hyper::client::conn::{http1, http2};
+use hyper_util::rt::TokioIo;
 use lb_core::{monotonic_ms, BackendAddr};
+
+use super::h1::H1Conn;
+use super::stream::Stream;
 
 /// A backend's address and a worker's index.
 type Key = (BackendAddr, usize);
@@ -53,33 +59,31 @@ pub(crate) struct Pool<B> {
 
 /// One backend's connections.
 pub(crate) struct Host<B> {
-    idle: Option<ArrayQueue<Idle<B>>>,
+    idle: Option<ArrayQueue<Idle>>,
     h2: ArcSwapOption<http2::SendRequest<B>>,
     idle_ms: u64,
 }
 
 /// An idle HTTP/1.1 connection and when it became idle ([`monotonic_ms`]).
-struct Idle<B> {
-    sender: http1::SendRequest<B>,
+struct Idle {
+    conn: H1Conn,
     since: u64,
 }
 
 /// A connection ready for one request.
 pub(crate) enum Conn<B> {
     /// An HTTP/1.1 connection, taken from the pool or new; `reused` when it served before.
-    Http1 {
-        sender: http1::SendRequest<B>,
-        reused: bool,
-    },
+    Http1 { conn: H1Conn, reused: bool },
     /// A clone of the backend's shared HTTP/2 connection.
     Http2(http2::SendRequest<B>),
 }
 
-/// An HTTP/1.1 connection lent to one request, to give back to its backend's queue once the
-/// response has been read.
+/// An HTTP/1.1 connection lent to hyper's client for one request: once the response has
+/// been read to its end and hyper is ready for another request, the task driving the
+/// connection hands it back to its backend's queue ([`drive_back`]).
 pub(crate) struct Lent<B> {
     sender: http1::SendRequest<B>,
-    host: Arc<Host<B>>,
+    reusable: Arc<AtomicBool>,
 }
 
 impl<B: Send + 'static> Pool<B> {
@@ -180,10 +184,10 @@ impl<B: Send + 'static> Host<B> {
         }
         let queue = self.idle.as_ref()?;
         let now = monotonic_ms();
-        while let Some(idle) = queue.pop() {
+        while let Some(mut idle) = queue.pop() {
             if idle.usable(now, self.idle_ms) {
                 return Some(Conn::Http1 {
-                    sender: idle.sender,
+                    conn: idle.conn,
                     reused: true,
                 });
             }
@@ -196,16 +200,13 @@ impl<B: Send + 'static> Host<B> {
         self.h2.store(Some(Arc::new(sender.clone())));
     }
 
-    /// Queues `sender` as idle if it is ready and there is room; else drops it (which
-    /// closes the connection once idle).
-    fn put(&self, sender: http1::SendRequest<B>) {
+    /// Queues `conn` (idle, nothing pending on it) if there is room; else drops (closes) it.
+    pub(crate) fn put_own(&self, conn: H1Conn) {
         if let Some(queue) = &self.idle {
-            if sender.is_ready() {
-                let _ = queue.push(Idle {
-                    sender,
-                    since: monotonic_ms(),
-                });
-            }
+            let _ = queue.push(Idle {
+                conn,
+                since: monotonic_ms(),
+            });
         }
     }
 
@@ -216,7 +217,7 @@ impl<B: Send + 'static> Host<B> {
         };
         // Bounded: each pass looks at most at the connections queued when it started.
         for _ in 0..queue.len() {
-            let Some(idle) = queue.pop() else {
+            let Some(mut idle) = queue.pop() else {
                 break;
             };
             if idle.usable(now, self.idle_ms) {
@@ -226,39 +227,65 @@ impl<B: Send + 'static> Host<B> {
     }
 }
 
-impl<B> Idle<B> {
-    fn usable(&self, now: u64, idle_ms: u64) -> bool {
-        now.saturating_sub(self.since) < idle_ms && self.sender.is_ready()
+impl Idle {
+    fn usable(&mut self, now: u64, idle_ms: u64) -> bool {
+        now.saturating_sub(self.since) < idle_ms && self.conn.is_idle_open()
     }
 }
 
 impl<B: Send + 'static> Lent<B> {
-    /// Lends `sender` (an HTTP/1.1 connection of `host`) to one request.
-    pub(crate) fn new(sender: http1::SendRequest<B>, host: Arc<Host<B>>) -> Self {
-        Self { sender, host }
+    /// Lends `sender`, whose connection is driven by [`drive_back`] with `reusable`.
+    pub(crate) fn new(sender: http1::SendRequest<B>, reusable: Arc<AtomicBool>) -> Self {
+        Self { sender, reusable }
     }
 
-    /// The response was read to its end: the connection goes back to the pool, now if
-    /// hyper is already waiting for the next request, else as soon as it is.
+    /// The response was read to its end: once hyper is ready for another request (now,
+    /// or after a small task waited for it), the connection is marked reusable and hyper's
+    /// handle dropped, which ends [`drive_back`]'s wait.
     pub(crate) fn give_back(self) {
-        if self.host.idle.is_none() {
-            return;
-        }
         if self.sender.is_ready() {
-            self.host.put(self.sender);
+            self.reusable.store(true, Ordering::Release);
             return;
         }
         if self.sender.is_closed() {
             return;
         }
-        let Self { mut sender, host } = self;
+        let Self {
+            mut sender,
+            reusable,
+        } = self;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if sender.ready().await.is_ok() {
-                    host.put(sender);
+                    reusable.store(true, Ordering::Release);
                 }
             });
         }
+    }
+}
+
+/// Drives a connection lent to hyper's client for one request; when the request's handle
+/// is gone and the connection was marked `reusable` (its response was read to the end and
+/// hyper stood ready for another), takes the stream back from hyper and queues it in
+/// `host` as a bare connection again.
+pub(crate) async fn drive_back<B>(
+    conn: http1::Connection<TokioIo<Stream>, B>,
+    host: Arc<Host<B>>,
+    reusable: Arc<AtomicBool>,
+) where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match conn.without_shutdown().await {
+        Ok(parts) if reusable.load(Ordering::Acquire) && parts.read_buf.is_empty() => {
+            host.put_own(H1Conn::new(parts.io.into_inner()));
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!(
+            error = &error as &dyn std::error::Error,
+            "upstream connection ended with an error"
+        ),
     }
 }
 

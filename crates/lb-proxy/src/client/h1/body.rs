@@ -1,0 +1,259 @@
+//! The response body of an own HTTP/1.1 exchange ([`OwnBody`]): either already whole (it
+//! came with the head, or there is none), or streamed from the connection, which goes
+//! back to its backend's pool once the body has been read to its end.
+//!
+//! Reads grow from 8 KiB while they fill the buffer, up to 256 KiB, so a large body takes
+//! few system calls and a small one little memory; each frame is handed out without a copy.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use super::chunked::{Chunked, Step};
+use super::response::{Framing, Head};
+use super::{H1Conn, READ_SIZE};
+use crate::client::error::Kind;
+use crate::client::pool::Host;
+use crate::client::UpstreamError;
+
+/// How long a failed body waits before it reports the failure: one timer tick, so that the
+/// tasks already woken (the connection's writer among them) run first. Only on failure.
+const FAILURE_PAUSE: Duration = Duration::from_millis(1);
+
+/// The largest read while streaming a body.
+const MAX_READ: usize = 256 * 1024;
+
+/// A response body read by the own HTTP/1.1 client.
+pub(crate) struct OwnBody<B> {
+    state: State<B>,
+}
+
+enum State<B> {
+    /// The whole body (`None` once taken, or when there is none).
+    Whole(Option<Bytes>),
+    /// Streamed from the connection.
+    Reading {
+        conn: H1Conn,
+        framing: Reading,
+        /// Where the connection goes back at the end; `None`: it is closed instead.
+        back: Option<Arc<Host<B>>>,
+        read_size: usize,
+    },
+    /// Failed: the error, handed out once `pause` ([`FAILURE_PAUSE`]) is over. What was
+    /// passed on before the failure is thus written to the client first, as it is when
+    /// the failure comes in a later read: the HTTP/1.1 server flushes while the body is
+    /// pending, and an HTTP/2 stream's queued frames (its head, its data), which the reset
+    /// that follows the error would drop, go out with its connection's task meanwhile.
+    Failed {
+        error: Option<UpstreamError>,
+        pause: Pin<Box<dyn Future<Output = ()> + Send>>,
+    },
+    /// Ended, failed, or its connection is gone.
+    Done,
+}
+
+/// How a streamed body ends.
+enum Reading {
+    /// After this many more bytes.
+    Length(u64),
+    /// After the last chunk and the trailers.
+    Chunked(Chunked),
+    /// When the backend closes the connection.
+    Close,
+}
+
+impl<B: Send + 'static> OwnBody<B> {
+    /// The body after `head`, read on `conn`; `back` is the connection's backend entry when
+    /// it may serve another request after this response.
+    pub(crate) fn new(conn: H1Conn, head: &mut Head, back: Option<Arc<Host<B>>>) -> Self {
+        let back = back.filter(|_| head.keep_alive);
+        let framing = match head.framing {
+            Framing::Empty | Framing::Length(0) => None,
+            _ if head.body.is_some() => None,
+            Framing::Length(n) => Some(Reading::Length(n)),
+            Framing::Chunked => Some(Reading::Chunked(Chunked::new())),
+            Framing::Close => Some(Reading::Close),
+        };
+        let Some(framing) = framing else {
+            // Whole already: the connection is free before the response is even passed on.
+            give_back(conn, back);
+            return Self {
+                state: State::Whole(head.body.take().filter(|b| !b.is_empty())),
+            };
+        };
+        Self {
+            state: State::Reading {
+                conn,
+                framing,
+                back,
+                read_size: READ_SIZE,
+            },
+        }
+    }
+
+    /// Ends the body: the connection goes back to the pool if it may.
+    fn finish(&mut self) {
+        if let State::Reading { conn, back, .. } = std::mem::replace(&mut self.state, State::Done) {
+            give_back(conn, back);
+        }
+    }
+}
+
+impl<B> OwnBody<B> {
+    /// Fails the body (its connection is closed): pending now, the error after a pause.
+    fn fail(
+        &mut self,
+        cx: &mut Context<'_>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let mut pause: Pin<Box<dyn Future<Output = ()> + Send>> =
+            Box::pin(tokio::time::sleep(FAILURE_PAUSE));
+        // Registers the timer (a sleep of at least 1 ms is pending on its first poll).
+        let _ = pause.as_mut().poll(cx);
+        self.state = State::Failed {
+            error: Some(UpstreamError::new(Kind::Body, Some(cause))),
+            pause,
+        };
+        Poll::Pending
+    }
+}
+
+/// Puts `conn` back in `back`'s queue when it has nothing pending; else drops (closes) it.
+fn give_back<B: Send + 'static>(conn: H1Conn, back: Option<Arc<Host<B>>>) {
+    if let Some(host) = back {
+        if conn.buf.is_empty() {
+            host.put_own(conn);
+        }
+    }
+}
+
+impl<B: Send + 'static> http_body::Body for OwnBody<B> {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let this = self.get_mut();
+        // Bounded: each pass hands out a frame, ends, fails, waits, or reads bytes.
+        loop {
+            let State::Reading {
+                conn,
+                framing,
+                read_size,
+                ..
+            } = &mut this.state
+            else {
+                return match &mut this.state {
+                    State::Whole(body) => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+                    State::Failed { error, pause } => {
+                        std::task::ready!(pause.as_mut().poll(cx));
+                        Poll::Ready(error.take().map(Err))
+                    }
+                    _ => Poll::Ready(None),
+                };
+            };
+            match framing {
+                Reading::Length(left) => {
+                    if !conn.buf.is_empty() {
+                        let n = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(conn.buf.len());
+                        let data = conn.buf.split_to(n).freeze();
+                        *left -= n as u64;
+                        if *left == 0 {
+                            this.finish();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Reading::Chunked(decoder) => match decoder.step(&mut conn.buf) {
+                    Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Step::Trailers(trailers)) => {
+                        this.finish();
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                    }
+                    Ok(Step::End) => {
+                        this.finish();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Step::More) => {}
+                    Err(e) => {
+                        return this.fail(cx, e.into());
+                    }
+                },
+                Reading::Close => {
+                    if !conn.buf.is_empty() {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+            }
+            if conn.buf.capacity() - conn.buf.len() < *read_size / 2 {
+                conn.buf.reserve(*read_size);
+            }
+            let spare = conn.buf.capacity() - conn.buf.len();
+            let read = tokio_util::io::poll_read_buf(Pin::new(&mut conn.stream), cx, &mut conn.buf);
+            match read {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    let closed = matches!(framing, Reading::Close);
+                    this.state = State::Done;
+                    if closed {
+                        return Poll::Ready(None);
+                    }
+                    let eof = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the backend closed the connection before the end of the body",
+                    );
+                    return this.fail(cx, eof.into());
+                }
+                Poll::Ready(Ok(n)) => {
+                    if n == spare {
+                        *read_size = (*read_size * 2).min(MAX_READ);
+                    }
+                }
+                Poll::Ready(Err(e)) => return this.fail(cx, e.into()),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.state {
+            State::Whole(body) => body.is_none(),
+            State::Reading { .. } | State::Failed { .. } => false,
+            State::Done => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.state {
+            State::Whole(body) => SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64)),
+            State::Reading {
+                framing: Reading::Length(left),
+                conn: _,
+                ..
+            } => SizeHint::with_exact(*left),
+            State::Reading { .. } | State::Failed { .. } => SizeHint::default(),
+            State::Done => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for OwnBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            State::Whole(_) => "whole",
+            State::Reading { .. } => "reading",
+            State::Failed { .. } => "failed",
+            State::Done => "done",
+        };
+        f.debug_struct("OwnBody").field("state", &state).finish()
+    }
+}
