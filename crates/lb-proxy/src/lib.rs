@@ -41,6 +41,7 @@ mod headers;
 mod limits;
 mod listener;
 mod live;
+mod parking;
 mod pipeline;
 mod protect;
 mod replay;

@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{ServerConfig, ServerLimits};
 use crate::handover::Inherited;
 use crate::hooks::ProxyHttp;
+use crate::parking::serve_parking;
 use crate::pipeline;
 use crate::protect::{self, Activity, ConnIo, FramedIo, Protect, TrackedBody};
 use crate::server::StartError;
@@ -75,7 +76,7 @@ struct Tls {
 /// The connection builders, configured once: plain listeners auto-detect HTTP/1.1 or h2c;
 /// TLS connections are told the protocol by ALPN. They carry `[server.limits]` (protect/).
 pub(crate) struct Builders {
-    auto: auto::Builder<TokioExecutor>,
+    pub(crate) auto: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
     protect: Protect,
@@ -347,9 +348,10 @@ impl<H: ProxyHttp> Accepted<H> {
                 // (an HTTP/2 preface turns the check off).
                 let limits = serving.builders.protect.framing;
                 let stream = FramedIo::new(stream, activity.clone(), limits, true);
-                let builder = &serving.builders.auto;
-                let conn = serve(builder, &serving, stream, info, activity);
-                tokio::spawn(finish(watcher, conn, info, open));
+                // parking.rs: hyper's state is released while the connection is idle.
+                tokio::spawn(serve_parking(
+                    serving, watcher, stream, info, activity, open,
+                ));
             }
             Some(tls) => {
                 let io = (stream, activity, open);
@@ -420,7 +422,7 @@ async fn handshake_then_serve<H: ProxyHttp>(
 }
 
 /// The HTTP connection future for `io`, each request handed to the service with `info`.
-fn serve<H: ProxyHttp, I>(
+pub(crate) fn serve<H: ProxyHttp, I>(
     builder: &auto::Builder<TokioExecutor>,
     serving: &Serving<H>,
     io: I,

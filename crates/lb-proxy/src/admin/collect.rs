@@ -366,6 +366,12 @@ impl Collector for ProxyCollector {
             "Client connections open on each worker.",
             &by_worker(|w| w.open_connections as u64),
         )?;
+        gauges(
+            &mut enc,
+            "lb_worker_parked_connections",
+            "Open client connections idle with their HTTP state released, on each worker.",
+            &by_worker(|w| w.parked_connections as u64),
+        )?;
         counters(
             &mut enc,
             "lb_worker_connections",

@@ -210,6 +210,16 @@ impl Activity {
     }
 
     /// When the connection became idle, if it is.
+    /// How long the connection has been idle at `now`; `None` while a request is in
+    /// progress or after an upgrade.
+    pub(crate) fn idle_for(&self, now: Instant) -> Option<Duration> {
+        if self.upgraded.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.idle_since()
+            .map(|since| now.saturating_duration_since(since))
+    }
+
     fn idle_since(&self) -> Option<Instant> {
         if self.busy.load(Ordering::Relaxed) > 0 {
             return None;
@@ -355,6 +365,20 @@ impl<I> ConnIo<I> {
 
 fn timed_out(why: ConnTimeout) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, why)
+}
+
+impl ConnIo<tokio::net::TcpStream> {
+    /// Ready when the socket has bytes (or its end) to read; an error when a timer ran out.
+    /// Reads nothing: a released (parked) connection waits here for its next request.
+    pub(crate) fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.io.poll_read_ready(cx) {
+            Poll::Pending => match self.expired(cx) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            },
+            ready => ready,
+        }
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for ConnIo<I> {

@@ -136,6 +136,30 @@ impl<I> FramedIo<I> {
     }
 }
 
+impl<I> FramedIo<I> {
+    /// Whether hyper's connection state may be released (`park.rs`): HTTP/1.x still
+    /// checked (no HTTP/2 preface, no upgrade, no refusal), nothing framed and not yet
+    /// given to hyper, and no request in progress. Bytes of a head not complete yet may be
+    /// held: they stay here, under their own timer.
+    pub(crate) fn parkable(&self) -> bool {
+        !self.framer.is_off()
+            && !self.refused
+            && self.queued >= self.queue.len()
+            && self.activity.is_idle_and_not_upgraded()
+    }
+}
+
+impl FramedIo<super::ConnIo<tokio::net::TcpStream>> {
+    /// Ready when the client's socket has bytes (or its end) to read; an error when a
+    /// connection timer, or the held head's `header_read_timeout`, ran out. Reads nothing.
+    pub(crate) fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(e) = self.head_expired(cx) {
+            return Poll::Ready(Err(e));
+        }
+        self.io.poll_readable(cx)
+    }
+}
+
 impl<I: AsyncRead + Unpin> FramedIo<I> {
     /// After a refusal: reads and discards what the client still sends (so the socket's
     /// timers and its end are still seen), never giving it to hyper.

@@ -14,12 +14,15 @@
 //!   framing a backend could read differently (`Content-Length` with `Transfer-Encoding`,
 //!   two `Content-Length`s, bare LF, obs-fold), refused with 400 before hyper parses them;
 //!   414 and 431 for request lines and heads past the limits.
+//! - [`park`]: an idle HTTP/1.x connection on a plain listener gives hyper's state back
+//!   (about 25 KiB) and keeps only its socket until the client sends again.
 
 mod body;
 mod conn;
 mod framed_io;
 pub(crate) mod framing;
 mod head;
+pub(crate) mod park;
 
 pub(crate) use body::{client_fault, ClientBody};
 pub(crate) use conn::{Activity, ConnIo, ConnTimeouts, Gate, TrackedBody};

@@ -1,0 +1,120 @@
+//! The task of a plain listener's connection: hyper serves it, and once it has been idle
+//! for [`PARK_AFTER`] hyper's connection is dropped and only the socket kept ("parked",
+//! see `protect/park.rs`) until the client sends again; then a new hyper connection takes
+//! over from the bytes still unread in the socket.
+//!
+//! Shutdown: the task holds its graceful-shutdown [`Watcher`] for the connection's whole
+//! life (so `GracefulShutdown::count` and `shutdown` count it, parked or not) without
+//! handing it to hyper, and acts on the proxy's `stop` signal itself, which is sent before
+//! the graceful shutdown: a serving connection gets hyper's graceful shutdown (the request
+//! in progress finishes, then the connection closes), a parked one closes at once, as an
+//! idle keep-alive connection does. A serving connection notices `stop` at its next
+//! park check, at most [`PARK_AFTER`] later, with no per-request cost.
+
+use std::error::Error as StdError;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+
+use hyper_util::server::graceful::{GracefulConnection, Watcher};
+use tokio::time::Instant;
+
+use crate::hooks::ProxyHttp;
+use crate::listener::{serve, ConnInfo, Serving};
+use crate::protect::park::{ParkSlot, ParkingIo, PlainIo, PARK_AFTER};
+use crate::protect::Activity;
+use crate::worker::OpenConn;
+
+/// Serves a plain connection until it closes, parking it whenever it rests.
+pub(crate) async fn serve_parking<H: ProxyHttp>(
+    serving: Serving<H>,
+    watcher: Watcher,
+    mut io: PlainIo,
+    info: ConnInfo,
+    activity: Arc<Activity>,
+    open: OpenConn,
+) {
+    let slot = Arc::new(ParkSlot::default());
+    let mut stop = serving.stop.clone();
+    // Bounded: each pass serves until hyper's connection ends; it repeats only after a
+    // park and new bytes from the client.
+    loop {
+        let conn = serve(
+            &serving.builders.auto,
+            &serving,
+            ParkingIo::new(io, slot.clone()),
+            info,
+            activity.clone(),
+        );
+        // Boxed: parked, the task keeps only the socket, not hyper's state machine.
+        let mut conn = Box::pin(conn);
+        let mut check = pin!(tokio::time::sleep(PARK_AFTER));
+        let mut stopping = false;
+        let mut armed = false;
+        let ended = poll_fn(|cx| {
+            if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
+                return Poll::Ready(ended);
+            }
+            if !armed {
+                // A timer is registered by its first poll.
+                armed = true;
+                if check.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            // An atomic load: the timer's own wake-up brings the task here.
+            if stopping || !check.is_elapsed() {
+                return Poll::Pending;
+            }
+            if stop.has_changed().is_err() || *stop.borrow() {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+                return conn.as_mut().poll(cx);
+            }
+            let now = Instant::now();
+            let next = match activity.idle_for(now) {
+                Some(idle) if idle >= PARK_AFTER => {
+                    slot.request();
+                    // hyper reads at once, sees the end of the stream if at rest, and ends.
+                    if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
+                        return Poll::Ready(ended);
+                    }
+                    now + PARK_AFTER
+                }
+                Some(idle) => now + (PARK_AFTER - idle),
+                None => now + PARK_AFTER,
+            };
+            check.as_mut().reset(next);
+            // Registers the timer's wake-up (pending: its deadline is ahead).
+            let _ = check.as_mut().poll(cx);
+            Poll::Pending
+        })
+        .await;
+        drop(conn);
+        if let Err(error) = ended {
+            tracing::debug!(peer = %info.peer, error = &*error as &dyn StdError, "connection ended with an error");
+        }
+        let Some(parked) = slot.take() else {
+            break;
+        };
+        io = parked;
+        open.set_parked(true);
+        let resume = {
+            let mut stopped = pin!(stop.wait_for(|s| *s));
+            poll_fn(|cx| {
+                if stopped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                io.poll_readable(cx).map(|readable| readable.is_ok())
+            })
+            .await
+        };
+        open.set_parked(false);
+        if !resume {
+            break;
+        }
+    }
+    drop(watcher);
+    drop(open);
+}
