@@ -79,7 +79,7 @@ pub(crate) struct Builders {
     pub(crate) auto: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
-    protect: Protect,
+    pub(crate) protect: Protect,
 }
 
 /// What every connection task needs (cheap to clone). The `GracefulShutdown` itself stays

@@ -1,5 +1,5 @@
 //! The task of a plain listener's connection: hyper serves it, and once it has been idle
-//! for [`PARK_AFTER`] hyper's connection is dropped and only the socket kept ("parked",
+//! for `release_idle_after` (`[server.limits]`) hyper's connection is dropped and only the socket kept ("parked",
 //! see `protect/park.rs`) until the client sends again; then a new hyper connection takes
 //! over from the bytes still unread in the socket.
 //!
@@ -9,22 +9,27 @@
 //! the graceful shutdown: a serving connection gets hyper's graceful shutdown (the request
 //! in progress finishes, then the connection closes), a parked one closes at once, as an
 //! idle keep-alive connection does. A serving connection notices `stop` at its next
-//! park check, at most [`PARK_AFTER`] later, with no per-request cost.
+//! park check, at most `release_idle_after` (or 100 ms, if longer) later, with no
+//! per-request cost.
 
 use std::error::Error as StdError;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use hyper_util::server::graceful::{GracefulConnection, Watcher};
 use tokio::time::Instant;
 
 use crate::hooks::ProxyHttp;
 use crate::listener::{serve, ConnInfo, Serving};
-use crate::protect::park::{ParkSlot, ParkingIo, PlainIo, PARK_AFTER};
+use crate::protect::park::{ParkSlot, ParkingIo, PlainIo};
 use crate::protect::Activity;
 use crate::worker::OpenConn;
+
+/// How often, at least, a busy connection's park check runs.
+const BUSY_CHECK: Duration = Duration::from_millis(100);
 
 /// Serves a plain connection until it closes, parking it whenever it rests.
 pub(crate) async fn serve_parking<H: ProxyHttp>(
@@ -37,6 +42,9 @@ pub(crate) async fn serve_parking<H: ProxyHttp>(
 ) {
     let slot = Arc::new(ParkSlot::default());
     let mut stop = serving.stop.clone();
+    let park_after = serving.builders.protect.park_after;
+    // While the connection is busy, the check runs this often (it also notices `stop`).
+    let busy_check = park_after.max(BUSY_CHECK);
     // Bounded: each pass serves until hyper's connection ends; it repeats only after a
     // park and new bytes from the client.
     loop {
@@ -49,7 +57,7 @@ pub(crate) async fn serve_parking<H: ProxyHttp>(
         );
         // Boxed: parked, the task keeps only the socket, not hyper's state machine.
         let mut conn = Box::pin(conn);
-        let mut check = pin!(tokio::time::sleep(PARK_AFTER));
+        let mut check = pin!(tokio::time::sleep(park_after));
         let mut stopping = false;
         let mut armed = false;
         let ended = poll_fn(|cx| {
@@ -74,16 +82,16 @@ pub(crate) async fn serve_parking<H: ProxyHttp>(
             }
             let now = Instant::now();
             let next = match activity.idle_for(now) {
-                Some(idle) if idle >= PARK_AFTER => {
+                Some(idle) if idle >= park_after => {
                     slot.request();
                     // hyper reads at once, sees the end of the stream if at rest, and ends.
                     if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
                         return Poll::Ready(ended);
                     }
-                    now + PARK_AFTER
+                    now + busy_check
                 }
-                Some(idle) => now + (PARK_AFTER - idle),
-                None => now + PARK_AFTER,
+                Some(idle) => now + (park_after - idle),
+                None => now + busy_check,
             };
             check.as_mut().reset(next);
             // Registers the timer's wake-up (pending: its deadline is ahead).

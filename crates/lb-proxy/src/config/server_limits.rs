@@ -43,6 +43,7 @@ const MAX_HEADERS: u32 = 10_000;
 /// body_read_timeout = "60s"
 /// keepalive_timeout = "75s"
 /// send_timeout = "60s"
+/// release_idle_after = "10ms"
 /// h2_max_concurrent_streams = 128
 /// ```
 #[derive(Clone, Debug, Deserialize)]
@@ -85,6 +86,13 @@ pub struct ServerLimits {
     /// to send (slow read) is disconnected.
     #[serde(default = "default_send_timeout")]
     pub send_timeout: PositiveDuration,
+    /// An HTTP/1.x connection of a plain listener with no request in progress for this
+    /// long releases its HTTP state (hyper's buffers and connection, about 25 KiB) and
+    /// keeps only its socket (about 2 KiB) until the client sends again, which then costs
+    /// a new HTTP connection object. Longer keeps more memory per idle client; shorter
+    /// releases more often for clients that pause between requests.
+    #[serde(default = "default_release_idle_after")]
+    pub release_idle_after: PositiveDuration,
     /// HTTP/2: streams a client may have open at once on one connection
     /// (SETTINGS_MAX_CONCURRENT_STREAMS).
     #[serde(default = "default_h2_max_concurrent_streams")]
@@ -112,6 +120,7 @@ impl Default for ServerLimits {
             body_read_timeout: default_body_read_timeout(),
             keepalive_timeout: default_keepalive_timeout(),
             send_timeout: default_send_timeout(),
+            release_idle_after: default_release_idle_after(),
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
             h2_max_pending_accept_reset_streams: default_h2_max_pending_accept_reset_streams(),
             h2_max_local_error_reset_streams: default_h2_max_local_error_reset_streams(),
@@ -228,6 +237,10 @@ fn default_send_timeout() -> PositiveDuration {
     PositiveDuration(Duration::from_secs(60))
 }
 
+fn default_release_idle_after() -> PositiveDuration {
+    PositiveDuration(Duration::from_millis(10))
+}
+
 fn default_h2_max_concurrent_streams() -> NonZeroU32 {
     nonzero(128)
 }
@@ -267,6 +280,7 @@ mod tests {
         assert_eq!(l.body_read_timeout.get().as_secs(), 60);
         assert_eq!(l.keepalive_timeout.get().as_secs(), 75);
         assert_eq!(l.send_timeout.get().as_secs(), 60);
+        assert_eq!(l.release_idle_after.get().as_millis(), 10);
         assert_eq!(l.h2_max_concurrent_streams.get(), 128);
         assert_eq!(l.h2_max_pending_accept_reset_streams.get(), 20);
         assert_eq!(l.h2_max_local_error_reset_streams.get(), 1024);
@@ -278,7 +292,7 @@ mod tests {
             "max_connections = 5\nmax_uri_length = 100\nmax_header_size = \"16KiB\"\n\
              max_headers = 20\nmax_body_size = 0\nheader_read_timeout = \"1s\"\n\
              body_read_timeout = \"2s\"\nkeepalive_timeout = \"3s\"\nsend_timeout = \"4s\"\n\
-             h2_max_concurrent_streams = 10\nh2_max_pending_accept_reset_streams = 5\n\
+             release_idle_after = \"250ms\"\nh2_max_concurrent_streams = 10\nh2_max_pending_accept_reset_streams = 5\n\
              h2_max_local_error_reset_streams = 6",
         )
         .unwrap();
@@ -288,6 +302,7 @@ mod tests {
         assert_eq!(l.max_header_size.0, 16_384);
         assert_eq!(l.body_limit(), u64::MAX);
         assert_eq!(l.send_timeout.get().as_secs(), 4);
+        assert_eq!(l.release_idle_after.get().as_millis(), 250);
     }
 
     #[test]

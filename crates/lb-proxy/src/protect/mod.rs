@@ -69,6 +69,8 @@ pub(crate) struct Protect {
     pub(crate) request: RequestLimits,
     /// The HTTP/1.x framing check's sizes.
     pub(crate) framing: FramingLimits,
+    /// `release_idle_after`: when an idle HTTP/1.x connection parks (`park.rs`).
+    pub(crate) park_after: Duration,
 }
 
 impl Protect {
@@ -97,6 +99,7 @@ impl Protect {
                 size(limits.max_uri_length.get_ref().0),
                 limits.header_read_timeout.get(),
             ),
+            park_after: limits.release_idle_after.get(),
         }
     }
 }

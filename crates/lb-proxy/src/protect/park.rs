@@ -5,8 +5,8 @@
 //! read buffer, an 8 KiB write buffer, the in-flight slot sized like the service future.
 //! It neither frees nor shrinks them while the connection waits for its next request, so
 //! a thousand idle keep-alive clients cost 25 MB. A plain listener's connection task
-//! (`listener/parking.rs`) therefore drops hyper's connection once it has been idle for
-//! [`PARK_AFTER`], keeps only the socket and its protections (`FramedIo`, `ConnIo`:
+//! (`parking.rs`) therefore drops hyper's connection once it has been idle for
+//! `release_idle_after` (`[server.limits]`, 10 ms by default), keeps only the socket and its protections (`FramedIo`, `ConnIo`:
 //! about 1 KiB with the task), and starts a new hyper connection when the next bytes
 //! arrive.
 //!
@@ -23,18 +23,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::{ConnIo, FramedIo};
-
-/// How long an HTTP/1.x connection stays idle before hyper's state for it is released.
-/// Short, so that memory follows the connections actually in use; a request after a
-/// longer pause costs a new hyper connection (a few allocations), nothing more.
-pub(crate) const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// The client stream of a plain listener's connection.
 pub(crate) type PlainIo = FramedIo<ConnIo<TcpStream>>;
@@ -43,7 +37,8 @@ pub(crate) type PlainIo = FramedIo<ConnIo<TcpStream>>;
 #[derive(Debug, Default)]
 pub(crate) struct ParkSlot {
     requested: AtomicBool,
-    parked: Mutex<Option<PlainIo>>,
+    /// Boxed: the task takes it out at once, and an empty slot stays small.
+    parked: Mutex<Option<Box<PlainIo>>>,
 }
 
 /// The stream hyper serves a plain HTTP/1.x connection over (see the module doc).
@@ -64,7 +59,7 @@ impl ParkSlot {
     /// The parked stream, if hyper's connection ended by parking; resets the request.
     pub(crate) fn take(&self) -> Option<PlainIo> {
         self.requested.store(false, Ordering::Relaxed);
-        self.parked.lock().take()
+        self.parked.lock().take().map(|io| *io)
     }
 
     fn is_requested(&self) -> bool {
@@ -157,7 +152,7 @@ impl Drop for ParkingIo {
     fn drop(&mut self) {
         if self.slot.is_requested() {
             if let Some(io) = self.io.take() {
-                *self.slot.parked.lock() = Some(io);
+                *self.slot.parked.lock() = Some(Box::new(io));
             }
         }
     }
