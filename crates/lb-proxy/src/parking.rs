@@ -14,12 +14,13 @@
 
 use std::error::Error as StdError;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::server::graceful::{GracefulConnection, Watcher};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::hooks::ProxyHttp;
@@ -27,6 +28,9 @@ use crate::listener::{serve, ConnInfo, Serving};
 use crate::protect::park::{ParkSlot, ParkingIo, PlainIo};
 use crate::protect::Activity;
 use crate::worker::OpenConn;
+
+/// The error a connection ends with.
+type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// How often, at least, a busy connection's park check runs.
 const BUSY_CHECK: Duration = Duration::from_millis(100);
@@ -43,8 +47,6 @@ pub(crate) async fn serve_parking<H: ProxyHttp>(
     let slot = Arc::new(ParkSlot::default());
     let mut stop = serving.stop.clone();
     let park_after = serving.builders.protect.park_after;
-    // While the connection is busy, the check runs this often (it also notices `stop`).
-    let busy_check = park_after.max(BUSY_CHECK);
     // Bounded: each pass serves until hyper's connection ends; it repeats only after a
     // park and new bytes from the client.
     loop {
@@ -55,51 +57,8 @@ pub(crate) async fn serve_parking<H: ProxyHttp>(
             info,
             activity.clone(),
         );
-        // Boxed: parked, the task keeps only the socket, not hyper's state machine.
-        let mut conn = Box::pin(conn);
-        let mut check = pin!(tokio::time::sleep(park_after));
-        let mut stopping = false;
-        let mut armed = false;
-        let ended = poll_fn(|cx| {
-            if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
-                return Poll::Ready(ended);
-            }
-            if !armed {
-                // A timer is registered by its first poll.
-                armed = true;
-                if check.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-            }
-            // An atomic load: the timer's own wake-up brings the task here.
-            if stopping || !check.is_elapsed() {
-                return Poll::Pending;
-            }
-            if stop.has_changed().is_err() || *stop.borrow() {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-                return conn.as_mut().poll(cx);
-            }
-            let now = Instant::now();
-            let next = match activity.idle_for(now) {
-                Some(idle) if idle >= park_after => {
-                    slot.request();
-                    // hyper reads at once, sees the end of the stream if at rest, and ends.
-                    if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
-                        return Poll::Ready(ended);
-                    }
-                    now + busy_check
-                }
-                Some(idle) => now + (park_after - idle),
-                None => now + busy_check,
-            };
-            check.as_mut().reset(next);
-            // Registers the timer's wake-up (pending: its deadline is ahead).
-            let _ = check.as_mut().poll(cx);
-            Poll::Pending
-        })
-        .await;
-        drop(conn);
+        // Boxed, and dropped when it ends: parked, the task keeps only the socket.
+        let ended = until_rest(Box::pin(conn), &slot, &activity, &stop, park_after).await;
         if let Err(error) = ended {
             tracing::debug!(peer = %info.peer, error = &*error as &dyn StdError, "connection ended with an error");
         }
@@ -107,6 +66,7 @@ pub(crate) async fn serve_parking<H: ProxyHttp>(
             break;
         };
         io = parked;
+        io.release_buffers();
         open.set_parked(true);
         let resume = {
             let mut stopped = pin!(stop.wait_for(|s| *s));
@@ -125,4 +85,64 @@ pub(crate) async fn serve_parking<H: ProxyHttp>(
     }
     drop(watcher);
     drop(open);
+}
+
+/// Runs hyper's connection until it ends: closed, failed, or parked once the connection
+/// has rested for `park_after` (then `slot` holds the stream). Checks the rest, and the
+/// proxy's `stop` signal, on a timer: while requests keep coming, once per
+/// `max(park_after, 100 ms)`; nothing per request.
+async fn until_rest<C>(
+    mut conn: Pin<Box<C>>,
+    slot: &ParkSlot,
+    activity: &Activity,
+    stop: &watch::Receiver<bool>,
+    park_after: Duration,
+) -> Result<(), BoxError>
+where
+    C: GracefulConnection<Error = BoxError>,
+{
+    // While the connection is busy, the check runs this often (it also notices `stop`).
+    let busy_check = park_after.max(BUSY_CHECK);
+    let mut check = pin!(tokio::time::sleep(park_after));
+    let mut stopping = false;
+    let mut armed = false;
+    poll_fn(|cx| {
+        if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
+            return Poll::Ready(ended);
+        }
+        if !armed {
+            // A timer is registered by its first poll.
+            armed = true;
+            if check.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        // An atomic load: the timer's own wake-up brings the task here.
+        if stopping || !check.is_elapsed() {
+            return Poll::Pending;
+        }
+        if stop.has_changed().is_err() || *stop.borrow() {
+            stopping = true;
+            conn.as_mut().graceful_shutdown();
+            return conn.as_mut().poll(cx);
+        }
+        let now = Instant::now();
+        let next = match activity.idle_for(now) {
+            Some(idle) if idle >= park_after => {
+                slot.request();
+                // hyper reads at once, sees the end of the stream if at rest, and ends.
+                if let Poll::Ready(ended) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(ended);
+                }
+                now + busy_check
+            }
+            Some(idle) => now + (park_after - idle),
+            None => now + busy_check,
+        };
+        check.as_mut().reset(next);
+        // Registers the timer's wake-up (pending: its deadline is ahead).
+        let _ = check.as_mut().poll(cx);
+        Poll::Pending
+    })
+    .await
 }

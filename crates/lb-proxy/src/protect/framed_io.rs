@@ -149,6 +149,21 @@ impl<I> FramedIo<I> {
     }
 }
 
+impl<I> FramedIo<I> {
+    /// Frees what only a head in progress needs, when none is (a parked connection):
+    /// the hold buffer, the framed-bytes queue and the head timer come back on demand.
+    pub(crate) fn release_buffers(&mut self) {
+        if self.partial.is_empty() {
+            self.partial = Vec::new();
+            self.head_timer = None;
+        }
+        if self.queued >= self.queue.len() {
+            self.queue = Vec::new();
+            self.queued = 0;
+        }
+    }
+}
+
 impl FramedIo<super::ConnIo<tokio::net::TcpStream>> {
     /// Ready when the client's socket has bytes (or its end) to read; an error when a
     /// connection timer, or the held head's `header_read_timeout`, ran out. Reads nothing.
