@@ -39,6 +39,7 @@ const BUSY_CHECK: Duration = Duration::from_millis(100);
 ///
 /// An `async` block, not an `async fn`: an `async fn` keeps its arguments twice in the
 /// task (as captured, and as locals), about 450 bytes per connection here.
+#[allow(clippy::manual_async_fn)] // on purpose, see above
 pub(crate) fn serve_parking<H: ProxyHttp>(
     serving: Serving<H>,
     watcher: Watcher,
