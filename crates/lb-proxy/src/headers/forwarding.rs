@@ -48,6 +48,19 @@ fn version_index(version: Version) -> usize {
     }
 }
 
+/// Index in [`CLAIMS`] of a field name (lower case).
+#[inline]
+fn claim_index(name: &str) -> Option<u32> {
+    Some(match name {
+        "x-forwarded-for" => 0,
+        "x-real-ip" => 1,
+        "forwarded" => 2,
+        "x-forwarded-proto" => 3,
+        "x-forwarded-host" => 4,
+        _ => return None,
+    })
+}
+
 const VIA_VERSIONS: [&str; 5] = ["0.9", "1.0", "1.1", "2", "3"];
 
 impl Forwarding {
@@ -115,7 +128,7 @@ impl Forwarding {
         }
         if !client.trusted {
             // Usually none is there: one pass over the names instead of five lookups.
-            let present = super::present(headers, &CLAIMS);
+            let present = super::present(headers, claim_index);
             for (i, name) in CLAIMS.iter().enumerate() {
                 if present & (1 << i) != 0 {
                     headers.remove(name);

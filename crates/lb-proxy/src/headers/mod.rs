@@ -34,26 +34,51 @@ pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-for
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(crate) static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+/// Index in [`HOP_BY_HOP`] of a field name (lower case, as `HeaderName::as_str` gives it);
+/// `CLOSE` for a field named `close` (never hop-by-hop itself, but `Connection: close` names
+/// it).
+#[inline]
+fn hop_index(name: &str) -> Option<u32> {
+    Some(match name {
+        "connection" => 0,
+        "te" => 1,
+        "trailer" => 2,
+        "transfer-encoding" => 3,
+        "upgrade" => 4,
+        "proxy-authenticate" => 5,
+        "proxy-authorization" => 6,
+        "keep-alive" => 7,
+        "proxy-connection" => 8,
+        "close" => CLOSE,
+        _ => return None,
+    })
+}
+
+/// The bit [`hop_index`] gives a field named `close`.
+const CLOSE: u32 = 9;
+
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 ///
-/// Allocation-free: each `Connection` value is cloned (a reference count) before the
-/// fields it names are removed. One pass over the names (compared by their interned
-/// representation, no hashing) finds which of the fields are present; only those are
-/// removed. Most requests carry none; most HTTP/1.1 responses carry only `Connection`.
+/// Allocation-free. One pass over the names (matched as strings, no hashing) finds which
+/// of the fields are present; only those are removed. Most requests carry none; most
+/// HTTP/1.1 responses carry only `Connection: keep-alive` or `Connection: close`, whose
+/// tokens name fields that are either hop-by-hop already or absent: then the `Connection`
+/// values are read once and nothing else is looked up. Otherwise each `Connection` value
+/// is cloned (a reference count) before the fields it names are removed.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present = present(headers, &HOP_BY_HOP);
+    let present = present(headers, hop_index);
     if present == 0 {
         return;
     }
     // `HOP_BY_HOP[0]` is `Connection`: the fields it names go too.
-    if present & 1 != 0 {
+    if present & 1 != 0 && names_other_fields(headers, present) {
         let mut i = 0;
         while let Some(value) = headers.get_all(header::CONNECTION).iter().nth(i).cloned() {
             i += 1;
             let Ok(names) = value.to_str() else {
                 continue;
             };
-            for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            for name in connection_tokens(names) {
                 // `Connection: connection` would remove the field being walked; it goes below.
                 if !name.eq_ignore_ascii_case("connection") {
                     headers.remove(name);
@@ -68,12 +93,42 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A bit per entry of `names` (at most 32) that `headers` contains, found in one pass over
-/// its distinct names.
-pub(crate) fn present(headers: &HeaderMap, names: &[HeaderName]) -> u32 {
+/// The field names a `Connection` value lists.
+fn connection_tokens(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|n| !n.is_empty())
+}
+
+/// True when a `Connection` field names a field that is present and not removed anyway as
+/// hop-by-hop; `present` is what [`present`] found with [`hop_index`].
+fn names_other_fields(headers: &HeaderMap, present: u32) -> bool {
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(names) = value.to_str() else {
+            continue;
+        };
+        for name in connection_tokens(names) {
+            if name.eq_ignore_ascii_case("close") {
+                if present & (1 << CLOSE) != 0 {
+                    return true;
+                }
+            } else if !HOP_BY_HOP
+                .iter()
+                .any(|h| h.as_str().eq_ignore_ascii_case(name))
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A bit per index (below 32) that `index_of` gives one of the names in `headers`, found in
+/// one pass over its distinct names. `index_of` sees each name in lower case (a `match` on
+/// string literals is cheaper than comparing `HeaderName`s one by one).
+#[inline]
+pub(crate) fn present(headers: &HeaderMap, index_of: impl Fn(&str) -> Option<u32>) -> u32 {
     let mut found = 0;
     for key in headers.keys() {
-        if let Some(i) = names.iter().position(|n| n == key) {
+        if let Some(i) = index_of(key.as_str()) {
             found |= 1 << i;
         }
     }
@@ -106,5 +161,51 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn the_index_matches_the_table() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(name.as_str()), Some(u32::try_from(i).unwrap()));
+        }
+        assert_eq!(hop_index("close"), Some(CLOSE));
+        assert_eq!(hop_index("x-kept"), None);
+    }
+
+    #[test]
+    fn connection_naming_only_hop_by_hop_or_absent_fields_is_dropped_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("Keep-Alive, close, TE"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn a_field_named_close_goes_when_connection_names_it() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close"));
+        h.insert("close", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn a_value_that_is_not_text_names_nothing() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_bytes(b"x-a\xff").unwrap());
+        h.append("connection", HeaderValue::from_static("x-b"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-b", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-a"));
     }
 }

@@ -212,3 +212,11 @@ fn hop_by_hop_fields_go() {
         assert!(!h.contains_key(name), "{name}");
     }
 }
+
+#[test]
+fn the_claim_index_matches_the_table() {
+    for (i, name) in CLAIMS.iter().enumerate() {
+        assert_eq!(claim_index(name.as_str()), Some(u32::try_from(i).unwrap()));
+    }
+    assert_eq!(claim_index("x-kept"), None);
+}
