@@ -57,6 +57,14 @@ fn hop_index(name: &str) -> Option<u32> {
 /// The bit [`hop_index`] gives a field named `close`.
 const CLOSE: u32 = 9;
 
+/// The name [`hop_index`] maps to `i`.
+fn hop_name(i: u32) -> &'static str {
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| HOP_BY_HOP.get(i))
+        .map_or("close", HeaderName::as_str)
+}
+
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 ///
 /// Allocation-free. One pass over the names (matched as strings, no hashing) finds which
@@ -106,15 +114,13 @@ fn names_other_fields(headers: &HeaderMap, present: u32) -> bool {
             continue;
         };
         for name in connection_tokens(names) {
-            if name.eq_ignore_ascii_case("close") {
-                if present & (1 << CLOSE) != 0 {
-                    return true;
-                }
-            } else if !HOP_BY_HOP
-                .iter()
-                .any(|h| h.as_str().eq_ignore_ascii_case(name))
-            {
-                return true;
+            // Tokens are usually lower case already (`keep-alive`, `close`).
+            let index = hop_index(name)
+                .or_else(|| (0..=CLOSE).find(|&i| hop_name(i).eq_ignore_ascii_case(name)));
+            match index {
+                Some(CLOSE) if present & (1 << CLOSE) != 0 => return true,
+                Some(_) => {}
+                None => return true,
             }
         }
     }
@@ -169,6 +175,9 @@ mod tests {
             assert_eq!(hop_index(name.as_str()), Some(u32::try_from(i).unwrap()));
         }
         assert_eq!(hop_index("close"), Some(CLOSE));
+        for i in 0..=CLOSE {
+            assert_eq!(hop_index(hop_name(i)), Some(i));
+        }
         assert_eq!(hop_index("x-kept"), None);
     }
 
