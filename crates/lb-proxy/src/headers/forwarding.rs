@@ -48,18 +48,31 @@ fn version_index(version: Version) -> usize {
     }
 }
 
-/// Index in [`CLAIMS`] of a field name (lower case).
+/// Index of a field name (lower case) among the fields [`Forwarding::rewrite_request`]
+/// looks for: [`CLAIMS`] in order, then `Via` and `Host`.
 #[inline]
-fn claim_index(name: &str) -> Option<u32> {
+fn field_index(name: &str) -> Option<u32> {
     Some(match name {
-        "x-forwarded-for" => 0,
+        "x-forwarded-for" => XFF,
         "x-real-ip" => 1,
         "forwarded" => 2,
-        "x-forwarded-proto" => 3,
-        "x-forwarded-host" => 4,
+        "x-forwarded-proto" => XFP,
+        "x-forwarded-host" => XFH,
+        "via" => VIA,
+        "host" => HOST,
         _ => return None,
     })
 }
+
+/// Bits of [`field_index`]: `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
+/// `Via`, `Host`.
+const XFF: u32 = 0;
+const XFP: u32 = 3;
+const XFH: u32 = 4;
+const VIA: u32 = 5;
+const HOST: u32 = 6;
+/// The bits of [`CLAIMS`].
+const CLAIM_BITS: u32 = (1 << CLAIMS.len()) - 1;
 
 const VIA_VERSIONS: [&str; 5] = ["0.9", "1.0", "1.1", "2", "3"];
 
@@ -117,7 +130,10 @@ impl Forwarding {
         host: Option<&HeaderValue>,
     ) {
         let headers = &mut parts.headers;
-        if !headers.contains_key(header::HOST) {
+        // One pass over the names says which of the fields read below are there (instead
+        // of a hashed lookup each).
+        let mut present = super::present(headers, field_index);
+        if present & (1 << HOST) == 0 {
             if let Some(authority) = parts
                 .uri
                 .authority()
@@ -127,21 +143,22 @@ impl Forwarding {
             }
         }
         if !client.trusted {
-            // Usually none is there: one pass over the names instead of five lookups.
-            let present = super::present(headers, claim_index);
+            // Usually none is there.
             for (i, name) in CLAIMS.iter().enumerate() {
                 if present & (1 << i) != 0 {
                     headers.remove(name);
                 }
             }
+            present &= !CLAIM_BITS;
         }
+        let has = |i: u32| present & (1 << i) != 0;
         let proto = if tls { &HTTPS } else { &HTTP };
         let peer = IpText::new(client.peer);
 
         // The peer's text as a value, built at most once for X-Forwarded-For and X-Real-IP.
         let mut peer_value = None;
         if self.x_forwarded_for {
-            if headers.contains_key(&X_FORWARDED_FOR) {
+            if has(XFF) {
                 text::append_list(headers, &X_FORWARDED_FOR, &[Piece::Raw(peer.as_bytes())]);
             } else if let Some(v) = text::ip_value(peer) {
                 // Shared with X-Real-IP below: the clone is a reference count.
@@ -159,10 +176,11 @@ impl Forwarding {
                 headers.insert(&X_REAL_IP, v);
             }
         }
-        if self.x_forwarded_proto && !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        // (A trusted peer's values of these two were not removed above.)
+        if self.x_forwarded_proto && !has(XFP) {
             headers.insert(&X_FORWARDED_PROTO, proto.clone());
         }
-        if self.x_forwarded_host && !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        if self.x_forwarded_host && !has(XFH) {
             if let Some(requested) = headers.get(header::HOST).cloned() {
                 headers.insert(&X_FORWARDED_HOST, requested);
             }
@@ -171,7 +189,7 @@ impl Forwarding {
             append_forwarded(headers, client, &peer, proto);
         }
         if let Some(via) = self.via.get(version_index(parts.version)) {
-            if headers.contains_key(header::VIA) {
+            if has(VIA) {
                 text::append_list(headers, &header::VIA, &[Piece::Raw(via.as_bytes())]);
             } else {
                 headers.insert(header::VIA, via.clone());
