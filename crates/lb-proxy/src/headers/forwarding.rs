@@ -2,6 +2,8 @@
 //! `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded`, `Via`, and the
 //! `Host` rewrite, as `[server.forwarding]` and the upstream's `host` say.
 
+use std::cell::OnceCell;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Version;
@@ -121,7 +123,9 @@ impl Forwarding {
     ///    appended to `Via`.
     /// 5. `Host` becomes `host` when the upstream sets one.
     ///
-    /// Allocates only the values it builds: the address lists and `Forwarded`.
+    /// Allocates only the values it builds: the address lists and `Forwarded` (the value of
+    /// the peer alone, in `X-Forwarded-For` and `X-Real-IP`, comes from a one-entry cache
+    /// per thread, [`text::peer_value`]).
     pub(crate) fn rewrite_request(
         &self,
         parts: &mut Parts,
@@ -153,14 +157,20 @@ impl Forwarding {
         }
         let has = |i: u32| present & (1 << i) != 0;
         let proto = if tls { &HTTPS } else { &HTTP };
-        let peer = IpText::new(client.peer);
+        // The peer's text, written at most once and only when a list or `Forwarded` needs it.
+        let peer = OnceCell::new();
+        let peer_text = || peer.get_or_init(|| IpText::new(client.peer));
 
         // The peer's text as a value, built at most once for X-Forwarded-For and X-Real-IP.
         let mut peer_value = None;
         if self.x_forwarded_for {
             if has(XFF) {
-                text::append_list(headers, &X_FORWARDED_FOR, &[Piece::Raw(peer.as_bytes())]);
-            } else if let Some(v) = text::ip_value(peer) {
+                text::append_list(
+                    headers,
+                    &X_FORWARDED_FOR,
+                    &[Piece::Raw(peer_text().as_bytes())],
+                );
+            } else if let Some(v) = text::peer_value(client.peer) {
                 // Shared with X-Real-IP below: the clone is a reference count.
                 headers.insert(&X_FORWARDED_FOR, v.clone());
                 peer_value = Some(v);
@@ -168,7 +178,7 @@ impl Forwarding {
         }
         if self.x_real_ip {
             let value = if client.ip == client.peer {
-                peer_value.or_else(|| text::ip_value(peer))
+                peer_value.or_else(|| text::peer_value(client.peer))
             } else {
                 text::ip_value(IpText::new(client.ip))
             };
@@ -186,7 +196,7 @@ impl Forwarding {
             }
         }
         if self.forwarded {
-            append_forwarded(headers, client, &peer, proto);
+            append_forwarded(headers, client, peer_text(), proto);
         }
         if let Some(via) = self.via.get(version_index(parts.version)) {
             if has(VIA) {
