@@ -14,7 +14,7 @@ mod text;
 pub(crate) use client_ip::ClientAddr;
 pub(crate) use forwarding::Forwarding;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop fields of RFC 9110 §7.6.1, plus the legacy ones proxies still see.
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -67,19 +67,21 @@ fn hop_name(i: u32) -> &'static str {
 
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 ///
-/// Allocation-free. One pass over the names (matched as strings, no hashing) finds which
-/// of the fields are present; only those are removed. Most requests carry none; most
-/// HTTP/1.1 responses carry only `Connection: keep-alive` or `Connection: close`, whose
-/// tokens name fields that are either hop-by-hop already or absent: then the `Connection`
-/// values are read once and nothing else is looked up. Otherwise each `Connection` value
-/// is cloned (a reference count) before the fields it names are removed.
+/// Allocation-free. One pass over the fields (names matched as strings, no hashing) finds
+/// which of them are present and reads the `Connection` values on the way; only the
+/// fields present are removed. Most requests carry none; most HTTP/1.1 responses carry
+/// only `Connection: keep-alive` or `Connection: close`, whose tokens name fields that are
+/// either hop-by-hop already or absent: then nothing else is looked up. Otherwise each
+/// `Connection` value is cloned (a reference count) before the fields it names are
+/// removed.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present = present(headers, hop_index);
+    let Scan { present, names } = scan(headers);
     if present == 0 {
         return;
     }
     // `HOP_BY_HOP[0]` is `Connection`: the fields it names go too.
-    if present & 1 != 0 && names_other_fields(headers, present) {
+    let close_present = present & (1 << CLOSE) != 0;
+    if names.other || (names.close && close_present) {
         let mut i = 0;
         while let Some(value) = headers.get_all(header::CONNECTION).iter().nth(i).cloned() {
             i += 1;
@@ -101,30 +103,63 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// What one pass over a header map found for [`strip_hop_by_hop`].
+struct Scan {
+    /// A bit per [`hop_index`] of the names present.
+    present: u32,
+    /// What the `Connection` values name.
+    names: Named,
+}
+
+/// The kinds of field the `Connection` values name.
+#[derive(Default)]
+struct Named {
+    /// A field that is neither hop-by-hop nor `close`.
+    other: bool,
+    /// A field called `close` (as `Connection: close` does).
+    close: bool,
+}
+
+/// One pass over the fields of `headers` (every value, so that each `Connection` value is
+/// read without a lookup).
+fn scan(headers: &HeaderMap) -> Scan {
+    let mut found = Scan {
+        present: 0,
+        names: Named::default(),
+    };
+    for (name, value) in headers {
+        let Some(i) = hop_index(name.as_str()) else {
+            continue;
+        };
+        found.present |= 1 << i;
+        if i == 0 && !found.names.other {
+            connection_names(value, &mut found.names);
+        }
+    }
+    found
+}
+
 /// The field names a `Connection` value lists.
 fn connection_tokens(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|n| !n.is_empty())
 }
 
-/// True when a `Connection` field names a field that is present and not removed anyway as
-/// hop-by-hop; `present` is what [`present`] found with [`hop_index`].
-fn names_other_fields(headers: &HeaderMap, present: u32) -> bool {
-    for value in headers.get_all(header::CONNECTION) {
-        let Ok(names) = value.to_str() else {
-            continue;
-        };
-        for name in connection_tokens(names) {
-            // Tokens are usually lower case already (`keep-alive`, `close`).
-            let index = hop_index(name)
-                .or_else(|| (0..=CLOSE).find(|&i| hop_name(i).eq_ignore_ascii_case(name)));
-            match index {
-                Some(CLOSE) if present & (1 << CLOSE) != 0 => return true,
-                Some(_) => {}
-                None => return true,
-            }
+/// Adds what the `Connection` value `value` names to `named` (a value that is not text
+/// names nothing).
+fn connection_names(value: &HeaderValue, named: &mut Named) {
+    let Ok(names) = value.to_str() else {
+        return;
+    };
+    for name in connection_tokens(names) {
+        // Tokens are usually lower case already (`keep-alive`, `close`).
+        let index = hop_index(name)
+            .or_else(|| (0..=CLOSE).find(|&i| hop_name(i).eq_ignore_ascii_case(name)));
+        match index {
+            Some(CLOSE) => named.close = true,
+            Some(_) => {}
+            None => named.other = true,
         }
     }
-    false
 }
 
 /// A bit per index (below 32) that `index_of` gives one of the names in `headers`, found in
