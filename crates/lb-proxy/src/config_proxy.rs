@@ -63,7 +63,7 @@ pub(crate) struct RequestCtx {
     upstream_time: Option<Duration>,
     /// The last attempt's backend (kept only for the access log).
     backend: Option<Backend>,
-    /// The response's `Content-Length`.
+    /// The response's `Content-Length` (read only for the access log).
     bytes: Option<u64>,
 }
 
@@ -183,11 +183,14 @@ impl ProxyHttp for ConfigProxy {
         self.router.routes()[ctx.route]
             .response_headers()
             .apply(&mut upstream_response.headers);
-        ctx.bytes = upstream_response
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
+        // Only the access log reads it.
+        if self.access_log.is_some() {
+            ctx.bytes = upstream_response
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+        }
     }
 
     fn logging(&self, session: &Session, status: http::StatusCode, ctx: &mut RequestCtx) {

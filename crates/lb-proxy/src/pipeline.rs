@@ -59,14 +59,13 @@ async fn run<H: ProxyHttp>(
         return local_response(&local);
     }
     // HTTP/2 clients send the authority in the URI only; HTTP/1.1 backends need `Host`.
+    // (An HTTP/1.1 origin-form request has no authority: `Host` is not looked up.)
     let req = session.req_header_mut();
-    if !req.headers.contains_key(header::HOST) {
-        if let Some(host) = req
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            req.headers.insert(header::HOST, host);
+    if let Some(authority) = req.uri.authority() {
+        if !req.headers.contains_key(header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                req.headers.insert(header::HOST, host);
+            }
         }
     }
 

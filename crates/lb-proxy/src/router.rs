@@ -64,6 +64,8 @@ use crate::config::RouteConfig;
 #[derive(Clone, Debug)]
 pub struct Router {
     routes: Box<[Route]>,
+    /// Whether any route has a host condition (else the request's host is not looked up).
+    by_host: bool,
 }
 
 /// One route: its conditions, its upstream and its header rules.
@@ -136,15 +138,20 @@ impl Router {
                     response_headers: config.response_headers.clone(),
                 })
             })
-            .collect::<Result<_, RouterError>>()?;
-        Ok(Self { routes })
+            .collect::<Result<Box<[Route]>, RouterError>>()?;
+        let by_host = routes.iter().any(|r| r.host.is_some());
+        Ok(Self { routes, by_host })
     }
 
     /// The first route that matches the request head `parts`, or `None` (the proxy answers
     /// 404).
     #[inline]
     pub fn route(&self, parts: &Parts) -> Option<&Route> {
-        let host = host::request_host(parts);
+        let host = if self.by_host {
+            host::request_host(parts)
+        } else {
+            None
+        };
         self.routes
             .iter()
             .find(|r| r.matches_with_host(parts, host))

@@ -51,7 +51,12 @@ impl UpgradeRequest {
     /// per-request handling for the rest of the connection (h2c is served directly,
     /// with prior knowledge, instead).
     pub(crate) fn take(parts: &mut Parts) -> Option<Self> {
-        if parts.version != Version::HTTP_11 || !connection_has_upgrade(&parts.headers) {
+        // hyper hands over the client's half only for a request that asked for an upgrade;
+        // without it (most requests carry no extension at all) the headers are not read.
+        if parts.version != Version::HTTP_11
+            || parts.extensions.get::<OnUpgrade>().is_none()
+            || !connection_has_upgrade(&parts.headers)
+        {
             return None;
         }
         let protocol = parts.headers.get(header::UPGRADE)?.clone();

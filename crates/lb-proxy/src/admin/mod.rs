@@ -16,6 +16,7 @@
 //! The request path only ever touches [`stats`]: counters created at start-up and
 //! recorded with atomic additions from `ConfigProxy`'s `after_attempt` and `logging` hooks.
 
+mod addr_hash;
 mod collect;
 pub(crate) mod control;
 mod histogram;

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use lb_core::{BackendAddr, BackendSet};
 use tokio::sync::watch;
 
+use super::addr_hash::AddrHash;
 use super::histogram::Histogram;
 use crate::client::UpstreamError;
 
@@ -41,8 +42,12 @@ pub(crate) struct UpstreamStats {
     /// Responses sent to clients for requests routed here, by class.
     pub(crate) requests: Classes,
     /// Per backend, keyed by address; replaced whole when the backend set changes.
-    backends: ArcSwap<HashMap<BackendAddr, Arc<BackendStats>>>,
+    backends: ArcSwap<BackendCounters>,
 }
+
+/// The counters of each backend of an upstream, by address (hashed with [`AddrHash`]: the
+/// request path looks one up per attempt).
+pub(crate) type BackendCounters = HashMap<BackendAddr, Arc<BackendStats>, AddrHash>;
 
 /// The attempts sent to one backend.
 #[derive(Debug, Default)]
@@ -129,7 +134,7 @@ impl UpstreamStats {
     }
 
     /// The counters of every backend (for a scrape).
-    pub(crate) fn backends(&self) -> Arc<HashMap<BackendAddr, Arc<BackendStats>>> {
+    pub(crate) fn backends(&self) -> Arc<BackendCounters> {
         self.backends.load_full()
     }
 
@@ -137,7 +142,7 @@ impl UpstreamStats {
     /// at zero, removed ones are forgotten.
     pub(crate) fn set_backends(&self, set: &BackendSet) {
         let old = self.backends.load();
-        let next: HashMap<BackendAddr, Arc<BackendStats>> = set
+        let next: BackendCounters = set
             .iter()
             .map(|b| {
                 let stats = old.get(b.addr()).cloned().unwrap_or_default();

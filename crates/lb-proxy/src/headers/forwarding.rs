@@ -2,6 +2,8 @@
 //! `X-Real-IP`, `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded`, `Via`, and the
 //! `Host` rewrite, as `[server.forwarding]` and the upstream's `host` say.
 
+use std::cell::OnceCell;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Version;
@@ -47,6 +49,32 @@ fn version_index(version: Version) -> usize {
         _ => 2,
     }
 }
+
+/// Index of a field name (lower case) among the fields [`Forwarding::rewrite_request`]
+/// looks for: [`CLAIMS`] in order, then `Via` and `Host`.
+#[inline]
+fn field_index(name: &str) -> Option<u32> {
+    Some(match name {
+        "x-forwarded-for" => XFF,
+        "x-real-ip" => 1,
+        "forwarded" => 2,
+        "x-forwarded-proto" => XFP,
+        "x-forwarded-host" => XFH,
+        "via" => VIA,
+        "host" => HOST,
+        _ => return None,
+    })
+}
+
+/// Bits of [`field_index`]: `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`,
+/// `Via`, `Host`.
+const XFF: u32 = 0;
+const XFP: u32 = 3;
+const XFH: u32 = 4;
+const VIA: u32 = 5;
+const HOST: u32 = 6;
+/// The bits of [`CLAIMS`].
+const CLAIM_BITS: u32 = (1 << CLAIMS.len()) - 1;
 
 const VIA_VERSIONS: [&str; 5] = ["0.9", "1.0", "1.1", "2", "3"];
 
@@ -95,7 +123,9 @@ impl Forwarding {
     ///    appended to `Via`.
     /// 5. `Host` becomes `host` when the upstream sets one.
     ///
-    /// Allocates only the values it builds: the address lists and `Forwarded`.
+    /// Allocates only the values it builds: the address lists and `Forwarded` (the value of
+    /// the peer alone, in `X-Forwarded-For` and `X-Real-IP`, comes from a one-entry cache
+    /// per thread, [`text::peer_value`]).
     pub(crate) fn rewrite_request(
         &self,
         parts: &mut Parts,
@@ -104,7 +134,10 @@ impl Forwarding {
         host: Option<&HeaderValue>,
     ) {
         let headers = &mut parts.headers;
-        if !headers.contains_key(header::HOST) {
+        // One pass over the names says which of the fields read below are there (instead
+        // of a hashed lookup each).
+        let mut present = super::present(headers, field_index);
+        if present & (1 << HOST) == 0 {
             if let Some(authority) = parts
                 .uri
                 .authority()
@@ -114,23 +147,30 @@ impl Forwarding {
             }
         }
         if !client.trusted {
-            // Usually none is there: one pass over the names instead of five lookups.
-            let present = super::present(headers, &CLAIMS);
+            // Usually none is there.
             for (i, name) in CLAIMS.iter().enumerate() {
                 if present & (1 << i) != 0 {
                     headers.remove(name);
                 }
             }
+            present &= !CLAIM_BITS;
         }
+        let has = |i: u32| present & (1 << i) != 0;
         let proto = if tls { &HTTPS } else { &HTTP };
-        let peer = IpText::new(client.peer);
+        // The peer's text, written at most once and only when a list or `Forwarded` needs it.
+        let peer = OnceCell::new();
+        let peer_text = || peer.get_or_init(|| IpText::new(client.peer));
 
         // The peer's text as a value, built at most once for X-Forwarded-For and X-Real-IP.
         let mut peer_value = None;
         if self.x_forwarded_for {
-            if headers.contains_key(&X_FORWARDED_FOR) {
-                text::append_list(headers, &X_FORWARDED_FOR, &[Piece::Raw(peer.as_bytes())]);
-            } else if let Some(v) = text::ip_value(peer) {
+            if has(XFF) {
+                text::append_list(
+                    headers,
+                    &X_FORWARDED_FOR,
+                    &[Piece::Raw(peer_text().as_bytes())],
+                );
+            } else if let Some(v) = text::peer_value(client.peer) {
                 // Shared with X-Real-IP below: the clone is a reference count.
                 headers.insert(&X_FORWARDED_FOR, v.clone());
                 peer_value = Some(v);
@@ -138,7 +178,7 @@ impl Forwarding {
         }
         if self.x_real_ip {
             let value = if client.ip == client.peer {
-                peer_value.or_else(|| text::ip_value(peer))
+                peer_value.or_else(|| text::peer_value(client.peer))
             } else {
                 text::ip_value(IpText::new(client.ip))
             };
@@ -146,19 +186,20 @@ impl Forwarding {
                 headers.insert(&X_REAL_IP, v);
             }
         }
-        if self.x_forwarded_proto && !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        // (A trusted peer's values of these two were not removed above.)
+        if self.x_forwarded_proto && !has(XFP) {
             headers.insert(&X_FORWARDED_PROTO, proto.clone());
         }
-        if self.x_forwarded_host && !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        if self.x_forwarded_host && !has(XFH) {
             if let Some(requested) = headers.get(header::HOST).cloned() {
                 headers.insert(&X_FORWARDED_HOST, requested);
             }
         }
         if self.forwarded {
-            append_forwarded(headers, client, &peer, proto);
+            append_forwarded(headers, client, peer_text(), proto);
         }
         if let Some(via) = self.via.get(version_index(parts.version)) {
-            if headers.contains_key(header::VIA) {
+            if has(VIA) {
                 text::append_list(headers, &header::VIA, &[Piece::Raw(via.as_bytes())]);
             } else {
                 headers.insert(header::VIA, via.clone());

@@ -10,13 +10,14 @@
 //! Cost: a connection allocates its timer and its [`Activity`] once; a request adds two
 //! atomic operations on the busy count and one clock read when the connection goes idle.
 //! The timer is never re-armed per read or write: it wakes at most once per
-//! `min(keepalive_timeout, send_timeout)` to compare the deadlines with the clock.
+//! `min(keepalive_timeout, send_timeout)` to compare the deadlines with the clock, and it
+//! is polled again only when it fired or another task polls the socket.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -90,6 +91,9 @@ pub(crate) struct ConnIo<I> {
     /// When the first write that is still pending was attempted.
     write_stalled: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    /// The waker `timer` was last polled with, while it has not fired since: polling it
+    /// again with the same waker would change nothing (see [`ConnIo::expired`]).
+    registered: Option<Waker>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -306,6 +310,7 @@ impl<I> ConnIo<I> {
             timeouts,
             write_stalled: None,
             timer: Box::pin(tokio::time::sleep_until(first)),
+            registered: None,
             _permit: permit,
         };
         (io, activity)
@@ -313,10 +318,28 @@ impl<I> ConnIo<I> {
 
     /// Polls the timer; `Some` when a limit has run out. When it fires early (the
     /// connection was busy, or became idle later), it is moved to the next deadline.
+    ///
+    /// Called whenever the socket is not ready, several times per request: while the timer
+    /// is registered with this task's waker and has not fired, there is nothing to do (an
+    /// atomic load instead of a poll, which also takes from the task's cooperative budget).
     fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if !self.timer.is_elapsed()
+            && self
+                .registered
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return None;
+        }
+        self.registered = None;
         // Two rounds at most: the second deadline is always in the future.
         for _ in 0..2 {
+            // Without budget, the poll returns `Pending` without registering the timer.
+            let registers = tokio::task::coop::has_budget_remaining();
             if self.timer.as_mut().poll(cx).is_pending() {
+                if registers {
+                    self.registered = Some(cx.waker().clone());
+                }
                 return None;
             }
             let now = Instant::now();

@@ -212,3 +212,16 @@ fn hop_by_hop_fields_go() {
         assert!(!h.contains_key(name), "{name}");
     }
 }
+
+#[test]
+fn the_field_index_matches_the_tables() {
+    for (i, name) in CLAIMS.iter().enumerate() {
+        assert_eq!(field_index(name.as_str()), Some(u32::try_from(i).unwrap()));
+    }
+    assert_eq!(field_index(X_FORWARDED_FOR.as_str()), Some(XFF));
+    assert_eq!(field_index(X_FORWARDED_PROTO.as_str()), Some(XFP));
+    assert_eq!(field_index(X_FORWARDED_HOST.as_str()), Some(XFH));
+    assert_eq!(field_index(header::VIA.as_str()), Some(VIA));
+    assert_eq!(field_index(header::HOST.as_str()), Some(HOST));
+    assert_eq!(field_index("x-kept"), None);
+}
