@@ -24,10 +24,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Underneath are hyper's connection-level HTTP/1.1 and HTTP/2 clients and this module's
-//! own keep-alive pool (`pool.rs`: lock-free, one entry per backend address, one pool per
-//! client, so a TLS client and a plain one never share a connection). The authority of a
-//! backend is computed once (see [`prepare_backend`]).
+//! Underneath: an own HTTP/1.1 exchange for bodiless requests with idempotent methods
+//! (`h1.rs`: no task, no channel per request, the answer parsed in place), hyper's
+//! connection-level HTTP/1.1 client for requests with a body or an upgrade (on a pooled
+//! connection lent to it and taken back after), hyper's HTTP/2 client where ALPN picks
+//! `h2`, and this module's own keep-alive pool (`pool.rs`: lock-free, one entry per
+//! backend address and worker, one pool per client, so a TLS client and a plain one never
+//! share a connection). The authority of a backend is computed once (see
+//! [`prepare_backend`]).
 
 mod body;
 mod connector;
