@@ -1,7 +1,7 @@
 //! The task of a plain listener's connection: hyper serves it, and once it has been idle
-//! for `release_idle_after` (`[server.limits]`) hyper's connection is dropped and only the socket kept ("parked",
-//! see `protect/park.rs`) until the client sends again; then a new hyper connection takes
-//! over from the bytes still unread in the socket.
+//! for `release_idle_after` (`[server.limits]`), hyper's connection is dropped and only
+//! the socket kept ("parked", see `protect/park.rs`) until the client sends again; then a
+//! new hyper connection takes over from the bytes still unread in the socket.
 //!
 //! Shutdown: the task holds its graceful-shutdown [`Watcher`] for the connection's whole
 //! life (so `GracefulShutdown::count` and `shutdown` count it, parked or not) without
@@ -9,7 +9,7 @@
 //! the graceful shutdown: a serving connection gets hyper's graceful shutdown (the request
 //! in progress finishes, then the connection closes), a parked one closes at once, as an
 //! idle keep-alive connection does. A serving connection notices `stop` at its next
-//! park check, at most `release_idle_after` (or 100 ms, if longer) later, with no
+//! park check, at most the longer of `release_idle_after` and 100 ms later, with no
 //! per-request cost.
 
 use std::error::Error as StdError;
