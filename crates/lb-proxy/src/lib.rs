@@ -34,6 +34,7 @@ pub mod worker;
 mod access_log;
 mod admin;
 mod body;
+mod chunk;
 mod config_proxy;
 mod discovery;
 mod generation;

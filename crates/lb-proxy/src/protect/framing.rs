@@ -33,6 +33,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::chunk::{chunk_byte, Chunk, ChunkStep};
+
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -129,40 +131,6 @@ struct Head {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct FramingCheck(Framer);
-
-/// The chunked-body grammar, as hyper's decoder reads it.
-#[derive(Clone, Copy, Debug)]
-enum Chunk {
-    /// In the size; `digits` read so far.
-    Size { size: u64, digits: u8 },
-    /// Whitespace after the size.
-    SizeLws(u64),
-    /// A chunk extension.
-    Extension(u64),
-    /// The LF ending the size line.
-    SizeLf(u64),
-    /// This many data bytes left.
-    Data(u64),
-    /// The CR after the data.
-    DataCr,
-    /// The LF after the data.
-    DataLf,
-    /// After the last chunk: CR (the end) or a trailer field.
-    EndCr,
-    /// In a trailer field.
-    Trailer,
-    /// The LF ending a trailer field.
-    TrailerLf,
-    /// The final LF.
-    EndLf,
-}
-
-/// How a chunk byte moved the grammar.
-enum ChunkStep {
-    Next(Chunk),
-    Done,
-    Invalid,
-}
 
 impl Refusal {
     /// The status of the answer.
@@ -485,44 +453,6 @@ fn framing(head: &Head) -> Result<State, Refusal> {
         (1, 0) => Ok(State::Body(head.length)),
         (0, 1) if head.http10 => Err(Refusal::InvalidTransferEncoding),
         (0, 1) => Ok(State::Chunked(Chunk::Size { size: 0, digits: 0 })),
-    }
-}
-
-/// One byte of chunked framing (not data), following hyper's decoder.
-fn chunk_byte(chunk: Chunk, byte: u8) -> ChunkStep {
-    use ChunkStep::{Invalid, Next};
-    match (chunk, byte) {
-        (Chunk::Size { size, digits }, _) if byte.is_ascii_hexdigit() => {
-            let digit = u64::from((byte as char).to_digit(16).unwrap_or(0));
-            match size.checked_mul(16).and_then(|s| s.checked_add(digit)) {
-                Some(size) => Next(Chunk::Size {
-                    size,
-                    digits: digits.saturating_add(1),
-                }),
-                None => Invalid,
-            }
-        }
-        (Chunk::Size { digits: 0, .. }, _) => Invalid,
-        (Chunk::Size { size, .. } | Chunk::SizeLws(size), b' ' | b'\t') => {
-            Next(Chunk::SizeLws(size))
-        }
-        (Chunk::Size { size, .. } | Chunk::SizeLws(size) | Chunk::Extension(size), b'\r') => {
-            Next(Chunk::SizeLf(size))
-        }
-        (Chunk::Size { size, .. } | Chunk::SizeLws(size), b';') => Next(Chunk::Extension(size)),
-        (Chunk::Extension(_), b'\n') => Invalid,
-        (Chunk::Extension(size), _) => Next(Chunk::Extension(size)),
-        (Chunk::SizeLf(0), b'\n') => Next(Chunk::EndCr),
-        (Chunk::SizeLf(size), b'\n') => Next(Chunk::Data(size)),
-        (Chunk::DataCr, b'\r') => Next(Chunk::DataLf),
-        (Chunk::DataLf, b'\n') => Next(Chunk::Size { size: 0, digits: 0 }),
-        (Chunk::EndCr, b'\r') => Next(Chunk::EndLf),
-        (Chunk::EndCr | Chunk::Trailer, b'\n') => Invalid,
-        (Chunk::Trailer, b'\r') => Next(Chunk::TrailerLf),
-        (Chunk::EndCr | Chunk::Trailer, _) => Next(Chunk::Trailer),
-        (Chunk::TrailerLf, b'\n') => Next(Chunk::EndCr),
-        (Chunk::EndLf, b'\n') => ChunkStep::Done,
-        _ => Invalid,
     }
 }
 

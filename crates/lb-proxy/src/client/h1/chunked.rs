@@ -3,15 +3,16 @@
 //! (`split_to(..).freeze()`), size lines and extensions are checked and dropped, and the
 //! trailer section becomes a trailers frame.
 //!
-//! Strict where a lenient reading could desynchronise the connection: a chunk size is 1 to
-//! 16 hex digits, every line ends in CRLF, and a size line (with its extensions) or the
-//! trailer section may not grow past a bound.
+//! The grammar is the one the request framing check follows (`crate::chunk`, hyper's):
+//! a chunk size that fits in 64 bits, CRLF at every line end; on top of it, a size line
+//! (with its extensions) or the trailer section may not grow past a bound.
 
 use bytes::{Buf, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
 use super::response::MAX_HEADERS;
+use crate::chunk::{chunk_byte, Chunk, ChunkStep};
 
 /// The longest chunk-size line accepted, extensions included.
 const MAX_SIZE_LINE: usize = 4096;
@@ -19,33 +20,15 @@ const MAX_SIZE_LINE: usize = 4096;
 /// The largest trailer section accepted.
 const MAX_TRAILERS: usize = 16 * 1024;
 
-/// Where the decoder is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Reading a chunk size: its value and how many digits so far.
-    Size { value: u64, digits: u8 },
-    /// After the size (kept), up to the CR: whitespace and extensions, ignored.
-    Extension { value: u64 },
-    /// The LF after a size line's CR.
-    SizeLf { value: u64 },
-    /// Inside chunk data, with this many bytes left.
-    Data(u64),
-    /// The CR after chunk data.
-    DataCr,
-    /// The LF after chunk data.
-    DataLf,
-    /// After the last chunk: the trailer section and the final CRLF.
-    Trailers,
-    /// The body has ended.
-    Done,
-}
-
 /// A chunked body decoder.
 #[derive(Debug)]
 pub(crate) struct Chunked {
-    state: State,
+    /// Where the grammar is.
+    state: Chunk,
     /// Bytes of the current size line consumed so far.
     line: usize,
+    /// The body has ended.
+    done: bool,
 }
 
 /// What the buffer yielded.
@@ -79,11 +62,9 @@ impl Chunked {
     /// A decoder at the start of a body.
     pub(crate) fn new() -> Self {
         Self {
-            state: State::Size {
-                value: 0,
-                digits: 0,
-            },
+            state: Chunk::Size { size: 0, digits: 0 },
             line: 0,
+            done: false,
         }
     }
 
@@ -91,8 +72,11 @@ impl Chunked {
     pub(crate) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, ChunkError> {
         // Bounded: each pass consumes at least one byte or returns.
         loop {
+            if self.done {
+                return Ok(Step::End);
+            }
             match self.state {
-                State::Data(left) => {
+                Chunk::Data(left) => {
                     if buf.is_empty() {
                         return Ok(Step::More);
                     }
@@ -100,14 +84,14 @@ impl Chunked {
                     let data = buf.split_to(n).freeze();
                     let left = left - n as u64;
                     self.state = if left == 0 {
-                        State::DataCr
+                        Chunk::DataCr
                     } else {
-                        State::Data(left)
+                        Chunk::Data(left)
                     };
                     return Ok(Step::Data(data));
                 }
-                State::Trailers => return self.trailers(buf),
-                State::Done => return Ok(Step::End),
+                // After the last chunk: the trailers are parsed whole, not byte by byte.
+                Chunk::EndCr => return self.trailers(buf),
                 _ => {}
             }
             let Some(&byte) = buf.first() else {
@@ -118,42 +102,20 @@ impl Chunked {
             if self.line > MAX_SIZE_LINE {
                 return Err(ChunkError::TooLong);
             }
-            self.state = match (self.state, byte) {
-                (State::Size { value, digits }, b) if b.is_ascii_hexdigit() => {
-                    if digits >= 16 {
-                        return Err(ChunkError::Size);
+            match chunk_byte(self.state, byte) {
+                ChunkStep::Next(next) => {
+                    if matches!(next, Chunk::Data(_) | Chunk::EndCr) {
+                        self.line = 0;
                     }
-                    let digit = u64::from(hex(b));
-                    State::Size {
-                        value: value << 4 | digit,
-                        digits: digits + 1,
-                    }
+                    self.state = next;
                 }
-                (State::Size { digits: 0, .. }, _) => return Err(ChunkError::Size),
-                (State::Size { value, .. }, b'\r') => State::SizeLf { value },
-                (State::Size { value, .. }, b' ' | b'\t' | b';') => State::Extension { value },
-                (State::Extension { value }, b'\r') => State::SizeLf { value },
-                (State::Extension { .. }, b'\n') => return Err(ChunkError::Size),
-                (extension @ State::Extension { .. }, _) => extension,
-                (State::SizeLf { value }, b'\n') => {
-                    self.line = 0;
-                    if value == 0 {
-                        State::Trailers
-                    } else {
-                        State::Data(value)
-                    }
+                // Only after trailers, which `trailers` reads.
+                ChunkStep::Done => self.done = true,
+                ChunkStep::Invalid if matches!(self.state, Chunk::DataCr | Chunk::DataLf) => {
+                    return Err(ChunkError::DataEnd)
                 }
-                (State::DataCr, b'\r') => State::DataLf,
-                (State::DataLf, b'\n') => {
-                    self.line = 0;
-                    State::Size {
-                        value: 0,
-                        digits: 0,
-                    }
-                }
-                (State::DataCr | State::DataLf, _) => return Err(ChunkError::DataEnd),
-                _ => return Err(ChunkError::Size),
-            };
+                ChunkStep::Invalid => return Err(ChunkError::Size),
+            }
         }
     }
 
@@ -164,7 +126,7 @@ impl Chunked {
         }
         if buf.starts_with(b"\r\n") {
             buf.advance(2);
-            self.state = State::Done;
+            self.done = true;
             return Ok(Step::End);
         }
         let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -179,20 +141,12 @@ impl Chunked {
                     trailers.append(name, value);
                 }
                 buf.advance(len);
-                self.state = State::Done;
+                self.done = true;
                 Ok(Step::Trailers(trailers))
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_TRAILERS => Ok(Step::More),
             _ => Err(ChunkError::TooLong),
         }
-    }
-}
-
-fn hex(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b - b'A' + 10,
     }
 }
 
