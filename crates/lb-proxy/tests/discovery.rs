@@ -198,11 +198,11 @@ async fn file_discovery_changes_under_load_lose_nothing() {
 async fn etcd_discovery_changes_under_load_lose_nothing() {
     let mut etcd = Etcd::start().await;
     let backends = TestBackend::start_many(3).await;
-    let mut client = etcd.client().await;
+    let client = etcd.client().await;
     let key = |a: &SocketAddr| format!("/lb/web/{a}");
     for b in &backends[..2] {
         let value = format!("{{\"addr\": \"{}\"}}", b.addr());
-        client.put(key(&b.addr()), value, None).await.unwrap();
+        client.put(key(&b.addr()), value).await;
     }
     let toml = config(&format!(
         "{{ kind = \"etcd\", endpoints = [\"{}\"], prefix = \"/lb/web/\" }}",
@@ -210,19 +210,15 @@ async fn etcd_discovery_changes_under_load_lose_nothing() {
     ));
     let (h, _events) = Harness::start(&toml).await;
     let all: Vec<SocketAddr> = backends.iter().map(TestBackend::addr).collect();
-    let registry = tokio::sync::Mutex::new(client);
     let mut backends = backends;
     add_and_remove(&h, &mut backends, |want| {
-        let (all, registry, key) = (all.clone(), &registry, key);
+        let (all, c, key) = (all.clone(), client.clone(), key);
         async move {
-            let mut c = registry.lock().await;
             for a in &all {
                 if want.contains(a) {
-                    c.put(key(a), format!("{{\"addr\": \"{a}\"}}"), None)
-                        .await
-                        .unwrap();
+                    c.put(key(a), format!("{{\"addr\": \"{a}\"}}")).await;
                 } else {
-                    c.delete(key(a), None).await.unwrap();
+                    c.delete(key(a)).await;
                 }
             }
         }
@@ -236,9 +232,9 @@ async fn etcd_discovery_changes_under_load_lose_nothing() {
     until_served(&backends[2], 100).await;
     // It comes back (same ports and data); a change made now converges.
     etcd.restart().await;
-    let mut client = etcd.client().await;
+    let client = etcd.client().await;
     let leaving = proxy_backend(&h, backends[1].addr());
-    client.delete(key(&backends[1].addr()), None).await.unwrap();
+    client.delete(key(&backends[1].addr())).await;
     until_set_is(&h, &[backends[2].addr()]).await;
     drained(&leaving).await;
     backends[1].stop_gracefully().await;

@@ -107,9 +107,9 @@ async fn registries_unreachable_for_a_minute_keep_the_last_sets_and_recover() {
         TestBackend::start("e2").await,
     ];
     let e: Vec<SocketAddr> = from_etcd.iter().map(TestBackend::addr).collect();
-    let mut registry = etcd.client().await;
+    let registry = etcd.client().await;
     for a in &e[..2] {
-        registry.put(key(*a), value(*a), None).await.unwrap();
+        registry.put(key(*a), value(*a)).await;
     }
     let from_dns = same_port_backends().await;
     let d: Vec<SocketAddr> = from_dns.iter().map(TestBackend::addr).collect();
@@ -158,8 +158,8 @@ async fn registries_unreachable_for_a_minute_keep_the_last_sets_and_recover() {
     dns.set_records(&records(&from_dns));
     dns.restart().await;
     etcd.restart().await;
-    let mut registry = etcd.client().await;
-    registry.put(key(e[2]), value(e[2]), None).await.unwrap();
+    let registry = etcd.client().await;
+    registry.put(key(e[2]), value(e[2])).await;
     until_set_is(&h, "dns", &d).await;
     let dns_after = restarted.elapsed();
     until_set_is(&h, "etcd", &e).await;

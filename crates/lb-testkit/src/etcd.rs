@@ -1,13 +1,25 @@
 //! A real etcd for tests: the `etcd` binary (Debian package etcd-server) started on
 //! free loopback ports with a temporary data directory, killed and started again on the
-//! same ports and data to simulate a restart.
+//! same ports and data to simulate a restart, or frozen (SIGSTOP) to simulate a hung
+//! server.
+//!
+//! The tests' own writes go through [`EtcdClient`], a few calls of etcd's v3 JSON gateway
+//! made with hyper's plain client: independent of the discovery code under test, so a
+//! bug there cannot hide itself in the fixture.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
 /// How long etcd may take to answer after a start.
@@ -22,6 +34,14 @@ pub struct Etcd {
     child: Option<Child>,
     /// The ports, reserved while the process is killed.
     hold: Option<crate::hold::PortHold>,
+}
+
+/// The test's own etcd client: puts, deletes, leases and compaction over the JSON gateway.
+/// Every call panics with etcd's answer when it fails (test support).
+#[derive(Clone)]
+pub struct EtcdClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    endpoint: String,
 }
 
 fn free_port() -> u16 {
@@ -78,6 +98,24 @@ impl Etcd {
         }
     }
 
+    /// Freezes the process (SIGSTOP): its connections stay open and the kernel still
+    /// accepts new ones, but nothing is answered, as with a hung server.
+    pub fn freeze(&self) {
+        crate::process::signal(self.pid(), "STOP");
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        crate::process::signal(self.pid(), "CONT");
+    }
+
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("etcd is running")
+    }
+
     /// Starts the process (again) on the same ports and data, and waits until it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -108,6 +146,7 @@ impl Etcd {
 
     async fn wait_ready(&mut self) {
         let started = Instant::now();
+        let client = self.client().await;
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 let log = std::fs::read_to_string(self.data.path().join("etcd.log"));
@@ -116,11 +155,9 @@ impl Etcd {
                     log.unwrap_or_default()
                 );
             }
-            if let Ok(mut c) = Client::connect([self.endpoint()], None).await {
-                let probe = tokio::time::timeout(Duration::from_millis(500), c.get("probe", None));
-                if matches!(probe.await, Ok(Ok(_))) {
-                    return;
-                }
+            let probe = client.try_call("/v3/kv/range", json!({ "key": b64("probe") }));
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
+                return;
             }
             assert!(
                 started.elapsed() < READY_DEADLINE,
@@ -131,7 +168,111 @@ impl Etcd {
     }
 
     /// A client for the test's own writes.
-    pub async fn client(&self) -> Client {
-        Client::connect([self.endpoint()], None).await.unwrap()
+    pub async fn client(&self) -> EtcdClient {
+        EtcdClient {
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            endpoint: self.endpoint(),
+        }
     }
+}
+
+impl EtcdClient {
+    /// Sets `key` to `value`; the revision of the write.
+    pub async fn put(&self, key: impl AsRef<str>, value: impl AsRef<str>) -> i64 {
+        let body = json!({ "key": b64(key.as_ref()), "value": b64(value.as_ref()) });
+        revision(&self.call("/v3/kv/put", body).await)
+    }
+
+    /// Sets `key` to `value`, attached to `lease` (deleted when the lease expires).
+    pub async fn put_with_lease(
+        &self,
+        key: impl AsRef<str>,
+        value: impl AsRef<str>,
+        lease: i64,
+    ) -> i64 {
+        let body = json!({
+            "key": b64(key.as_ref()),
+            "value": b64(value.as_ref()),
+            "lease": lease.to_string(),
+        });
+        revision(&self.call("/v3/kv/put", body).await)
+    }
+
+    /// Deletes `key`; the revision of the deletion.
+    pub async fn delete(&self, key: impl AsRef<str>) -> i64 {
+        revision(
+            &self
+                .call("/v3/kv/deleterange", json!({ "key": b64(key.as_ref()) }))
+                .await,
+        )
+    }
+
+    /// Grants a lease of `ttl` seconds; its id.
+    pub async fn lease_grant(&self, ttl: i64) -> i64 {
+        let answer = self
+            .call("/v3/lease/grant", json!({ "TTL": ttl.to_string() }))
+            .await;
+        int64(&answer["ID"])
+    }
+
+    /// Renews `lease` once; the TTL etcd granted (0 when the lease is gone).
+    pub async fn lease_keep_alive_once(&self, lease: i64) -> i64 {
+        let answer = self
+            .call("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))
+            .await;
+        int64(&answer["result"]["TTL"])
+    }
+
+    /// Compacts the history up to `revision` and waits until the compaction is applied.
+    pub async fn compact(&self, revision: i64) {
+        let body = json!({ "revision": revision.to_string(), "physical": true });
+        self.call("/v3/kv/compaction", body).await;
+    }
+
+    async fn call(&self, path: &str, body: Value) -> Value {
+        self.try_call(path, body.clone())
+            .await
+            .unwrap_or_else(|e| panic!("etcd {path} {body}: {e}"))
+    }
+
+    async fn try_call(&self, path: &str, body: Value) -> Result<Value, String> {
+        let request = http::Request::post(format!("{}{path}", self.endpoint))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        if !status.is_success() {
+            return Err(format!("{status}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))
+    }
+}
+
+fn b64(text: &str) -> String {
+    STANDARD.encode(text)
+}
+
+/// An int64 of etcd's JSON (a string), 0 when absent.
+fn int64(value: &Value) -> i64 {
+    match value {
+        Value::String(s) => s.parse().unwrap(),
+        Value::Number(n) => n.as_i64().unwrap(),
+        _ => 0,
+    }
+}
+
+fn revision(answer: &Value) -> i64 {
+    int64(&answer["header"]["revision"])
 }

@@ -95,7 +95,8 @@ impl BackendProcess {
     }
 }
 
-fn signal(pid: u32, name: &str) {
+/// Sends signal `name` (`STOP`, `CONT`, ...) to `pid` with kill(1).
+pub(crate) fn signal(pid: u32, name: &str) {
     let sent = std::process::Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())

@@ -18,7 +18,21 @@
 //! exponential backoff, resuming the watch from the last revision it applied; if etcd has
 //! compacted that revision away, or the cluster's revision went backwards (a new cluster),
 //! it reads the whole prefix again.
+//!
+//! **Transport.** etcd is reached through its v3 JSON gateway (`POST /v3/kv/range`,
+//! `POST /v3/watch`, served on the client port by every etcd since 3.4) over HTTP/1.1,
+//! with the hyper stack the rest of the toolkit already uses: no gRPC code generation, so
+//! building needs no `protoc`, and no tonic/prost (see `docs/architecture.md`). While a
+//! watch is idle, two things find a broken one: TCP keep-alive on its connection (a host
+//! gone or a network cut) and, every [`keep_alive`](EtcdConfig::keep_alive) without a
+//! message, a count-only range read of the prefix that must answer within the request
+//! timeout (an etcd that accepts connections but no longer serves, as a frozen process).
+//! The watch asks for etcd's progress notifications and moves its resume revision to
+//! theirs, so a long quiet watch resumes close to the present after a reconnection.
 
+mod api;
+mod endpoint;
+mod gateway;
 mod registry;
 mod watch;
 
@@ -26,17 +40,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, ConnectOptions, GetOptions};
-use parking_lot::Mutex;
 
 use crate::emitter::ErrorCount;
 use crate::{Discovered, DiscoveryError, DiscoveryStream, ServiceDiscovery};
+use api::{prefix_end, RangeRequest, RangeResponse};
+use endpoint::Endpoint;
+use gateway::Gateway;
+pub use gateway::GatewayError;
 use registry::Registry;
 
 /// Where the registry is and how to talk to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EtcdConfig {
     /// Client URLs of the cluster members, `http://host:2379` (TLS is not supported yet).
+    /// Requests go to the first until it fails, then to the next.
     pub endpoints: Vec<String>,
     /// The key prefix the backends are registered under, for example `/services/web/`.
     pub prefix: String,
@@ -44,8 +61,10 @@ pub struct EtcdConfig {
     pub request_timeout: Duration,
     /// How long a TCP connection attempt may take. Default 3 s.
     pub connect_timeout: Duration,
-    /// The HTTP/2 keep-alive interval that detects a dead connection while the watch is
-    /// idle (a ping unanswered for as long again closes it). Default 10 s.
+    /// How long an idle watch waits before it checks its connection: TCP keep-alive
+    /// probes start after this much silence (one unanswered for as long again closes the
+    /// connection), and a watch with no message for this long sends a count-only read
+    /// that must answer within `request_timeout`. Default 10 s.
     pub keep_alive: Duration,
     /// The first reconnection delay after a failure. Default 100 ms.
     pub reconnect_min: Duration,
@@ -78,30 +97,29 @@ pub enum EtcdError {
     /// The configuration is inconsistent.
     #[error("invalid etcd discovery configuration: {0}")]
     InvalidConfig(&'static str),
-    /// The client could not be set up (a malformed endpoint URL, for example).
-    #[error("cannot set up an etcd client for {endpoints}")]
-    Connect {
-        /// The endpoints, comma-separated.
-        endpoints: String,
-        /// The client's error.
-        #[source]
-        source: etcd_client::Error,
+    /// An endpoint is not an `http://host:port` URL.
+    #[error("invalid etcd endpoint `{endpoint}`: {reason}")]
+    InvalidEndpoint {
+        /// The URL as configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// A request failed (etcd down, unreachable, or refusing).
     #[error("etcd {operation} of `{prefix}` failed")]
     Request {
-        /// `range read` or `watch`.
+        /// `range read`, `watch` or `probe`.
         operation: &'static str,
         /// The prefix.
         prefix: String,
-        /// The client's error.
+        /// What went wrong on the way.
         #[source]
-        source: etcd_client::Error,
+        source: GatewayError,
     },
     /// A request got no answer in time.
     #[error("etcd {operation} of `{prefix}` timed out after {timeout:?}")]
     Timeout {
-        /// `range read` or `watch`.
+        /// `range read`, `watch` or `probe`.
         operation: &'static str,
         /// The prefix.
         prefix: String,
@@ -125,9 +143,10 @@ pub struct Etcd {
 struct Inner {
     config: EtcdConfig,
     label: String,
-    /// The shared client (a cheap-to-clone gRPC channel), built on first use and dropped
-    /// after a failure so the next attempt starts afresh. Never held across `.await`.
-    client: Mutex<Option<Client>>,
+    gateway: Gateway,
+    /// The prefix as bytes and the end of its range.
+    key: Vec<u8>,
+    range_end: Vec<u8>,
     errors: ErrorCount,
 }
 
@@ -155,12 +174,26 @@ impl Etcd {
                 "request_timeout and reconnect_min must be above zero",
             ));
         }
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|url| {
+                Endpoint::parse(url).map_err(|e| EtcdError::InvalidEndpoint {
+                    endpoint: url.clone(),
+                    reason: e.reason(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let label = format!("etcd {} at {}", config.prefix, config.endpoints.join(","));
+        let gateway = Gateway::new(endpoints, config.connect_timeout, config.keep_alive);
+        let key = config.prefix.as_bytes().to_vec();
         Ok(Self {
             inner: Arc::new(Inner {
+                range_end: prefix_end(&key),
+                key,
                 config,
                 label,
-                client: Mutex::new(None),
+                gateway,
                 errors: ErrorCount::default(),
             }),
         })
@@ -171,33 +204,9 @@ impl Etcd {
         &self.inner.config
     }
 
-    /// The shared client, built if there is none.
-    async fn client(&self) -> Result<Client, EtcdError> {
-        if let Some(client) = self.inner.client.lock().clone() {
-            return Ok(client);
-        }
-        let c = &self.inner.config;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(c.connect_timeout)
-            .with_keep_alive(c.keep_alive, c.keep_alive)
-            .with_keep_alive_while_idle(true);
-        let client = self
-            .timed(
-                "connect",
-                Client::connect(c.endpoints.clone(), Some(options)),
-            )
-            .await?
-            .map_err(|source| EtcdError::Connect {
-                endpoints: c.endpoints.join(","),
-                source,
-            })?;
-        *self.inner.client.lock() = Some(client.clone());
-        Ok(client)
-    }
-
-    /// Forgets the client after a failure.
-    fn reset_client(&self) {
-        *self.inner.client.lock() = None;
+    /// After a failure: the next request goes to the next member.
+    fn fail_over(&self) {
+        self.inner.gateway.fail_over();
     }
 
     /// `future`, bounded by the request timeout.
@@ -218,35 +227,49 @@ impl Etcd {
 
     /// Reads every key under the prefix: the registry and the revision it was read at.
     async fn read(&self) -> Result<(Registry, i64), EtcdError> {
-        let result = self.try_read().await;
+        let response = self.range("range read", false).await?;
+        let mut registry = Registry::default();
+        for kv in &response.kvs {
+            registry
+                .put(&String::from_utf8_lossy(&kv.key), &kv.value)
+                .await;
+        }
+        Ok((registry, response.header.revision))
+    }
+
+    /// Counts the keys under the prefix: proof that etcd serves requests.
+    async fn probe(&self) -> Result<(), EtcdError> {
+        self.range("probe", true).await.map(drop)
+    }
+
+    /// One range request over the prefix, bounded by the request timeout; a failure
+    /// moves the next request to the next member.
+    async fn range(
+        &self,
+        operation: &'static str,
+        count_only: bool,
+    ) -> Result<RangeResponse, EtcdError> {
+        let request = RangeRequest {
+            key: &self.inner.key,
+            range_end: &self.inner.range_end,
+            count_only,
+        };
+        let result = self
+            .timed(operation, self.inner.gateway.call("/v3/kv/range", &request))
+            .await
+            .and_then(|answer| answer.map_err(|source| self.request_error(operation, source)));
         if result.is_err() {
-            self.reset_client();
+            self.fail_over();
         }
         result
     }
 
-    async fn try_read(&self) -> Result<(Registry, i64), EtcdError> {
-        let mut client = self.client().await?;
-        let prefix = self.inner.config.prefix.clone();
-        let response = self
-            .timed(
-                "range read",
-                client.get(prefix.as_str(), Some(GetOptions::new().with_prefix())),
-            )
-            .await?
-            .map_err(|source| EtcdError::Request {
-                operation: "range read",
-                prefix: prefix.clone(),
-                source,
-            })?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        let mut registry = Registry::default();
-        for kv in response.kvs() {
-            registry
-                .put(&String::from_utf8_lossy(kv.key()), kv.value())
-                .await;
+    fn request_error(&self, operation: &'static str, source: GatewayError) -> EtcdError {
+        EtcdError::Request {
+            operation,
+            prefix: self.inner.config.prefix.clone(),
+            source,
         }
-        Ok((registry, revision))
     }
 
     fn error(&self, cause: EtcdError) -> DiscoveryError {

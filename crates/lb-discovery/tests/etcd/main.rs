@@ -1,13 +1,13 @@
 //! etcd discovery against a real `etcd` (Debian package etcd-server) started by each test
-//! on free loopback ports: register, deregister, lease expiry, and etcd restarted while the
-//! watch stream is consumed (resumed by revision, and re-read after a compaction).
+//! on free loopback ports: register, deregister, lease expiry, etcd restarted while the
+//! watch stream is consumed (resumed by revision, and re-read after a compaction), and a
+//! frozen etcd found by the idle probe.
 #![allow(clippy::unwrap_used)]
 
 use lb_testkit::etcd as server;
 
 use std::time::Duration;
 
-use etcd_client::{CompactionOptions, PutOptions};
 use futures_util::StreamExt;
 use lb_discovery::etcd::{Etcd, EtcdConfig};
 use lb_discovery::{Discovered, DiscoveryError, DiscoveryStream, ServiceDiscovery};
@@ -75,21 +75,13 @@ async fn converge(stream: &mut DiscoveryStream, want: &[&str]) -> Discovered {
 #[tokio::test]
 async fn registrations_and_deregistrations_are_discovered_and_pushed() {
     let etcd = server::Etcd::start().await;
-    let mut c = etcd.client().await;
-    c.put(key("a"), r#"{"addr": "127.0.0.1:9001", "weight": 2}"#, None)
-        .await
-        .unwrap();
-    c.put(
-        key("b"),
-        r#"{"addr": "127.0.0.1:9002", "enabled": false}"#,
-        None,
-    )
-    .await
-    .unwrap();
-    c.put(key("broken"), "{not json", None).await.unwrap();
-    c.put("/services/other/x", r#""127.0.0.1:9999""#, None)
-        .await
-        .unwrap();
+    let c = etcd.client().await;
+    c.put(key("a"), r#"{"addr": "127.0.0.1:9001", "weight": 2}"#)
+        .await;
+    c.put(key("b"), r#"{"addr": "127.0.0.1:9002", "enabled": false}"#)
+        .await;
+    c.put(key("broken"), "{not json").await;
+    c.put("/services/other/x", r#""127.0.0.1:9999""#).await;
 
     let d = discovery(&etcd);
     let found = d.discover().await.unwrap();
@@ -105,17 +97,15 @@ async fn registrations_and_deregistrations_are_discovered_and_pushed() {
     let first = next(&mut stream, "the current set").await.unwrap();
     assert_eq!(first, found);
 
-    c.put(key("c"), r#"{"addr": "127.0.0.1:9003"}"#, None)
-        .await
-        .unwrap();
+    c.put(key("c"), r#"{"addr": "127.0.0.1:9003"}"#).await;
     converge(
         &mut stream,
         &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"],
     )
     .await;
-    c.delete(key("a"), None).await.unwrap();
+    c.delete(key("a")).await;
     converge(&mut stream, &["127.0.0.1:9002", "127.0.0.1:9003"]).await;
-    c.put(key("b"), r#""127.0.0.1:9002""#, None).await.unwrap();
+    c.put(key("b"), r#""127.0.0.1:9002""#).await;
     let enabled = next(&mut stream, "b enabled again").await.unwrap();
     assert!(enabled.disabled.is_empty());
     assert_eq!(d.error_count(), 0);
@@ -124,23 +114,13 @@ async fn registrations_and_deregistrations_are_discovered_and_pushed() {
 #[tokio::test]
 async fn an_expired_lease_removes_its_backend() {
     let etcd = server::Etcd::start().await;
-    let mut c = etcd.client().await;
-    c.put(key("stays"), r#""127.0.0.1:9001""#, None)
-        .await
-        .unwrap();
-    let lease = c.lease_grant(2, None).await.unwrap().id();
-    c.put(
-        key("leased"),
-        r#""127.0.0.1:9002""#,
-        Some(PutOptions::new().with_lease(lease)),
-    )
-    .await
-    .unwrap();
+    let c = etcd.client().await;
+    c.put(key("stays"), r#""127.0.0.1:9001""#).await;
+    let lease = c.lease_grant(2).await;
+    c.put_with_lease(key("leased"), r#""127.0.0.1:9002""#, lease)
+        .await;
     // The service keeps its lease alive once, then dies without deregistering.
-    let (mut keeper, mut answers) = c.lease_keep_alive(lease).await.unwrap();
-    keeper.keep_alive().await.unwrap();
-    assert!(answers.message().await.unwrap().unwrap().ttl() > 0);
-    drop((keeper, answers));
+    assert!(c.lease_keep_alive_once(lease).await > 0);
 
     let mut stream = discovery(&etcd).watch().unwrap();
     let first = next(&mut stream, "the current set").await.unwrap();
@@ -151,9 +131,9 @@ async fn an_expired_lease_removes_its_backend() {
 #[tokio::test]
 async fn a_restarted_etcd_is_followed_again_from_the_last_revision() {
     let mut etcd = server::Etcd::start().await;
-    let mut c = etcd.client().await;
-    c.put(key("a"), r#""127.0.0.1:9001""#, None).await.unwrap();
-    c.put(key("b"), r#""127.0.0.1:9002""#, None).await.unwrap();
+    let c = etcd.client().await;
+    c.put(key("a"), r#""127.0.0.1:9001""#).await;
+    c.put(key("b"), r#""127.0.0.1:9002""#).await;
     let d = discovery(&etcd);
     let mut stream = d.watch().unwrap();
     let before = next(&mut stream, "the current set").await.unwrap();
@@ -167,9 +147,9 @@ async fn a_restarted_etcd_is_followed_again_from_the_last_revision() {
     assert!(d.error_count() >= 2);
 
     etcd.restart().await;
-    let mut c = etcd.client().await;
-    c.delete(key("b"), None).await.unwrap();
-    c.put(key("c"), r#""127.0.0.1:9003""#, None).await.unwrap();
+    let c = etcd.client().await;
+    c.delete(key("b")).await;
+    c.put(key("c"), r#""127.0.0.1:9003""#).await;
     let after = converge(&mut stream, &["127.0.0.1:9001", "127.0.0.1:9003"]).await;
     assert_eq!(
         after.backends[0], before.backends[0],
@@ -180,8 +160,8 @@ async fn a_restarted_etcd_is_followed_again_from_the_last_revision() {
 #[tokio::test]
 async fn a_compacted_revision_after_a_restart_is_read_again_whole() {
     let mut etcd = server::Etcd::start().await;
-    let mut c = etcd.client().await;
-    c.put(key("a"), r#""127.0.0.1:9001""#, None).await.unwrap();
+    let c = etcd.client().await;
+    c.put(key("a"), r#""127.0.0.1:9001""#).await;
     let mut stream = discovery(&etcd).watch().unwrap();
     next(&mut stream, "the current set").await.unwrap();
 
@@ -192,19 +172,64 @@ async fn a_compacted_revision_after_a_restart_is_read_again_whole() {
         .await
         .unwrap_err();
     etcd.restart().await;
-    let mut c = etcd.client().await;
-    c.delete(key("a"), None).await.unwrap();
-    c.put(key("b"), r#""127.0.0.1:9002""#, None).await.unwrap();
-    let revision = c
-        .put(key("c"), r#""127.0.0.1:9003""#, None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
-    c.compact(revision, Some(CompactionOptions::new().with_physical()))
-        .await
-        .unwrap();
+    let c = etcd.client().await;
+    c.delete(key("a")).await;
+    c.put(key("b"), r#""127.0.0.1:9002""#).await;
+    let revision = c.put(key("c"), r#""127.0.0.1:9003""#).await;
+    c.compact(revision).await;
 
     converge(&mut stream, &["127.0.0.1:9002", "127.0.0.1:9003"]).await;
+}
+
+#[tokio::test]
+async fn a_frozen_etcd_is_found_by_the_idle_probe_and_followed_again() {
+    let etcd = server::Etcd::start().await;
+    let c = etcd.client().await;
+    c.put(key("a"), r#""127.0.0.1:9001""#).await;
+    let d = discovery(&etcd);
+    let mut stream = d.watch().unwrap();
+    next(&mut stream, "the current set").await.unwrap();
+
+    // Connections stay open and are accepted, but nothing answers: only the probe
+    // (keep_alive 2 s, then request_timeout 2 s) can tell.
+    etcd.freeze();
+    let err = next(&mut stream, "an error once the probe gets no answer")
+        .await
+        .unwrap_err();
+    assert!(err.chain().contains("probe"), "{}", err.chain());
+
+    etcd.thaw();
+    c.put(key("b"), r#""127.0.0.1:9002""#).await;
+    converge(&mut stream, &["127.0.0.1:9001", "127.0.0.1:9002"]).await;
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_etcd_is_a_clear_error() {
+    init_logs();
+    // A plain HTTP server answering every request with its name as text.
+    let backend = lb_testkit::TestBackend::start("not-etcd").await;
+    let mut config = EtcdConfig::new([format!("http://{}", backend.addr())], PREFIX);
+    config.request_timeout = Duration::from_secs(2);
+    let d = Etcd::new(config).unwrap();
+    let err = d.discover().await.unwrap_err();
+    assert!(err.chain().contains("not etcd's JSON"), "{}", err.chain());
+
+    // Nothing listens: a connect error naming the member.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let d = Etcd::new(EtcdConfig::new([format!("http://{addr}")], PREFIX)).unwrap();
+    let err = d.discover().await.unwrap_err();
+    assert!(
+        err.chain()
+            .contains(&format!("cannot connect to http://{addr}")),
+        "{}",
+        err.chain()
+    );
+
+    let bad = Etcd::new(EtcdConfig::new(["https://127.0.0.1:2379"], PREFIX)).unwrap_err();
+    assert!(
+        bad.to_string().contains("TLS to etcd is not supported yet"),
+        "{bad}"
+    );
 }
