@@ -188,8 +188,10 @@ pub(crate) async fn bind_all(
     let mut listeners = Vec::with_capacity(server.listen.len() + tls.len());
     for (addr, tls) in plain.chain(tls) {
         let bound = match inherited.take(addr) {
-            Some(std) => {
-                tracing::info!(%addr, "listening on the socket of the previous process");
+            Some((was, std)) => {
+                if inherited.is_from_previous_process() {
+                    tracing::info!(%addr, %was, "listening on the socket of the previous process");
+                }
                 std.set_nonblocking(true)
                     .and_then(|()| TcpListener::from_std(std))
             }

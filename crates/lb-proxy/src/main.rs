@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use lb_core::Backend;
 use lb_proxy::config::{BackendList, Config, LogFormat};
 use lb_proxy::process::{daemon, logging, PidFile};
 use lb_proxy::signals::{Signal, Signals};
-use lb_proxy::{demo, handover, Proxy, Workers};
+use lb_proxy::{demo, handover, HandoverError, Proxy, Workers};
 
 /// A load-balancing HTTP/1.1 and HTTP/2 reverse proxy driven by one TOML file.
 ///
@@ -83,8 +83,12 @@ const DEMO_LISTEN: &str = "127.0.0.1:8080";
 /// How long `--upgrade` waits for the running process to send its sockets (SIGQUIT).
 const UPGRADE_WAIT: Duration = Duration::from_secs(60);
 
-/// How long the running process, on SIGQUIT, tries to reach the new one on `upgrade_sock`.
+/// How long the running process, on SIGQUIT, tries to reach the new one on `upgrade_sock`
+/// (then `server.upgrade_timeout` for it to start).
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a new process that has started waits for the previous one's commit.
+const COMMIT_WAIT: Duration = Duration::from_secs(10);
 
 /// The process settings, from the command line over `[server]`.
 #[derive(Debug, Default)]
@@ -208,7 +212,11 @@ fn start_workers(
         .context("cannot start the worker threads")
 }
 
-/// Runs the proxy until SIGTERM/SIGINT (shutdown) or a successful SIGQUIT hand-over
+/// A hand-over in progress (`RunningProxy::hand_over`).
+type Upgrading<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandoverError>> + 'a>>;
+
+/// Runs the proxy until SIGTERM/SIGINT (shutdown) or a committed SIGQUIT hand-over
 /// (drain), then returns.
 async fn serve(
     config: Config,
@@ -222,18 +230,46 @@ async fn serve(
     if let Some(path) = &process.config_file {
         proxy = proxy.config_file(path);
     }
+    let mut taking_over = None;
     if let (true, Some(sock)) = (process.upgrade, &process.upgrade_sock) {
         let sock = sock.clone();
-        let inherited = tokio::task::spawn_blocking(move || handover::receive(&sock, UPGRADE_WAIT))
-            .await
-            .context("upgrade")??;
+        let mut handover =
+            tokio::task::spawn_blocking(move || handover::receive(&sock, UPGRADE_WAIT))
+                .await
+                .context("upgrade")??;
+        let inherited = handover.take_sockets();
         tracing::info!(
             sockets = inherited.len(),
-            "received the listening sockets of the previous process"
+            "received the listening sockets of the previous process; it serves until this one has started"
         );
         proxy = proxy.inherit(inherited);
+        taking_over = Some(handover);
     }
-    let running = proxy.start().await?;
+    let running = match proxy.start().await {
+        Ok(running) => running,
+        Err(error) => {
+            let error = anyhow::Error::from(error);
+            if let Some(handover) = taking_over {
+                // The previous process keeps every listener and serves on.
+                handover.abort(&format!("{error:#}")).await;
+            }
+            return Err(error);
+        }
+    };
+    if let Some(handover) = taking_over {
+        if let Err(error) = handover.confirm(COMMIT_WAIT).await {
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                "the previous process did not take the hand-over; it serves on, and this one stops"
+            );
+            running.shutdown().await;
+            return Err(anyhow::Error::from(error).context("upgrade not committed"));
+        }
+        tracing::info!(
+            "upgrade committed: the previous process stopped accepting; this one serves"
+        );
+    }
+    // Written only once this process is in charge: a failed upgrade leaves the file alone.
     let _pid_file = match &process.pid_file {
         Some(path) => {
             let file = PidFile::create(path)
@@ -249,18 +285,45 @@ async fn serve(
     if process.daemon_child {
         daemon::ready().context("cannot detach")?;
     }
+    // A hand-over in progress: the proxy serves on while it runs.
+    let mut upgrading: Option<Upgrading<'_>> = None;
     loop {
-        match signals.recv().await {
+        let signal = match upgrading.as_mut() {
+            Some(upgrade) => tokio::select! {
+                signal = signals.recv() => signal,
+                done = upgrade => {
+                    upgrading = None;
+                    match done {
+                        Ok(()) => {
+                            tracing::info!("the new process has started and took over; draining");
+                            running.drain().await;
+                            tracing::info!("drained; exiting");
+                            return Ok(());
+                        }
+                        Err(error) => {
+                            tracing::error!(
+                                error = &error as &dyn std::error::Error,
+                                "upgrade failed; still serving on every listener"
+                            );
+                            continue;
+                        }
+                    }
+                }
+            },
+            None => signals.recv().await,
+        };
+        match signal {
             Signal::Upgrade => {
                 let Some(sock) = &process.upgrade_sock else {
                     tracing::warn!("SIGQUIT ignored: no upgrade_sock in [server]");
                     continue;
                 };
-                if hand_over(&running, sock).await {
-                    running.drain().await;
-                    tracing::info!("drained; exiting");
-                    return Ok(());
+                if upgrading.is_some() {
+                    tracing::warn!("SIGQUIT ignored: an upgrade is already in progress");
+                    continue;
                 }
+                tracing::info!(upgrade_sock = %sock.display(), "SIGQUIT: offering the listening sockets to the new process");
+                upgrading = Some(Box::pin(running.hand_over(sock, HANDOVER_TIMEOUT)));
             }
             Signal::Reload => {
                 // Logged and counted by the reload itself, whatever the outcome.
@@ -268,28 +331,12 @@ async fn serve(
             }
             // Signal::Terminate (the enum is non-exhaustive).
             _ => {
+                // An upgrade in progress is given up: the new process sees the socket close.
+                drop(upgrading);
                 running.shutdown().await;
                 tracing::info!("stopped");
                 return Ok(());
             }
-        }
-    }
-}
-
-/// Sends the listening sockets to the new process; logs and returns false on failure (the
-/// proxy then goes on serving).
-async fn hand_over(running: &lb_proxy::RunningProxy, sock: &Path) -> bool {
-    match running.hand_over(sock, HANDOVER_TIMEOUT).await {
-        Ok(()) => {
-            tracing::info!(upgrade_sock = %sock.display(), "listening sockets handed over to the new process; draining");
-            true
-        }
-        Err(error) => {
-            tracing::error!(
-                error = &error as &dyn std::error::Error,
-                "upgrade failed; still serving"
-            );
-            false
         }
     }
 }

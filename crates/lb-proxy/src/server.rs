@@ -13,12 +13,11 @@ use std::time::Duration;
 use hyper_util::server::graceful::GracefulShutdown;
 use lb_health::StatusChange;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::access_log::AccessLogError;
 use crate::admin::control::Control;
 use crate::admin::stats::ProcessCounters;
-use crate::admin::{AdminListener, AdminState};
+use crate::admin::AdminListener;
 use crate::config::Config;
 use crate::discovery::SourceError;
 use crate::generation;
@@ -164,13 +163,13 @@ impl Proxy {
             generation::prepare(&self.config, &BTreeMap::new(), None, &hook, &process).await?;
         // Plain listeners first, then TLS ones (their certificates are loaded first).
         let listeners = listener::bind_all(&self.config.server, &mut self.inherited).await?;
+        let admin = match &self.config.admin {
+            Some(c) => Some(AdminListener::bind(c, &mut self.inherited).await?),
+            None => None,
+        };
         if !self.inherited.is_empty() {
             tracing::warn!(addrs = ?self.inherited.addrs(), "closing inherited sockets the configuration no longer lists");
         }
-        let admin = match &self.config.admin {
-            Some(c) => Some(AdminListener::bind(c).await?),
-            None => None,
-        };
         let first = prepared.commit(BTreeMap::new());
         let upstreams = first.slots;
         let live = Arc::new(LiveProxy::new(first.proxy));
@@ -181,40 +180,27 @@ impl Proxy {
             hooks: live.clone(),
             // [server.limits] (protect/): hyper's limits, max_connections, timers.
             builders: Arc::new(listener::Builders::with_limits(&self.config.server.limits)),
-            stop: stop_rx.clone(),
+            stop: stop_rx,
             drain: drain_rx,
             workers: self.workers.take().unwrap_or_else(Workers::single),
         };
         let parts = reload::Parts {
-            live: live.clone(),
+            live,
+            control,
             hook,
             path: self.path,
             process,
             serving,
             connections: Arc::downgrade(&graceful),
         };
-        let admin_config = self.config.admin.clone();
         let upstream_count = upstreams.len();
-        let reloader = Arc::new(Reloader::new(parts, self.config, upstreams, listeners)?);
-        let mut background = Vec::new();
-        let admin_addr = admin.as_ref().map(AdminListener::local_addr);
-        if let (Some(listener), Some(c)) = (admin, &admin_config) {
-            let state = AdminState {
-                live,
-                control,
-                connections: Arc::downgrade(&graceful),
-                reloader: reloader.clone(),
-            };
-            background.push(listener.spawn(state, c, stop_rx));
-        }
+        let reloader = Reloader::start(parts, self.config, upstreams, listeners, admin).await?;
         let bound = reloader.bound.load();
-        tracing::info!(listen = ?&bound.addrs[..bound.plain], tls = ?&bound.addrs[bound.plain..], upstreams = upstream_count, "lb-proxy started");
+        tracing::info!(listen = ?&bound.addrs[..bound.plain], tls = ?&bound.addrs[bound.plain..], admin = ?bound.admin, upstreams = upstream_count, "lb-proxy started");
         Ok(RunningProxy {
-            admin_addr,
             reloader,
             stop,
             drain,
-            background,
             graceful,
         })
     }
@@ -224,15 +210,11 @@ impl Proxy {
 /// tasks end with the runtime.
 #[derive(Debug)]
 pub struct RunningProxy {
-    /// The admin listener's address, when `[admin]` is configured.
-    admin_addr: Option<SocketAddr>,
-    /// The running configuration, its listeners and upstreams.
+    /// The running configuration, its listeners, admin listener and upstreams.
     reloader: Arc<Reloader>,
     stop: watch::Sender<bool>,
     /// Set when draining after a hand-over (see `listener`).
     drain: watch::Sender<bool>,
-    /// The admin listener.
-    background: Vec<JoinHandle<()>>,
     graceful: Arc<GracefulShutdown>,
 }
 
@@ -246,7 +228,7 @@ impl RunningProxy {
     /// The bound admin listener address (`[admin] listen`, with the real port where it said
     /// port 0), when there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_addr
+        self.reloader.bound.load().admin
     }
 
     /// The bound TLS listener addresses, in `[[server.tls]]` order.
@@ -299,11 +281,11 @@ impl RunningProxy {
         for slot in std::mem::take(&mut applied.upstreams).into_values() {
             slot.stop().await;
         }
+        if let Some(admin) = applied.admin.take() {
+            admin.stopped().await;
+        }
         let grace_period = grace.unwrap_or_else(|| applied.config.server.grace_period.get());
         drop(applied);
-        for task in self.background {
-            let _ = task.await;
-        }
         let Ok(graceful) = Arc::try_unwrap(self.graceful) else {
             return false;
         };
@@ -321,26 +303,40 @@ impl RunningProxy {
         }
     }
 
-    /// The running side of a graceful binary upgrade: sends duplicates of every listening
-    /// socket over the Unix socket at `upgrade_sock` to a process started with `--upgrade`
-    /// (see [`handover::send`]), within `timeout`. On `Ok` the new process holds them and
-    /// this one should [`drain`](Self::drain); on an error nothing changed and this process
-    /// goes on serving.
+    /// The running side of a graceful binary upgrade (SIGQUIT): offers duplicates of every
+    /// listening socket (HTTP, TLS, admin) over the Unix socket at `upgrade_sock` to a
+    /// process started with `--upgrade`, and waits for it to start completely (at most
+    /// `server.upgrade_timeout`) and confirm; see [`handover`]. This process serves on
+    /// meanwhile. On `Ok` the new process is in charge and this one should
+    /// [`drain`](Self::drain); on an error nothing changed hands and this process goes on
+    /// serving on all its listeners.
     pub async fn hand_over(
         &self,
         upgrade_sock: &Path,
-        timeout: Duration,
+        connect_timeout: Duration,
     ) -> Result<(), HandoverError> {
-        let applied = self.reloader.applied.lock().await;
-        let mut fds = Vec::with_capacity(applied.listeners.fds.len());
-        for fd in &applied.listeners.fds {
-            fds.push(fd.try_clone().map_err(|source| HandoverError::Socket {
+        let sockets = self
+            .reloader
+            .sockets()
+            .await
+            .map_err(|source| HandoverError::Socket {
                 path: upgrade_sock.to_owned(),
                 source,
-            })?);
-        }
-        // Held until the new process has the sockets: no reload replaces them meanwhile.
-        handover::send(upgrade_sock, fds, timeout).await
+            })?;
+        let start = self
+            .reloader
+            .applied
+            .lock()
+            .await
+            .config
+            .server
+            .upgrade_timeout
+            .get();
+        let timeouts = handover::SendTimeouts {
+            connect: connect_timeout,
+            start,
+        };
+        handover::send(upgrade_sock, sockets, timeouts).await
     }
 
     /// After a successful [`hand_over`](Self::hand_over): stops accepting (the sockets stay
@@ -357,6 +353,10 @@ impl RunningProxy {
             applied.listeners.fds.clear();
             for task in applied.listeners.accepting.drain(..) {
                 let _ = task.await;
+            }
+            // The new process answers the admin endpoints from now on.
+            if let Some(admin) = applied.admin.take() {
+                admin.retire().await;
             }
             applied.config.server.grace_period.get()
         };

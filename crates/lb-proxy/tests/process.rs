@@ -135,7 +135,7 @@ async fn sigquit_hands_the_listeners_to_the_upgrade_process_under_load_with_no_f
     old.signal("QUIT");
     new.wait_for("pid file written").await;
     let old_log = {
-        old.wait_for("listening sockets handed over").await;
+        old.wait_for("took over; draining").await;
         old.wait_for("drained; exiting").await
     };
     assert!(!old_log.is_empty());

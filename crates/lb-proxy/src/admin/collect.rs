@@ -378,20 +378,29 @@ impl Collector for ProxyCollector {
             "Client connections each worker has served.",
             &by_worker(|w| w.connections),
         )?;
+        let mut reloads = vec![
+            (
+                labels([("result", "success")]),
+                stats.process.reloads_ok.load(Relaxed),
+            ),
+            (
+                labels([("result", "failure")]),
+                stats.process.reloads_failed.load(Relaxed),
+            ),
+        ];
+        reloads.extend(
+            stats
+                .process
+                .not_applied()
+                .into_iter()
+                .map(|(setting, n)| (labels([("result", "not_applied"), ("setting", setting)]), n)),
+        );
         counters(
             &mut enc,
             "lb_config_reloads",
-            "Configuration reloads, by result.",
-            &[
-                (
-                    labels([("result", "success")]),
-                    stats.process.reloads_ok.load(Relaxed),
-                ),
-                (
-                    labels([("result", "failure")]),
-                    stats.process.reloads_failed.load(Relaxed),
-                ),
-            ],
+            "Configuration reloads, by result; not_applied counts, per setting, the applied \
+             reloads that changed it without applying it (it needs a restart or an upgrade).",
+            &reloads,
         )?;
         counters(
             &mut enc,

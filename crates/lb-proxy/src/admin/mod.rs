@@ -28,6 +28,7 @@ mod status;
 mod tests;
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Weak};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -39,6 +40,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::AdminConfig;
 use crate::config_proxy::ConfigProxy;
+use crate::handover::Inherited;
 use crate::live::LiveProxy;
 use crate::reload::Reloader;
 use crate::server::StartError;
@@ -66,19 +68,31 @@ impl AdminState {
 }
 
 /// A bound admin listener, not yet serving.
+#[derive(Debug)]
 pub(crate) struct AdminListener {
     tcp: TcpListener,
     local: SocketAddr,
 }
 
 impl AdminListener {
-    /// Binds `config.listen`.
-    pub(crate) async fn bind(config: &AdminConfig) -> Result<Self, StartError> {
+    /// The socket for `config.listen`: the one `inherited` holds for that address (from
+    /// the previous process, or the running admin listener on reload), else a new one.
+    pub(crate) async fn bind(
+        config: &AdminConfig,
+        inherited: &mut Inherited,
+    ) -> Result<Self, StartError> {
         let addr = config.listen;
-        let bound = match TcpListener::bind(addr).await {
-            Ok(tcp) => tcp.local_addr().map(|local| (tcp, local)),
-            Err(e) => Err(e),
+        let bound = match inherited.take(addr) {
+            Some((was, std)) => {
+                if inherited.is_from_previous_process() {
+                    tracing::info!(%addr, %was, "admin listening on the socket of the previous process");
+                }
+                std.set_nonblocking(true)
+                    .and_then(|()| TcpListener::from_std(std))
+            }
+            None => TcpListener::bind(addr).await,
         };
+        let bound = bound.and_then(|tcp| tcp.local_addr().map(|local| (tcp, local)));
         let (tcp, local) = bound.map_err(|source| StartError::Listen { addr, source })?;
         Ok(Self { tcp, local })
     }
@@ -88,22 +102,39 @@ impl AdminListener {
         self.local
     }
 
-    /// Serves the admin endpoints until `stop` turns true.
+    /// A duplicate of the listening socket (for the hand-over, and for a reload that keeps
+    /// the address).
+    pub(crate) fn duplicate(&self) -> Result<OwnedFd, StartError> {
+        self.tcp
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| StartError::Listen {
+                addr: self.local,
+                source,
+            })
+    }
+
+    /// Serves the admin endpoints until `stop` (the proxy stops) or `retire` (a reload
+    /// replaced this listener, or the process drains after a hand-over) turns true; open
+    /// admin connections end then too, so none goes on with an old token.
     pub(crate) fn spawn(
         self,
         state: AdminState,
         config: &AdminConfig,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
+        retire: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let state = Arc::new(state);
         let admin = Arc::new(http::Admin::new(state, config.token.as_deref()));
         tracing::info!(listen = %self.local, auth = config.token.is_some(), "admin listener started");
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+            let (mut stop, mut retire) = (stop, retire);
             loop {
                 let accepted = tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => break,
+                    _ = retire.wait_for(|s| *s) => break,
                     accepted = self.tcp.accept() => accepted,
                 };
                 let stream = match accepted {
@@ -116,7 +147,7 @@ impl AdminListener {
                 };
                 let admin = admin.clone();
                 let builder = builder.clone();
-                let mut stop = stop.clone();
+                let (mut stop, mut retire) = (stop.clone(), retire.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let admin = admin.clone();
@@ -129,9 +160,11 @@ impl AdminListener {
                             tracing::debug!(error = &*error as &dyn std::error::Error, "admin connection ended with an error");
                         },
                         _ = stop.wait_for(|s| *s) => {}
+                        _ = retire.wait_for(|s| *s) => {}
                     }
                 });
             }
+            tracing::debug!(listen = %self.local, "admin listener stopped");
         })
     }
 }

@@ -86,6 +86,9 @@ pub(crate) struct ProcessCounters {
     pub(crate) reloads_ok: AtomicU64,
     /// Configuration reloads that were refused (invalid configuration).
     pub(crate) reloads_failed: AtomicU64,
+    /// Per process setting: applied reloads that changed it but could not apply it.
+    /// Control plane only (a reload, a scrape), never the request path.
+    pub(crate) not_applied: parking_lot::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Access log lines dropped because the writer fell behind.
     pub(crate) access_log_dropped: AtomicU64,
 }
@@ -232,6 +235,26 @@ impl ProcessCounters {
             &self.reloads_failed
         };
         c.fetch_add(1, Relaxed);
+    }
+
+    /// Counts, for each of `settings`, a reload that changed it without applying it.
+    pub(crate) fn record_not_applied(&self, settings: &[&'static str]) {
+        if settings.is_empty() {
+            return;
+        }
+        let mut counts = self.not_applied.lock();
+        for setting in settings {
+            *counts.entry(setting).or_default() += 1;
+        }
+    }
+
+    /// The counts of [`record_not_applied`](Self::record_not_applied), by setting.
+    pub(crate) fn not_applied(&self) -> Vec<(&'static str, u64)> {
+        self.not_applied
+            .lock()
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::paths;
 
 /// `[admin]`: the admin listener. No admin listener runs when the table is absent.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Where it listens; `127.0.0.1:9901` (loopback only) by default.

@@ -111,11 +111,6 @@ impl std::fmt::Debug for Written {
 }
 
 impl Written {
-    /// The top-level table or value `key`, when the configuration came from a file.
-    pub(crate) fn table(&self, key: &str) -> Option<&toml::Value> {
-        self.0.as_ref()?.get(key)
-    }
-
     /// The table of upstream `name`, when the configuration came from a file.
     pub(crate) fn upstream(&self, name: &str) -> Option<&toml::Value> {
         self.0.as_ref()?.get("upstreams")?.get(name)
@@ -156,6 +151,10 @@ pub struct ServerConfig {
     /// listening sockets of the running one on SIGQUIT (graceful binary upgrade).
     #[serde(default = "process::no_path")]
     pub upgrade_sock: Option<PathBuf>,
+    /// How long the running process, once the new one holds the listening sockets, waits
+    /// for it to start completely and confirm before giving the upgrade up and serving on.
+    #[serde(default = "process::default_upgrade_timeout")]
+    pub upgrade_timeout: PositiveDuration,
     /// `text` (default) or `json` log lines.
     #[serde(default = "process::default_log_format")]
     pub log_format: LogFormat,
@@ -455,6 +454,7 @@ impl Config {
                 pid_file: None,
                 error_log: None,
                 upgrade_sock: None,
+                upgrade_timeout: process::default_upgrade_timeout(),
                 log_format: LogFormat::Text,
                 limits: ServerLimits::default(),
             },

@@ -34,6 +34,12 @@ pub(super) fn resolve(server: &mut ServerConfig, origin: &Path) {
     }
 }
 
+/// The default of `server.upgrade_timeout`: a minute, room for first discovery answers
+/// and certificates.
+pub(super) fn default_upgrade_timeout() -> super::PositiveDuration {
+    super::PositiveDuration(std::time::Duration::from_secs(60))
+}
+
 /// The default of `server.log_format`.
 pub(super) fn default_log_format() -> LogFormat {
     LogFormat::Text

@@ -12,9 +12,14 @@
 //! generation they started with, new accept loops start and the old ones stop, and the
 //! sockets of removed addresses close.
 //!
-//! TLS certificates are read again on every reload. Settings of the process itself
-//! (`threads`, `pid_file`, `error_log`, `upgrade_sock`, `log_format`, `[admin]`) need a
-//! restart or a binary upgrade; a reload that changes them says so in the log.
+//! TLS certificates are read again on every reload, and `[admin]` is applied too (a new
+//! address, token, or the listener turned on or off; see [`admin`]). Settings of the
+//! process itself (`threads`, `pid_file`, `error_log`, `upgrade_sock`, `log_format`)
+//! need a restart or a binary upgrade: a reload that changes them applies the rest, names
+//! each in a warning and counts it in `lb_config_reloads_total{result="not_applied"}`.
+
+mod admin;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,11 +32,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::control::Control;
 use crate::admin::stats::ProcessCounters;
-use crate::config::{Config, ConfigError, ServerConfig};
+use crate::admin::{AdminListener, AdminState};
+use crate::config::{AdminConfig, Config, ConfigError, ServerConfig};
 pub use crate::generation::UpstreamChanges;
 use crate::generation::{self, Slot};
-use crate::handover::Inherited;
+use crate::handover::{Inherited, ListenerKind};
 use crate::listener::{self, Builders, Listener, Serving};
 use crate::live::LiveProxy;
 use crate::server::StartError;
@@ -62,16 +69,31 @@ pub struct Reloaded {
     /// The listener addresses now, plain ones first (as
     /// [`RunningProxy::local_addrs`](crate::RunningProxy::local_addrs)).
     pub listening: Vec<SocketAddr>,
+    /// The admin listener's address now, when `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
     /// Changed settings that a reload cannot apply (they need a restart or an upgrade).
     pub not_applied: Vec<&'static str>,
 }
 
-/// The bound listener addresses: plain ones first, then TLS ones.
+/// The bound listener addresses: plain ones first, then TLS ones, and the admin listener's.
 #[derive(Debug, Default)]
 pub(crate) struct Bound {
     pub(crate) addrs: Vec<SocketAddr>,
     /// How many of `addrs` (the first ones) are plain.
     pub(crate) plain: usize,
+    /// The admin listener's, when `[admin]` is configured.
+    pub(crate) admin: Option<SocketAddr>,
+}
+
+impl Bound {
+    /// What the listener at position `i` of `addrs` is.
+    fn kind(&self, i: usize) -> ListenerKind {
+        if i < self.plain {
+            ListenerKind::Http
+        } else {
+            ListenerKind::Tls
+        }
+    }
 }
 
 /// The listeners of one generation.
@@ -92,12 +114,18 @@ pub(crate) struct Applied {
     pub(crate) config: Config,
     pub(crate) upstreams: BTreeMap<String, Slot>,
     pub(crate) listeners: Listeners,
+    /// The admin listener, when `[admin]` is configured.
+    pub(crate) admin: Option<admin::RunningAdmin>,
 }
 
 /// Applies configurations to the running proxy; shared by [`RunningProxy`](crate::RunningProxy)
 /// and the admin listener.
 pub(crate) struct Reloader {
     pub(crate) live: Arc<LiveProxy>,
+    /// This reloader, for the admin listeners it starts (their `POST /reload`).
+    me: Weak<Reloader>,
+    /// Operator holds and state-change times, for the admin listener.
+    control: Arc<Control>,
     hook: HealthHook,
     path: Option<PathBuf>,
     pub(crate) process: Arc<ProcessCounters>,
@@ -124,6 +152,7 @@ impl std::fmt::Debug for Reloader {
 /// What [`Reloader::new`] needs besides the first generation.
 pub(crate) struct Parts {
     pub(crate) live: Arc<LiveProxy>,
+    pub(crate) control: Arc<Control>,
     pub(crate) hook: HealthHook,
     pub(crate) path: Option<PathBuf>,
     pub(crate) process: Arc<ProcessCounters>,
@@ -170,7 +199,11 @@ impl Listeners {
                 accepting,
                 retire,
             },
-            Bound { addrs, plain },
+            Bound {
+                addrs,
+                plain,
+                admin: None,
+            },
         ))
     }
 
@@ -185,18 +218,22 @@ impl Listeners {
 }
 
 impl Reloader {
-    /// The control plane of a proxy started with `config` on `bound` listeners and the
-    /// `upstreams` of its first generation.
-    pub(crate) fn new(
+    /// The control plane of a proxy started with `config` on `bound` listeners, the
+    /// `upstreams` of its first generation, and its admin listener (bound, not serving).
+    pub(crate) async fn start(
         parts: Parts,
         config: Config,
         upstreams: BTreeMap<String, Slot>,
         bound: Vec<Listener>,
-    ) -> Result<Self, StartError> {
+        admin: Option<AdminListener>,
+    ) -> Result<Arc<Self>, StartError> {
         let connections = parts.connections.upgrade().ok_or(StartError::Stopping)?;
         let (listeners, addrs) = Listeners::start(bound, &parts.serving, &connections)?;
-        Ok(Self {
+        let admin_config = config.admin.clone();
+        let reloader = Arc::new_cyclic(|me| Self {
             live: parts.live,
+            me: me.clone(),
+            control: parts.control,
             hook: parts.hook,
             path: parts.path,
             process: parts.process,
@@ -207,8 +244,59 @@ impl Reloader {
                 config,
                 upstreams,
                 listeners,
+                admin: None,
             }),
-        })
+        });
+        if let (Some(listener), Some(c)) = (admin, admin_config) {
+            let running = reloader.start_admin(listener, c)?;
+            reloader.publish_admin(Some(running.local));
+            reloader.applied.lock().await.admin = Some(running);
+        }
+        Ok(reloader)
+    }
+
+    /// Serves the admin endpoints on `listener` with `config`.
+    fn start_admin(
+        &self,
+        listener: AdminListener,
+        config: AdminConfig,
+    ) -> Result<admin::RunningAdmin, StartError> {
+        let reloader = self.me.upgrade().ok_or(StartError::Stopping)?;
+        let state = AdminState {
+            live: self.live.clone(),
+            control: self.control.clone(),
+            connections: self.connections.clone(),
+            reloader,
+        };
+        let stop = self.serving.lock().stop.clone();
+        admin::RunningAdmin::start(listener, config, state, stop)
+    }
+
+    /// Records the admin listener's address for [`RunningProxy::admin_addr`](crate::RunningProxy::admin_addr).
+    fn publish_admin(&self, admin: Option<SocketAddr>) {
+        let bound = self.bound.load();
+        self.bound.store(Arc::new(Bound {
+            addrs: bound.addrs.clone(),
+            plain: bound.plain,
+            admin,
+        }));
+    }
+
+    /// Duplicates of every listening socket, with what each is for and its address: the
+    /// offer of a binary upgrade.
+    pub(crate) async fn sockets(
+        &self,
+    ) -> std::io::Result<Vec<(ListenerKind, SocketAddr, OwnedFd)>> {
+        let applied = self.applied.lock().await;
+        let bound = self.bound.load();
+        let mut sockets = Vec::with_capacity(applied.listeners.fds.len() + 1);
+        for (i, (fd, addr)) in applied.listeners.fds.iter().zip(&bound.addrs).enumerate() {
+            sockets.push((bound.kind(i), *addr, fd.try_clone()?));
+        }
+        if let Some(admin) = &applied.admin {
+            sockets.push((ListenerKind::Admin, admin.local, admin.fd.try_clone()?));
+        }
+        Ok(sockets)
     }
 
     /// The workers serving the listeners.
@@ -241,14 +329,16 @@ impl Reloader {
                     added = ?u.added,
                     removed = ?u.removed,
                     listen = ?done.listening,
+                    admin = ?done.admin,
                     "configuration reloaded"
                 );
                 for setting in &done.not_applied {
                     tracing::warn!(
                         setting,
-                        "changed, but takes effect only after a restart or binary upgrade"
+                        "not applied: changed, but takes effect only after a restart or binary upgrade"
                     );
                 }
+                self.process.record_not_applied(&done.not_applied);
                 Ok(done)
             }
             Err(error) => Err(self.refused(error)),
@@ -284,7 +374,13 @@ impl Reloader {
         )
         .await?;
         let bound = self.bind(&applied, &config.server).await?;
+        let admin_plan = admin::plan(applied.admin.as_ref(), config.admin.as_ref()).await?;
         // Apply: nothing below can fail, but the duplicated sockets.
+        let new_admin = match admin_plan {
+            admin::Plan::Start(listener, c) => Some(self.start_admin(listener, c)?),
+            admin::Plan::Keep | admin::Plan::Stop => None,
+        };
+        let stop_admin = new_admin.is_some() || config.admin.is_none();
         let serving = Serving {
             builders: Arc::new(Builders::reloaded(
                 &config.server.limits,
@@ -292,8 +388,22 @@ impl Reloader {
             )),
             ..previous
         };
-        let (listeners, addrs) = Listeners::start(bound, &serving, &connections)?;
+        let (listeners, mut addrs) = match Listeners::start(bound, &serving, &connections) {
+            Ok(started) => started,
+            Err(error) => {
+                if let Some(admin) = new_admin {
+                    admin.retire().await;
+                }
+                return Err(error.into());
+            }
+        };
         *self.serving.lock() = serving;
+        let old_admin = if stop_admin {
+            std::mem::replace(&mut applied.admin, new_admin)
+        } else {
+            None
+        };
+        addrs.admin = applied.admin.as_ref().map(|a| a.local);
         let old = std::mem::replace(&mut applied.listeners, listeners);
         let upstreams = std::mem::take(&mut applied.upstreams);
         let committed = prepared.commit(upstreams);
@@ -304,13 +414,17 @@ impl Reloader {
             slot.stop().await;
         }
         drop(old.retire().await);
-        let not_applied = not_applied(&applied.config, &config);
+        if let Some(admin) = old_admin {
+            admin.retire().await;
+        }
+        let not_applied = settings::not_applied(&applied.config, &config);
         applied.config = config;
         let listening = addrs.addrs.clone();
         self.bound.store(Arc::new(addrs));
         Ok(Reloaded {
             upstreams: changes,
             listening,
+            admin: applied.admin.as_ref().map(|a| a.local),
             not_applied,
         })
     }
@@ -325,44 +439,17 @@ impl Reloader {
     ) -> Result<Vec<Listener>, StartError> {
         let bound = self.bound.load();
         let mut own = Vec::with_capacity(applied.listeners.fds.len());
-        for (fd, addr) in applied.listeners.fds.iter().zip(&bound.addrs) {
+        for (i, (fd, addr)) in applied.listeners.fds.iter().zip(&bound.addrs).enumerate() {
             let dup = fd.try_clone().map_err(|source| StartError::Listen {
                 addr: *addr,
                 source,
             })?;
-            own.push((*addr, std::net::TcpListener::from(dup)));
+            own.push((*addr, bound.kind(i), std::net::TcpListener::from(dup)));
         }
         let mut inherited = Inherited::own(own);
-        let server = pin_ephemeral(&applied.config.server, &bound.addrs, server);
+        let server = settings::pin_ephemeral(&applied.config.server, &bound.addrs, server);
         listener::bind_all(&server, &mut inherited).await
     }
-}
-
-/// `new` with each port-0 address that `old` also had at the same position replaced by the
-/// address it was bound to (`bound`, in listener order).
-fn pin_ephemeral(old: &ServerConfig, bound: &[SocketAddr], new: &ServerConfig) -> ServerConfig {
-    let configured: Vec<SocketAddr> = listen_order(old).copied().collect();
-    let mut pinned = new.clone();
-    let slots = pinned
-        .listen
-        .iter_mut()
-        .chain(pinned.tls.iter_mut().flat_map(|t| t.listen.iter_mut()));
-    for (i, addr) in slots.enumerate() {
-        if addr.port() == 0 && configured.get(i) == Some(addr) {
-            if let Some(actual) = bound.get(i) {
-                *addr = *actual;
-            }
-        }
-    }
-    pinned
-}
-
-/// Every listener address in the order listeners are bound: plain, then TLS tables.
-fn listen_order(server: &ServerConfig) -> impl Iterator<Item = &SocketAddr> {
-    server
-        .listen
-        .iter()
-        .chain(server.tls.iter().flat_map(|t| t.listen.iter()))
 }
 
 /// `error` and its sources, joined by ": ".
@@ -375,56 +462,4 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-/// The process settings that differ between `old` and `new`.
-fn not_applied(old: &Config, new: &Config) -> Vec<&'static str> {
-    let (o, n) = (&old.server, &new.server);
-    let mut changed = Vec::new();
-    let mut check = |name, differs: bool| {
-        if differs {
-            changed.push(name);
-        }
-    };
-    check("server.threads", o.threads != n.threads);
-    check("server.pid_file", o.pid_file != n.pid_file);
-    check("server.error_log", o.error_log != n.error_log);
-    check("server.upgrade_sock", o.upgrade_sock != n.upgrade_sock);
-    check("server.log_format", o.log_format != n.log_format);
-    check(
-        "admin",
-        old.written.table("admin") != new.written.table("admin"),
-    );
-    changed
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn server(text: &str) -> ServerConfig {
-        let text = format!(
-            "{text}[upstreams.web]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nupstream = \"web\"\n"
-        );
-        Config::from_toml_str(&text, "lb.toml").unwrap().server
-    }
-
-    #[test]
-    fn ephemeral_ports_stay_where_they_were() {
-        let old = server("[server]\nlisten = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\n");
-        let bound: Vec<SocketAddr> = vec![
-            "127.0.0.1:4001".parse().unwrap(),
-            "127.0.0.1:4002".parse().unwrap(),
-        ];
-        let new =
-            server("[server]\nlisten = [\"127.0.0.1:0\", \"127.0.0.1:7000\", \"127.0.0.1:0\"]\n");
-        let pinned = pin_ephemeral(&old, &bound, &new);
-        let want: Vec<SocketAddr> = ["127.0.0.1:4001", "127.0.0.1:7000", "127.0.0.1:0"]
-            .iter()
-            .map(|a| a.parse().unwrap())
-            .collect();
-        assert_eq!(pinned.listen, want);
-    }
 }
