@@ -125,7 +125,11 @@ async fn admin(
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, String::from_utf8(body.to_vec()).unwrap())
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
 }
 
 /// The page parsed by `parser` (`openmetrics` or `classic`): its families as JSON.
@@ -185,8 +189,13 @@ fn series<'a>(families: &'a [Value], family: &str) -> Vec<&'a Value> {
 /// Scrapes both formats and checks each with its parser and against the other; returns
 /// the OpenMetrics families.
 async fn check_both(proxy: &RunningProxy) -> Vec<Value> {
-    let (status, content_type, om) =
-        admin(proxy, http::Method::GET, "/metrics", Some(PROMETHEUS_ACCEPT)).await;
+    let (status, content_type, om) = admin(
+        proxy,
+        http::Method::GET,
+        "/metrics",
+        Some(PROMETHEUS_ACCEPT),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         content_type,
@@ -195,7 +204,10 @@ async fn check_both(proxy: &RunningProxy) -> Vec<Value> {
     assert!(om.ends_with("# EOF\n"), "{om}");
     assert!(om.contains("le=\"+Inf\""), "{om}");
     assert!(!om.contains("le=\"inf\""), "{om}");
-    assert!(om.contains("# UNIT lb_request_duration_seconds seconds\n"), "{om}");
+    assert!(
+        om.contains("# UNIT lb_request_duration_seconds seconds\n"),
+        "{om}"
+    );
     // Help texts are written as given: they must need no escaping in either format.
     for help in om.lines().filter(|l| l.starts_with("# HELP ")) {
         assert!(!help.contains(['"', '\\']), "{help}");
@@ -210,8 +222,14 @@ async fn check_both(proxy: &RunningProxy) -> Vec<Value> {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
-    assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"), "{classic}");
-    assert!(classic.contains("# TYPE lb_requests_total counter\n"), "{classic}");
+    assert!(
+        !classic.contains("# EOF") && !classic.contains("# UNIT"),
+        "{classic}"
+    );
+    assert!(
+        classic.contains("# TYPE lb_requests_total counter\n"),
+        "{classic}"
+    );
 
     let (strict, lax) = tokio::join!(parse("openmetrics", &om), parse("classic", &classic));
     assert_eq!(shape(&strict), shape(&lax), "the two formats disagree");
@@ -301,10 +319,17 @@ async fn every_page_parses_strictly_under_load_and_after_a_reload() {
         .collect();
     assert_eq!(multi_rows.len(), 2, "{multi_rows:?}");
     let host = format!("{NAME}:{port}");
-    assert!(multi_rows.iter().all(|s| s.contains(&host)), "{multi_rows:?}");
+    assert!(
+        multi_rows.iter().all(|s| s.contains(&host)),
+        "{multi_rows:?}"
+    );
 
     // A reload (POST /reload) that adds a backend to `web`, the load still running.
-    std::fs::write(&path, config(&[&web[0], &web[1], &web[2]], &odd, port, &dns)).unwrap();
+    std::fs::write(
+        &path,
+        config(&[&web[0], &web[1], &web[2]], &odd, port, &dns),
+    )
+    .unwrap();
     let (status, _, body) = admin(&proxy, http::Method::POST, "/reload", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     wait_for_backend(&proxy, web[2].addr()).await;

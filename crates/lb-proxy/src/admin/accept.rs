@@ -84,7 +84,10 @@ impl<'a> Range<'a> {
             let value = value.trim().trim_matches('"');
             match key.trim() {
                 k if k.eq_ignore_ascii_case("q") => {
-                    range.q = value.parse().ok().filter(|q: &f32| (0.0..=1.0).contains(q))?;
+                    range.q = value
+                        .parse()
+                        .ok()
+                        .filter(|q: &f32| (0.0..=1.0).contains(q))?;
                 }
                 k if k.eq_ignore_ascii_case("version") => range.version = Some(value),
                 _ => {}
@@ -170,7 +173,10 @@ mod tests {
     fn openmetrics_is_the_default() {
         assert_eq!(Format::negotiate([]), OpenMetrics);
         assert_eq!(pick("*/*"), OpenMetrics);
-        assert_eq!(pick("text/plain, application/openmetrics-text"), OpenMetrics);
+        assert_eq!(
+            pick("text/plain, application/openmetrics-text"),
+            OpenMetrics
+        );
         assert_eq!(pick("application/json"), OpenMetrics);
         assert_eq!(pick("garbage;;"), OpenMetrics);
         // A browser: everything at 0.8, a tie.

@@ -89,8 +89,7 @@ pub(crate) fn histograms(
     help: &str,
     rows: &[(Labels, HistogramSnapshot)],
 ) -> Result<(), std::fmt::Error> {
-    let mut m =
-        enc.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+    let mut m = enc.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
     for (labels, h) in rows {
         m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
             h.sum,

@@ -66,9 +66,7 @@ impl Histogram {
         for (i, c) in self.counts.iter().enumerate() {
             let n = c.load(Relaxed);
             total += n;
-            let bound = BOUNDS_MICROS
-                .get(i)
-                .map_or(INF_BOUND, |&b| b as f64 / 1e6);
+            let bound = BOUNDS_MICROS.get(i).map_or(INF_BOUND, |&b| b as f64 / 1e6);
             buckets.push((bound, n));
         }
         HistogramSnapshot {
