@@ -95,7 +95,7 @@ fn config(web: &[&TestBackend], odd: &TestBackend, multi_port: u16, dns: &Dnsmas
 
 async fn start(path: &Path) -> RunningProxy {
     let text = std::fs::read_to_string(path).unwrap();
-    let config = Config::from_toml_str(&text, &path.display().to_string()).unwrap();
+    let config = Config::from_toml_str(&text, path.display().to_string()).unwrap();
     Proxy::new(config).config_file(path).start().await.unwrap()
 }
 
