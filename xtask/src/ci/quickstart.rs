@@ -14,9 +14,9 @@
 //! 7. the temporary folder is removed, on success and on failure alike.
 //!
 //! A failure names the sub-step and shows its output. The figures (clone, cold build,
-//! demo, lb-balancer) are logged: the cold build is most of it. Measured on 2 cores: the
-//! whole step 125 s idle (lb-proxy 95 s, lb-balancer 27 s), 406 s when the cores were
-//! shared with two other builds.
+//! demo, lb-balancer) are logged: the cold build is most of it. Measured on 2 idle cores:
+//! the whole step 95 s (lb-proxy 74 s, lb-balancer 20 s); 406 s when the cores were shared
+//! with two other builds.
 
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
