@@ -24,7 +24,8 @@ const USAGE: &str = "\
 Usage: cargo xtask <TASK>
 
 Tasks:
-  ci                    Run the CI gate: fmt, clippy, tests, doc (stops at the first failure)
+  ci                    Run the CI gate: preflight (the programs the tests need), fmt, clippy,
+                        tests, doc, the quick start on a fresh clone (stops at the first failure)
   bench [FILTER]        Run the criterion benches of lb-selection and lb-balancer and
                         print the median tables (not part of ci); `bench --report`
                         reprints the tables of the last run

@@ -43,6 +43,19 @@ impl Drop for Nginx {
     }
 }
 
+/// The `nginx` binary on PATH or in the sbin directories (Debian puts it in `/usr/sbin`,
+/// which is not on a non-root user's PATH); the lookup `cargo xtask ci`'s preflight makes.
+fn nginx_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join("nginx"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("the nginx tests need the `nginx` binary: install it with `apt-get install nginx` (.ci/run does)")
+        })
+}
+
 /// The text a server is configured with (nginx and lb-proxy use the same).
 fn server_text(addr: SocketAddr) -> String {
     addr.to_string() // IPv6 keeps its brackets: "[::1]:port"
@@ -71,7 +84,7 @@ impl Nginx {
                  proxy_pass http://u;\n            proxy_next_upstream off;\n        }}\n    }}\n}}\n"
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
+        let child = Command::new(nginx_binary())
             .arg("-p")
             .arg(&dir)
             .arg("-c")

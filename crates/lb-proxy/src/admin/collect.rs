@@ -1,27 +1,24 @@
-//! `GET /metrics`: the Prometheus text exposition, built at scrape time.
+//! `GET /metrics`: the OpenMetrics text exposition, built at scrape time (the classic
+//! Prometheus format is converted from it, [`super::classic`]).
 //!
 //! One `prometheus-client` [`Collector`] reads the request counters ([`super::stats`]),
 //! the backends' shared state (health, in flight, maintenance), the health monitors'
-//! snapshots, passive health, retry counts and the open connections, and encodes them.
+//! snapshots, passive health, retry counts and the open connections, and encodes them
+//! ([`super::families`]). Per-backend rows carry `upstream`, `backend` (the configured
+//! name) and `addr` (where it listens: one host name may resolve to several backends).
 //! Scrapes allocate; requests never do.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use lb_core::Health;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
-use prometheus_client::metrics::exemplar::Exemplar;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::{Registry, Unit};
 
-use super::histogram::HistogramSnapshot;
+use super::families::{counters, gauges, histograms, labels, Labels};
 use super::stats::CLASS_NAMES;
 use super::AdminState;
-
-/// A label set: `(name, value)` pairs.
-type Labels = Vec<(&'static str, String)>;
 
 /// The collector over the whole proxy.
 #[derive(Debug)]
@@ -34,70 +31,11 @@ pub(crate) fn registry(state: Arc<AdminState>) -> Registry {
     registry
 }
 
-/// The text exposition of `registry`.
+/// The OpenMetrics text exposition of `registry`, ending with `# EOF`.
 pub(crate) fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::with_capacity(16 * 1024);
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
-}
-
-fn counters(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
-    let none = None::<&Exemplar<NoLabelSet, u64>>;
-    for (labels, v) in rows {
-        // No `{}` for a metric without labels: not every parser takes it.
-        if labels.is_empty() {
-            m.encode_counter::<NoLabelSet, _, u64>(v, none)?;
-        } else {
-            m.encode_family(labels)?
-                .encode_counter::<NoLabelSet, _, u64>(v, none)?;
-        }
-    }
-    Ok(())
-}
-
-fn gauges<V: prometheus_client::encoding::EncodeGaugeValue>(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, V)],
-) -> Result<(), std::fmt::Error> {
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, v) in rows {
-        if labels.is_empty() {
-            m.encode_gauge(v)?;
-        } else {
-            m.encode_family(labels)?.encode_gauge(v)?;
-        }
-    }
-    Ok(())
-}
-
-fn histograms(
-    enc: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    rows: &[(Labels, HistogramSnapshot)],
-) -> Result<(), std::fmt::Error> {
-    let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    for (labels, h) in rows {
-        m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
-            h.sum,
-            h.count,
-            &h.buckets,
-            None::<&HashMap<usize, Exemplar<NoLabelSet, f64>>>,
-        )?;
-    }
-    Ok(())
-}
-
-fn labels<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
-    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
 impl Collector for ProxyCollector {
@@ -135,7 +73,7 @@ impl Collector for ProxyCollector {
         )?;
         histograms(
             &mut enc,
-            "lb_request_duration_seconds",
+            "lb_request_duration",
             "Time from a request's arrival to its response head, by route.",
             &durations,
         )?;
@@ -178,11 +116,18 @@ impl Collector for ProxyCollector {
             let counters_by_addr = us.backends();
             for b in u.balancer().backends().iter() {
                 let backend = b.name();
-                let l = || labels([("upstream", name), ("backend", backend)]);
+                // `addr` too: backends discovered from one host name share their name.
+                let addr = b.addr().to_string();
+                let l = || labels([("upstream", name), ("backend", backend), ("addr", &addr)]);
                 if let Some(bs) = counters_by_addr.get(b.addr()) {
                     for (class, n) in CLASS_NAMES.iter().zip(bs.responses.get()) {
                         responses.push((
-                            labels([("upstream", name), ("backend", backend), ("class", class)]),
+                            labels([
+                                ("upstream", name),
+                                ("backend", backend),
+                                ("addr", &addr),
+                                ("class", class),
+                            ]),
                             n,
                         ));
                     }
@@ -192,7 +137,12 @@ impl Collector for ProxyCollector {
                         ("other", &bs.errors),
                     ] {
                         failures.push((
-                            labels([("upstream", name), ("backend", backend), ("kind", kind)]),
+                            labels([
+                                ("upstream", name),
+                                ("backend", backend),
+                                ("addr", &addr),
+                                ("kind", kind),
+                            ]),
                             c.load(Relaxed),
                         ));
                     }
@@ -207,6 +157,7 @@ impl Collector for ProxyCollector {
                         labels([
                             ("upstream", name),
                             ("backend", backend),
+                            ("addr", &addr),
                             ("state", h.as_str()),
                         ]),
                         u64::from(s.health() == h),
@@ -215,15 +166,21 @@ impl Collector for ProxyCollector {
             }
             if let Some(monitor) = u.balancer().health_monitor() {
                 for h in monitor.snapshot() {
+                    let addr = h.addr.to_string();
                     for (result, n) in [("pass", h.total_passes), ("fail", h.total_failures)] {
                         checks.push((
-                            labels([("upstream", name), ("backend", &h.name), ("result", result)]),
+                            labels([
+                                ("upstream", name),
+                                ("backend", &h.name),
+                                ("addr", &addr),
+                                ("result", result),
+                            ]),
                             n,
                         ));
                     }
                     if let Some(latency) = h.last_latency {
                         check_latency.push((
-                            labels([("upstream", name), ("backend", &h.name)]),
+                            labels([("upstream", name), ("backend", &h.name), ("addr", &addr)]),
                             latency.as_secs_f64(),
                         ));
                     }
@@ -234,7 +191,8 @@ impl Collector for ProxyCollector {
             }
             if let Some(passive) = u.balancer().passive_health() {
                 for p in passive.snapshot() {
-                    let l = labels([("upstream", name), ("backend", &p.name)]);
+                    let addr = p.addr.to_string();
+                    let l = labels([("upstream", name), ("backend", &p.name), ("addr", &addr)]);
                     ejected.push((l.clone(), u64::from(p.ejected)));
                     ejections.push((l, p.total_ejections));
                 }
@@ -261,6 +219,7 @@ impl Collector for ProxyCollector {
         gauges(
             &mut enc,
             "lb_upstream_queued_requests",
+            None,
             "Requests waiting for a backend with room (upstream limits).",
             &queued,
         )?;
@@ -278,31 +237,35 @@ impl Collector for ProxyCollector {
         )?;
         histograms(
             &mut enc,
-            "lb_backend_response_time_seconds",
+            "lb_backend_response_time",
             "Time from sending a request to a backend to its response head.",
             &ttfb,
         )?;
         gauges(
             &mut enc,
             "lb_backend_in_flight",
+            None,
             "Requests in flight on each backend.",
             &in_flight,
         )?;
         gauges(
             &mut enc,
             "lb_backend_up",
+            None,
             "1 when selection may pick the backend (healthy or unknown, enabled, not ejected, not in maintenance).",
             &usable,
         )?;
         gauges(
             &mut enc,
             "lb_backend_health",
+            None,
             "The active checks' verdict: 1 for the current state.",
             &health,
         )?;
         gauges(
             &mut enc,
             "lb_backend_maintenance",
+            None,
             "1 when an operator disabled or drained the backend through the admin API.",
             &maintenance,
         )?;
@@ -314,7 +277,8 @@ impl Collector for ProxyCollector {
         )?;
         gauges(
             &mut enc,
-            "lb_health_check_duration_seconds",
+            "lb_health_check_duration",
+            Some(Unit::Seconds),
             "How long the last active check of each backend took.",
             &check_latency,
         )?;
@@ -326,13 +290,15 @@ impl Collector for ProxyCollector {
         )?;
         gauges(
             &mut enc,
-            "lb_health_check_max_lateness_seconds",
+            "lb_health_check_max_lateness",
+            Some(Unit::Seconds),
             "The latest a scheduled check started after its due time.",
             &check_lateness,
         )?;
         gauges(
             &mut enc,
             "lb_backend_ejected",
+            None,
             "1 while passive health ejects the backend.",
             &ejected,
         )?;
@@ -348,6 +314,7 @@ impl Collector for ProxyCollector {
         gauges(
             &mut enc,
             "lb_open_connections",
+            None,
             "Client connections open on the proxy's listeners.",
             &[(Labels::new(), open)],
         )?;
@@ -363,12 +330,14 @@ impl Collector for ProxyCollector {
         gauges(
             &mut enc,
             "lb_worker_open_connections",
+            None,
             "Client connections open on each worker.",
             &by_worker(|w| w.open_connections as u64),
         )?;
         gauges(
             &mut enc,
             "lb_worker_parked_connections",
+            None,
             "Open client connections idle with their HTTP state released, on each worker.",
             &by_worker(|w| w.parked_connections as u64),
         )?;

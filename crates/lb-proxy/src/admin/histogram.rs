@@ -29,9 +29,16 @@ pub(crate) struct HistogramSnapshot {
     /// How many observations.
     pub(crate) count: u64,
     /// `(upper bound in seconds, count in this bucket alone)`, the last bound being
-    /// `+Inf`; the encoder makes them cumulative.
+    /// [`INF_BOUND`]; the encoder makes them cumulative.
     pub(crate) buckets: Vec<(f64, u64)>,
 }
+
+/// The upper bound of the last bucket, which the exposition must write `le="+Inf"`.
+///
+/// `f64::MAX`, not `f64::INFINITY`: `prometheus-client` writes `+Inf` for exactly this
+/// bound and formats any other number, infinity included, as a plain float (`inf`, which
+/// OpenMetrics and Prometheus parsers refuse).
+pub(crate) const INF_BOUND: f64 = f64::MAX;
 
 impl Histogram {
     /// Records one duration: two relaxed atomic additions, no allocation, no lock.
@@ -59,9 +66,7 @@ impl Histogram {
         for (i, c) in self.counts.iter().enumerate() {
             let n = c.load(Relaxed);
             total += n;
-            let bound = BOUNDS_MICROS
-                .get(i)
-                .map_or(f64::INFINITY, |&b| b as f64 / 1e6);
+            let bound = BOUNDS_MICROS.get(i).map_or(INF_BOUND, |&b| b as f64 / 1e6);
             buckets.push((bound, n));
         }
         HistogramSnapshot {
@@ -88,7 +93,7 @@ mod tests {
         assert_eq!(s.buckets[0], (0.0005, 1), "a bound is inclusive");
         assert_eq!(s.buckets[3], (0.005, 1));
         assert_eq!(s.buckets[13], (10.0, 0));
-        assert_eq!(s.buckets[14], (f64::INFINITY, 1));
+        assert_eq!(s.buckets[14], (INF_BOUND, 1));
         assert!((s.sum - 60.0035).abs() < 1e-9, "{}", s.sum);
     }
 }

@@ -10,8 +10,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 
+use super::accept::Format;
 use super::control::Action;
-use super::{collect, page, status, AdminState};
+use super::{classic, collect, page, status, AdminState};
 use crate::reload::ReloadError;
 
 /// The admin service.
@@ -54,7 +55,7 @@ impl Admin {
         let method = req.method();
         let get = method == Method::GET || method == Method::HEAD;
         Ok(match path {
-            "/metrics" if get => self.metrics(),
+            "/metrics" if get => self.metrics(&req),
             "/status" | "/status.json" | "/status.html" if get => {
                 let html = path == "/status.html"
                     || (path == "/status" && wants_html(req.headers().get(header::ACCEPT)));
@@ -102,15 +103,23 @@ impl Admin {
         constant_time_eq(given, expected)
     }
 
-    fn metrics(&self) -> Resp {
-        match collect::encode(&self.registry) {
-            Ok(text) => body(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                text,
-            ),
-            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
-        }
+    /// `GET /metrics`: OpenMetrics, or the classic text format when the scraper's
+    /// `Accept` prefers it ([`super::accept`]).
+    fn metrics(&self, req: &Request<Incoming>) -> Resp {
+        let accept = req.headers().get_all(header::ACCEPT);
+        let format = Format::negotiate(accept.iter().filter_map(|v| v.to_str().ok()));
+        let page = match collect::encode(&self.registry) {
+            Ok(page) => page,
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n"),
+        };
+        let page = match format {
+            Format::OpenMetrics => page,
+            Format::Classic => classic::from_openmetrics(&page),
+        };
+        let mut resp = body(StatusCode::OK, format.content_type(), page);
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept"));
+        resp
     }
 
     /// `POST /reload`: 200 with what changed, 409 when there is no file to read, 400 when

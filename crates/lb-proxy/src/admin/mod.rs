@@ -2,7 +2,8 @@
 //! and the proxy's own health check.
 //!
 //! - `GET /healthz`: `200 ok` while the proxy runs (never needs the token);
-//! - `GET /metrics`: Prometheus text ([`collect`]);
+//! - `GET /metrics`: OpenMetrics text ([`collect`]), or the classic Prometheus text format
+//!   ([`classic`]) when the scraper's `Accept` prefers it ([`accept`]);
 //! - `GET /status`: JSON, or the HTML page for `Accept: text/html` and `/status.html`
 //!   ([`status`], [`page`]);
 //! - `POST /backends/{upstream}/{addr}/disable|enable|drain`: HAProxy's runtime API
@@ -16,9 +17,12 @@
 //! The request path only ever touches [`stats`]: counters created at start-up and
 //! recorded with atomic additions from `ConfigProxy`'s `after_attempt` and `logging` hooks.
 
+mod accept;
 mod addr_hash;
+mod classic;
 mod collect;
 pub(crate) mod control;
+mod families;
 mod histogram;
 mod http;
 mod page;

@@ -1,6 +1,8 @@
 //! `cargo xtask ci`: the one gate. Runs, in order and stopping at the first
 //! failure, from the workspace root:
 //!
+//! 0. the preflight ([`preflight`]): every program the tests and the steps run is
+//!    installed, or it stops at once with one line saying what to install
 //! 1. `cargo fmt --all -- --check`
 //! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`
 //! 3. tests: `cargo nextest run --workspace --no-fail-fast --locked` then
@@ -8,8 +10,15 @@
 //!    if cargo-nextest is installed, else
 //!    `cargo test --workspace --no-fail-fast --locked`
 //! 4. `RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked`
+//! 5. the quick start ([`quickstart`]): a fresh clone builds `lb-proxy` with no `protoc`
+//!    and an empty target directory, the demo serves three backends, and `lb-balancer`
+//!    builds. Last, since it is the longest (a cold build) and checks only the committed
+//!    `HEAD`
 //!
 //! `--locked` is passed only when `Cargo.lock` exists (it is committed).
+
+mod preflight;
+mod quickstart;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -27,6 +36,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
     } else {
         &[]
     };
+
+    // 0. The programs the tests and steps need, before anything builds.
+    preflight::check(&root)?;
 
     // 1. Formatting.
     Cmd::new("cargo")
@@ -68,8 +80,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .args(locked)
         .run(&root)?;
 
+    // 5. The quick start on a fresh clone.
+    quickstart::run(&root, locked)?;
+
     echo(&format!(
-        "xtask ci: all checks passed (fmt, clippy, tests, doc) in {}s",
+        "xtask ci: all checks passed (preflight, fmt, clippy, tests, doc, quick start) in {}s",
         started.elapsed().as_secs()
     ));
     Ok(())
