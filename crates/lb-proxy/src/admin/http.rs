@@ -138,6 +138,7 @@ impl Admin {
                         "removed": u.removed,
                     },
                     "listen": done.listening.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "admin": done.admin.map(|a| a.to_string()),
                     "not_applied": done.not_applied,
                 });
                 match serde_json::to_string_pretty(&summary) {
