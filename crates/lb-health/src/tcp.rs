@@ -3,7 +3,7 @@
 //! nginx's check module `check type=tcp`, HAProxy's plain `check` and Pingora's
 //! `TcpHealthCheck`: a backend is up when it accepts a connection. It is the cheapest
 //! check (one handshake, no payload) and proves only that something listens; use
-//! [`HttpHealthCheck`](crate::HttpHealthCheck) to prove the service answers.
+//! `HttpHealthCheck` (feature `http`) to prove the service answers.
 
 use async_trait::async_trait;
 use lb_core::{Backend, BackendAddr};
