@@ -35,7 +35,7 @@ impl HealthCheck for TcpHealthCheck {
         match backend.addr() {
             BackendAddr::Inet(addr) => TcpStream::connect(addr).await.map(|stream| {
                 // Best effort: without it the close is an ordinary FIN.
-                let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+                let _ = stream.set_zero_linger();
             }),
             BackendAddr::Unix(path) => UnixStream::connect(path).await.map(drop),
         }
