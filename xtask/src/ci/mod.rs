@@ -2,7 +2,10 @@
 //! failure, from the workspace root:
 //!
 //! 1. `cargo fmt --all -- --check`
-//! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`
+//! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`, then each library
+//!    crate alone ([`features`]): `cargo clippy -p CRATE` with `--no-default-features`,
+//!    `--all-features` and some single features, as a library and `--all-targets`, and
+//!    `cargo doc -p CRATE --no-deps --no-default-features` (rustdoc `-D warnings`)
 //! 3. tests: `cargo nextest run --workspace --no-fail-fast --locked` then
 //!    `cargo test --workspace --doc --locked` (nextest does not run doctests)
 //!    if cargo-nextest is installed, else
@@ -10,6 +13,8 @@
 //! 4. `RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked`
 //!
 //! `--locked` is passed only when `Cargo.lock` exists (it is committed).
+
+mod features;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -39,6 +44,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .args(locked)
         .args(["--", "-D", "warnings"])
         .run(&root)?;
+    features::run(&root, locked)?;
 
     // 3. Tests.
     if Cmd::new("cargo")
