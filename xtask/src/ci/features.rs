@@ -1,6 +1,7 @@
 //! The feature step of `cargo xtask ci`: each library crate on its own, with no features
 //! and with all of them, linted (`clippy -D warnings`) as a library and with all its
-//! targets, and its docs built without features (`rustdoc -D warnings`).
+//! targets; then, without features, its docs built (`rustdoc -D warnings`) and its
+//! doctests run (a crate-level example must not need a feature).
 //!
 //! Why each crate alone: the workspace build turns every feature on (lb-proxy asks for all
 //! of them, and cargo unifies features across the packages of one build), so code that
@@ -14,7 +15,7 @@
 //!
 //! The single features whose code meets other gated code (`lb-health`'s `http` without
 //! `tls`, each `lb-discovery` source alone) are linted too. Results are cached like any
-//! clippy run: on a warm tree the step costs a few seconds.
+//! clippy run (doctests are not): on a warm tree the step costs about ten seconds.
 
 use std::path::Path;
 
@@ -30,7 +31,8 @@ const CRATES: [(&str, &[&str]); 5] = [
 ];
 
 /// Lints every crate of [`CRATES`] alone with each feature set, as a library and with all
-/// targets, then builds its docs without features; the first failure is the error.
+/// targets, then builds its docs and runs its doctests without features; the first failure
+/// is the error.
 pub(crate) fn run(root: &Path, locked: &[&str]) -> anyhow::Result<()> {
     for (krate, singles) in CRATES {
         let mut sets = vec![
@@ -58,6 +60,10 @@ pub(crate) fn run(root: &Path, locked: &[&str]) -> anyhow::Result<()> {
         Cmd::new("cargo")
             .env("RUSTDOCFLAGS", "-D warnings")
             .args(["doc", "-p", krate, "--no-deps", "--no-default-features"])
+            .args(locked)
+            .run(root)?;
+        Cmd::new("cargo")
+            .args(["test", "-p", krate, "--doc", "--no-default-features"])
             .args(locked)
             .run(root)?;
     }

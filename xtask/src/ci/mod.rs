@@ -2,10 +2,11 @@
 //! failure, from the workspace root:
 //!
 //! 1. `cargo fmt --all -- --check`
-//! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`, then each library
-//!    crate alone ([`features`]): `cargo clippy -p CRATE` with `--no-default-features`,
-//!    `--all-features` and some single features, as a library and `--all-targets`, and
-//!    `cargo doc -p CRATE --no-deps --no-default-features` (rustdoc `-D warnings`)
+//! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`, then the
+//!    [`features`] step, each library crate alone: `cargo clippy -p CRATE` (the library,
+//!    then `--all-targets`; `-D warnings`) with `--no-default-features`, `--all-features`
+//!    and some single features; without features also `cargo doc -p CRATE --no-deps`
+//!    (rustdoc `-D warnings`) and `cargo test -p CRATE --doc`
 //! 3. tests: `cargo nextest run --workspace --no-fail-fast --locked` then
 //!    `cargo test --workspace --doc --locked` (nextest does not run doctests)
 //!    if cargo-nextest is installed, else
