@@ -43,6 +43,20 @@
 //! let _ = background.await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! The balancer itself needs none: each turns on the feature of the same name in the crate
+//! that has it, so a user of this crate alone picks what gets built. All are on by default.
+//!
+//! | Feature | Turns on | Gives |
+//! |---|---|---|
+//! | `dns`, `etcd`, `file` | `lb-discovery`'s | the DNS, etcd and file discovery sources |
+//! | `http`, `tls` | `lb-health`'s | HTTP checks, TLS checks; HTTPS checks with both |
+//!
+//! With `default-features = false`: every selection algorithm, TCP and custom health
+//! checks, the scheduler, passive health and the static backend list, without an HTTP or
+//! TLS stack, a regex engine, a DNS resolver, an etcd client or a file watcher.
 
 mod balancer;
 mod slow_start;

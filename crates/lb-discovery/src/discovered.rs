@@ -68,7 +68,7 @@ impl Discovered {
 ///
 /// The message names the source (`dns _http._tcp.example`, `etcd /services/web/`,
 /// `file /etc/lb/web.toml`); the [`source`](StdError::source) chain says what went wrong
-/// (a source-specific error such as [`dns::DnsError`](crate::dns::DnsError), which keeps
+/// (a source-specific error such as `dns::DnsError`, which keeps
 /// the underlying resolver, gRPC or I/O error as its own source).
 #[derive(Debug, thiserror::Error)]
 #[error("discovery from {source_name} failed")]
@@ -96,7 +96,7 @@ impl DiscoveryError {
     }
 
     /// The source-specific error, to inspect with `downcast_ref` (for example to a
-    /// [`file::FileError`](crate::file::FileError)).
+    /// `file::FileError`).
     pub fn cause(&self) -> &(dyn StdError + Send + Sync + 'static) {
         &*self.cause
     }

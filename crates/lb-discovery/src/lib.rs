@@ -20,9 +20,9 @@
 //! | Source | Module | Push | Feature |
 //! |---|---|---|---|
 //! | [`Static`]: a list given in code or configuration, changeable at run time | here | yes | always |
-//! | [`Dns`](dns::Dns): A/AAAA (`name:port`) or SRV (`_http._tcp.name`) records, re-resolved on their TTL | [`dns`] | yes | `dns` |
-//! | [`Etcd`](etcd::Etcd): keys under a prefix with a JSON value, watched | [`etcd`] | yes | `etcd` |
-//! | [`File`](file::File): a TOML or JSON file, reloaded when it changes | [`file`](mod@file) | yes | `file` |
+//! | [`Dns`][dns-type]: A/AAAA (`name:port`) or SRV (`_http._tcp.name`) records, re-resolved on their TTL | [`dns`][dns-module] | yes | `dns` |
+//! | [`Etcd`][etcd-type]: keys under a prefix with a JSON value, watched | [`etcd`][etcd-module] | yes | `etcd` |
+//! | [`File`][file-type]: a TOML or JSON file, reloaded when it changes | [`file`][file-module] | yes | `file` |
 //!
 //! ```
 //! use lb_discovery::{ServiceDiscovery, Static};
@@ -46,6 +46,27 @@
 //! whole new set (install it; an item equal to the current set is harmless), each `Err` is
 //! logged by the source and changes nothing. If it gives `None`, poll `discover` on an
 //! interval instead. See [`DiscoveryStream`] for the exact contract.
+//!
+//! # Features
+//!
+//! `dns`, `etcd` and `file` each compile one source and its client (see the table above);
+//! all three are on by default. With `default-features = false` the crate is the trait,
+//! [`Static`] and the shared types, with no resolver, etcd client or file watcher.
+//!
+// Links to sources a feature may compile out: without the feature they point to this
+// section instead of breaking rustdoc.
+#![cfg_attr(feature = "dns", doc = "[dns-type]: dns::Dns")]
+#![cfg_attr(feature = "dns", doc = "[dns-module]: mod@dns")]
+#![cfg_attr(feature = "etcd", doc = "[etcd-type]: etcd::Etcd")]
+#![cfg_attr(feature = "etcd", doc = "[etcd-module]: mod@etcd")]
+#![cfg_attr(feature = "file", doc = "[file-type]: file::File")]
+#![cfg_attr(feature = "file", doc = "[file-module]: mod@file")]
+#![cfg_attr(not(feature = "dns"), doc = "[dns-type]: #features")]
+#![cfg_attr(not(feature = "dns"), doc = "[dns-module]: #features")]
+#![cfg_attr(not(feature = "etcd"), doc = "[etcd-type]: #features")]
+#![cfg_attr(not(feature = "etcd"), doc = "[etcd-module]: #features")]
+#![cfg_attr(not(feature = "file"), doc = "[file-type]: #features")]
+#![cfg_attr(not(feature = "file"), doc = "[file-module]: #features")]
 
 // Shared by the network and file sources; unused when all of them are compiled out.
 #[cfg_attr(

@@ -199,8 +199,8 @@ pub trait HealthCheck: Send + Sync + 'static {
     fn status_changed(&self, _change: &StatusChange<'_>) {}
 
     /// Called when a backend leaves the monitored set, so a check that keeps per-backend
-    /// resources (such as [`HttpHealthCheck`](crate::HttpHealthCheck)'s kept-alive
-    /// connections) can release them. The default does nothing.
+    /// resources (such as `HttpHealthCheck`'s kept-alive connections) can release them.
+    /// The default does nothing.
     fn forget(&self, _addr: &BackendAddr) {}
 }
 

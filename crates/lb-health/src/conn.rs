@@ -1,9 +1,12 @@
-//! Opening the transport of a check: TCP or a Unix socket, with an optional port override.
+//! Opening the transport of a check: TCP or a Unix socket, with an optional port override;
+//! and the host part of a backend's configured name (for SNI and `Host`).
 //!
-//! The TLS and HTTP checks speak over whatever the backend address is. A boxed stream
-//! keeps one code path for both kinds of socket (the box costs one allocation per check,
-//! nothing next to a connect). `TCP_NODELAY` is set because checks send one small request
-//! and wait for the answer: Nagle's algorithm would only add latency.
+//! Shared by the TLS and HTTP checks (compiled with feature `tls` or `http`; the plain TCP
+//! check only connects and needs none of this). They speak over whatever the backend
+//! address is. A boxed stream keeps one code path for both kinds of socket (the box costs
+//! one allocation per check, nothing next to a connect). `TCP_NODELAY` is set because
+//! checks send one small request and wait for the answer: Nagle's algorithm would only add
+//! latency.
 
 use std::net::SocketAddr;
 
@@ -40,4 +43,12 @@ pub(crate) async fn connect(addr: &BackendAddr, port: Option<u16>) -> Result<Box
                 .map_err(CheckFailure::Connect)?,
         )),
     }
+}
+
+/// The host part of a configured `host:port` or `[v6]:port` name.
+pub(crate) fn host_of(name: &str) -> &str {
+    let host = name.rsplit_once(':').map_or(name, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }

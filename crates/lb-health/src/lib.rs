@@ -5,12 +5,13 @@
 //! **Checks** (each a [`HealthCheck`]; implement the trait for your own probes):
 //!
 //! - [`TcpHealthCheck`]: a TCP (or Unix socket) connection opens within the timeout.
-//! - [`TlsHealthCheck`]: TCP plus a full, verified TLS handshake ([`TlsConfig`]: system
-//!   roots or a CA bundle or verification explicitly off, SNI, mTLS, ALPN). A failure says
-//!   why: [`TlsFailureKind`] (wrong name, untrusted issuer, expired, rejected...).
-//! - [`HttpHealthCheck`]: one HTTP/1.1 request over TCP or TLS, judged by a [`StatusSet`]
-//!   (default `2xx,3xx`), an optional body substring or regex, and an optional validator;
-//!   optional keep-alive reuse and port override.
+//! - [`TlsHealthCheck`] (feature `tls`): TCP plus a full, verified TLS handshake
+//!   ([`TlsConfig`]: system roots or a CA bundle or verification explicitly off, SNI, mTLS,
+//!   ALPN). A failure says why: [`TlsFailureKind`] (wrong name, untrusted issuer,
+//!   expired, rejected...).
+//! - [`HttpHealthCheck`] (feature `http`): one HTTP/1.1 request over TCP, or over TLS with
+//!   `tls` too, judged by a [`StatusSet`] (default `2xx,3xx`), an optional body substring
+//!   or regex, and an optional validator; optional keep-alive reuse and port override.
 //! - A command check, as HAProxy's `external-check`, is the crate's example
 //!   `examples/command_check.rs`: a complete custom check in 60 lines.
 //!
@@ -41,7 +42,7 @@
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
 //! use lb_core::{Backend, BackendSet};
-//! use lb_health::{CheckParams, HealthCheckExt, HealthMonitor, HttpHealthCheck, Schedule};
+//! use lb_health::{CheckParams, HealthCheckExt, HealthMonitor, Schedule, TcpHealthCheck};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let params = CheckParams {
@@ -49,10 +50,8 @@
 //!     fall: NonZeroU32::new(3).unwrap(),
 //!     timeout: Duration::from_millis(500),
 //! };
-//! let check = HttpHealthCheck::builder(params)
-//!     .path("/healthz")
-//!     .expect_status("2xx".parse()?)
-//!     .build()?
+//! // Any check: an HttpHealthCheck (feature `http`) plugs in the same way.
+//! let check = TcpHealthCheck::new(params)
 //!     .on_status_change(|change| {
 //!         eprintln!("{} is now {} ({:?})", change.backend, change.new, change.reason);
 //!     });
@@ -68,11 +67,33 @@
 //! monitor.run(backends, schedule, std::future::pending()).await;
 //! # Ok(()) }
 //! ```
+//!
+//! # Features
+//!
+//! Both are on by default; with `default-features = false` the crate keeps TCP and custom
+//! checks, rise/fall, the scheduler and passive health, and needs no HTTP or TLS stack.
+//! [`CheckFailure`], [`StatusSet`] and [`TlsFailureKind`] are plain data and keep their
+//! shape in every combination, so code matching on failures compiles either way.
+//!
+//! | Feature | Gives | Pulls in |
+//! |---|---|---|
+//! | `tls` | [`TlsHealthCheck`], [`TlsConfig`] and its builder, `TlsConfigError`, `AcceptAnyCertificate`, `TlsFailureKind::classify` | rustls (ring), tokio-rustls, rustls-pki-types, rustls-native-certs |
+//! | `http` | [`HttpHealthCheck`] and its builder, `HttpCheckError`, `Validator`, `DEFAULT_MAX_BODY`; HTTPS checks when `tls` is on too | hyper, hyper-util, http, http-body-util, bytes, regex |
+//!
+// The links above name items that a feature may compile out: without it they point to
+// this section instead of breaking rustdoc.
+#![cfg_attr(feature = "tls", doc = "[`TlsHealthCheck`]: crate::TlsHealthCheck")]
+#![cfg_attr(feature = "tls", doc = "[`TlsConfig`]: crate::TlsConfig")]
+#![cfg_attr(feature = "http", doc = "[`HttpHealthCheck`]: crate::HttpHealthCheck")]
+#![cfg_attr(not(feature = "tls"), doc = "[`TlsHealthCheck`]: #features")]
+#![cfg_attr(not(feature = "tls"), doc = "[`TlsConfig`]: #features")]
+#![cfg_attr(not(feature = "http"), doc = "[`HttpHealthCheck`]: #features")]
 
 mod check;
+#[cfg(any(feature = "http", feature = "tls"))]
 mod conn;
+#[cfg(feature = "http")]
 mod http;
-mod http_builder;
 mod local;
 mod monitor;
 mod passive;
@@ -81,14 +102,16 @@ mod passive_run;
 mod schedule;
 mod status;
 mod tcp;
+#[cfg(feature = "tls")]
 mod tls;
-mod tls_builder;
-mod tls_check;
+mod tls_failure;
 mod tracker;
 
 pub use check::{CheckFailure, CheckParams, HealthCheck, HealthCheckExt, StatusChange, WithHook};
-pub use http::HttpHealthCheck;
-pub use http_builder::{HttpCheckError, HttpHealthCheckBuilder, Validator, DEFAULT_MAX_BODY};
+#[cfg(feature = "http")]
+pub use http::{
+    HttpCheckError, HttpHealthCheck, HttpHealthCheckBuilder, Validator, DEFAULT_MAX_BODY,
+};
 pub use local::is_local_resource_exhaustion;
 pub use monitor::{BackendHealth, HealthMonitor};
 pub use passive::PassiveHealth;
@@ -97,8 +120,7 @@ pub use passive_run::PassiveStatus;
 pub use schedule::{FirstCheck, Schedule, ScheduleStats};
 pub use status::{StatusSet, StatusSetError};
 pub use tcp::TcpHealthCheck;
-pub use tls::{TlsConfig, TlsFailureKind};
-pub use tls_builder::AcceptAnyCertificate;
-pub use tls_builder::{TlsConfigBuilder, TlsConfigError};
-pub use tls_check::TlsHealthCheck;
+#[cfg(feature = "tls")]
+pub use tls::{AcceptAnyCertificate, TlsConfig, TlsConfigBuilder, TlsConfigError, TlsHealthCheck};
+pub use tls_failure::TlsFailureKind;
 pub use tracker::HealthTracker;

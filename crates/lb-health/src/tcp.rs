@@ -3,7 +3,7 @@
 //! nginx's check module `check type=tcp`, HAProxy's plain `check` and Pingora's
 //! `TcpHealthCheck`: a backend is up when it accepts a connection. It is the cheapest
 //! check (one handshake, no payload) and proves only that something listens; use
-//! [`HttpHealthCheck`](crate::HttpHealthCheck) to prove the service answers.
+//! `HttpHealthCheck` (feature `http`) to prove the service answers.
 
 use async_trait::async_trait;
 use lb_core::{Backend, BackendAddr};
@@ -35,7 +35,7 @@ impl HealthCheck for TcpHealthCheck {
         match backend.addr() {
             BackendAddr::Inet(addr) => TcpStream::connect(addr).await.map(|stream| {
                 // Best effort: without it the close is an ordinary FIN.
-                let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
+                let _ = stream.set_zero_linger();
             }),
             BackendAddr::Unix(path) => UnixStream::connect(path).await.map(drop),
         }

@@ -1,7 +1,8 @@
 //! The TLS and HTTPS checks against real rustls servers on loopback, with certificates made
 //! in the test by rcgen: the right name, a wrong name, an expired certificate, an untrusted
 //! CA, verification off, mTLS and ALPN. Each asserts the exact check after which the state
-//! flips, and one hook call per transition with the typed reason.
+//! flips, and one hook call per transition with the typed reason. The HTTPS test also
+//! needs the `http` feature.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -11,9 +12,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use lb_core::{Backend, Health};
-use lb_health::{
-    HealthCheck, HealthMonitor, HttpHealthCheck, TlsConfig, TlsFailureKind, TlsHealthCheck,
-};
+#[cfg(feature = "http")]
+use lb_health::HttpHealthCheck;
+use lb_health::{HealthCheck, HealthMonitor, TlsConfig, TlsFailureKind, TlsHealthCheck};
 use rcgen::ExtendedKeyUsagePurpose;
 use support::pki::{serve, serve_simple, Ca, Mode, ServerOptions};
 use support::{params, recording, Transition};
@@ -231,6 +232,8 @@ async fn alpn_without_a_common_protocol_is_rejected() {
     .await;
 }
 
+// HTTPS: the HTTP check over the same TLS settings.
+#[cfg(feature = "http")]
 #[tokio::test]
 async fn https_checks_reuse_the_tls_settings() {
     let ca = Ca::new("test CA");

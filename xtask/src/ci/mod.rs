@@ -4,7 +4,11 @@
 //! 0. the preflight ([`preflight`]): every program the tests and the steps run is
 //!    installed, or it stops at once with one line saying what to install
 //! 1. `cargo fmt --all -- --check`
-//! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`
+//! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`, then the
+//!    [`features`] step, each library crate alone: `cargo clippy -p CRATE` (the library,
+//!    then `--all-targets`; `-D warnings`) with `--no-default-features`, `--all-features`
+//!    and some single features; without features also `cargo doc -p CRATE --no-deps`
+//!    (rustdoc `-D warnings`) and `cargo test -p CRATE --doc`
 //! 3. tests: `cargo nextest run --workspace --no-fail-fast --locked` then
 //!    `cargo test --workspace --doc --locked` (nextest does not run doctests)
 //!    if cargo-nextest is installed, else
@@ -17,6 +21,7 @@
 //!
 //! `--locked` is passed only when `Cargo.lock` exists (it is committed).
 
+mod features;
 mod preflight;
 mod quickstart;
 
@@ -51,6 +56,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
         .args(locked)
         .args(["--", "-D", "warnings"])
         .run(&root)?;
+    features::run(&root, locked)?;
 
     // 3. Tests.
     if Cmd::new("cargo")

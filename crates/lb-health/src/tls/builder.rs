@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use crate::TlsConfig;
+use super::TlsConfig;
 
 /// Why a [`TlsConfig`] could not be built.
 #[derive(Debug, thiserror::Error)]

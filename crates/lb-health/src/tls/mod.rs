@@ -1,4 +1,6 @@
-//! TLS client settings shared by the TLS and HTTPS checks, and the typed TLS failure.
+//! TLS client settings shared by the TLS and HTTPS checks (feature `tls`): [`TlsConfig`]
+//! and its builder, the [`TlsHealthCheck`], and the classification of rustls errors into
+//! a [`TlsFailureKind`].
 //!
 //! [`TlsConfig`] wraps one `rustls::ClientConfig`, built once and shared by every check
 //! of every backend. Choices made here, and why:
@@ -22,6 +24,9 @@
 //! - **Verification off** exists for test rigs and is named for what it is:
 //!   [`TlsConfigBuilder::dangerous_accept_any_certificate`] (HAProxy's `verify none`).
 
+mod builder;
+mod check;
+
 use std::fmt;
 use std::io;
 use std::net::IpAddr;
@@ -34,44 +39,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::{CheckFailure, TlsConfigBuilder};
+use crate::conn::host_of;
+use crate::{CheckFailure, TlsFailureKind};
 
-/// What went wrong in a TLS handshake, as far as a health check cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TlsFailureKind {
-    /// The certificate is not valid for the server name (or IP) checked.
-    WrongName,
-    /// The chain does not lead to a trusted root (unknown or untrusted issuer).
-    UntrustedIssuer,
-    /// The certificate has expired.
-    Expired,
-    /// The certificate is not valid yet.
-    NotYetValid,
-    /// The certificate is unacceptable for another reason (bad encoding or signature,
-    /// revoked, wrong purpose...).
-    BadCertificate,
-    /// The server refused the session with an alert, for example because it requires a
-    /// client certificate we did not give, did not accept ours, or shares no protocol.
-    Rejected,
-    /// Any other handshake failure: protocol error, connection closed mid-handshake.
-    Handshake,
-}
+pub use builder::{AcceptAnyCertificate, TlsConfigBuilder, TlsConfigError};
+pub use check::TlsHealthCheck;
 
+// The mapping from rustls errors lives with rustls, in this feature; the kind itself is
+// always compiled (`tls_failure.rs`).
 impl TlsFailureKind {
-    /// A short lowercase label for logs and metrics (`wrong_name`, `expired`...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WrongName => "wrong_name",
-            Self::UntrustedIssuer => "untrusted_issuer",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::BadCertificate => "bad_certificate",
-            Self::Rejected => "rejected",
-            Self::Handshake => "handshake",
-        }
-    }
-
     /// Classifies an error of a TLS stream (rustls errors travel inside `io::Error`).
     pub fn classify(err: &io::Error) -> Self {
         let Some(tls) = err
@@ -96,20 +72,6 @@ impl TlsFailureKind {
             rustls::Error::AlertReceived(_) => Self::Rejected,
             _ => Self::Handshake,
         }
-    }
-}
-
-impl fmt::Display for TlsFailureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::WrongName => "certificate not valid for the name",
-            Self::UntrustedIssuer => "certificate issuer not trusted",
-            Self::Expired => "certificate expired",
-            Self::NotYetValid => "certificate not valid yet",
-            Self::BadCertificate => "bad certificate",
-            Self::Rejected => "rejected by the server",
-            Self::Handshake => "handshake failed",
-        })
     }
 }
 
@@ -200,12 +162,22 @@ pub(crate) fn tls_failure(source: io::Error) -> CheckFailure {
     }
 }
 
-/// The host part of a configured `host:port` or `[v6]:port` name.
-pub(crate) fn host_of(name: &str) -> &str {
-    let host = name.rsplit_once(':').map_or(name, |(host, _)| host);
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
+/// The TLS failure in the source chain of `error` (an HTTPS exchange's error, where a
+/// TLS 1.3 server's refusal of our client certificate surfaces), if there is one.
+#[cfg(feature = "http")]
+pub(crate) fn tls_failure_within(
+    error: &(dyn std::error::Error + 'static),
+) -> Option<CheckFailure> {
+    let mut cause = error.source();
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Some(tls_failure(io::Error::new(io.kind(), tls.clone())));
+            }
+        }
+        cause = err.source();
+    }
+    None
 }
 
 #[cfg(test)]

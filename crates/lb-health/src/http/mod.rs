@@ -1,5 +1,5 @@
-//! The HTTP check: one HTTP/1.1 request over TCP or TLS, judged by status, body and an
-//! optional validator.
+//! The HTTP check (feature `http`): one HTTP/1.1 request over TCP, or over TLS when the
+//! `tls` feature is on too, judged by status, body and an optional validator.
 //!
 //! This is nginx's check module `check type=http` and HAProxy's `option httpchk` /
 //! `http-check expect`: a backend is healthy when it answers the request with an expected
@@ -21,8 +21,9 @@
 //!   when the TLS error surfaces during the exchange (a TLS 1.3 server refusing our client
 //!   certificate does so after the handshake).
 
+mod builder;
+
 use std::collections::HashMap;
-use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
@@ -38,10 +39,13 @@ use hyper_util::rt::TokioIo;
 use lb_core::{Backend, BackendAddr};
 use parking_lot::Mutex;
 
-use crate::conn::{connect, BoxIo};
-use crate::http_builder::{BodyMatch, HttpHealthCheckBuilder, Validator};
-use crate::tls::{host_of, tls_failure};
-use crate::{CheckFailure, CheckParams, HealthCheck, StatusSet, TlsConfig};
+use crate::conn::{connect, host_of, BoxIo};
+#[cfg(feature = "tls")]
+use crate::TlsConfig;
+use crate::{CheckFailure, CheckParams, HealthCheck, StatusSet};
+use builder::BodyMatch;
+
+pub use builder::{HttpCheckError, HttpHealthCheckBuilder, Validator, DEFAULT_MAX_BODY};
 
 /// A kept-alive connection: the request handle and its driver task.
 pub(crate) struct Kept {
@@ -89,20 +93,23 @@ pub struct HttpHealthCheck {
     pub(crate) validator: Option<Arc<Validator>>,
     pub(crate) reuse: bool,
     pub(crate) port: Option<u16>,
+    /// HTTPS: the TLS settings (`None` for plain HTTP).
+    #[cfg(feature = "tls")]
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) kept: Mutex<HashMap<BackendAddr, Kept>>,
 }
 
 impl fmt::Debug for HttpHealthCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpHealthCheck")
-            .field("params", &self.params)
+        let mut f = f.debug_struct("HttpHealthCheck");
+        f.field("params", &self.params)
             .field("method", &self.method)
             .field("path", &self.path)
             .field("expect", &self.expect)
-            .field("reuse", &self.reuse)
-            .field("tls", &self.tls.is_some())
-            .finish_non_exhaustive()
+            .field("reuse", &self.reuse);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls.is_some());
+        f.finish_non_exhaustive()
     }
 }
 
@@ -143,10 +150,11 @@ impl HttpHealthCheck {
 
     async fn open(&self, backend: &Backend) -> Result<BoxIo, CheckFailure> {
         let io = connect(backend.addr(), self.port).await?;
-        match &self.tls {
-            Some(tls) => Ok(Box::new(tls.handshake(io, backend).await?)),
-            None => Ok(io),
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return Ok(Box::new(tls.handshake(io, backend).await?));
         }
+        Ok(io)
     }
 
     /// Sends the request and judges the response.
@@ -326,14 +334,9 @@ async fn read_limited(mut body: Incoming, max: usize) -> Result<(Vec<u8>, bool),
 
 /// An HTTP error, or the TLS error inside it when there is one.
 fn http_failure(e: hyper::Error) -> CheckFailure {
-    let mut cause: Option<&(dyn StdError + 'static)> = e.source();
-    while let Some(err) = cause {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return tls_failure(std::io::Error::new(io.kind(), tls.clone()));
-            }
-        }
-        cause = err.source();
+    #[cfg(feature = "tls")]
+    if let Some(tls) = crate::tls::tls_failure_within(&e) {
+        return tls;
     }
     CheckFailure::Http(Box::new(e))
 }

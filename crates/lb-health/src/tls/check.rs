@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use lb_core::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::{tls_failure, TlsConfig};
 use crate::conn::connect;
-use crate::tls::tls_failure;
-use crate::{CheckFailure, CheckParams, HealthCheck, TlsConfig, TlsFailureKind};
+use crate::{CheckFailure, CheckParams, HealthCheck, TlsFailureKind};
 
 /// At most this much is read (and discarded) while waiting for the server to close.
 const CONFIRM_READ_LIMIT: usize = 64 * 1024;

@@ -21,8 +21,10 @@ use http::header::{HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::http::{HttpHealthCheck, Kept};
-use crate::{CheckParams, StatusSet, TlsConfig};
+use super::{HttpHealthCheck, Kept};
+#[cfg(feature = "tls")]
+use crate::TlsConfig;
+use crate::{CheckParams, StatusSet};
 
 /// Reads at most this much of a response body by default (64 KiB).
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -92,6 +94,7 @@ pub struct HttpHealthCheckBuilder {
     validator: Option<Arc<Validator>>,
     reuse: bool,
     port: Option<u16>,
+    #[cfg(feature = "tls")]
     tls: Option<TlsConfig>,
 }
 
@@ -119,6 +122,7 @@ impl HttpHealthCheckBuilder {
             validator: None,
             reuse: false,
             port: None,
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -199,7 +203,8 @@ impl HttpHealthCheckBuilder {
     }
 
     /// Speaks HTTPS with these TLS settings (offer `http/1.1` if you set ALPN: the check
-    /// speaks HTTP/1.1).
+    /// speaks HTTP/1.1). Needs the `tls` feature too.
+    #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.tls = Some(tls);
         self
@@ -241,6 +246,7 @@ impl HttpHealthCheckBuilder {
             validator: self.validator,
             reuse: self.reuse,
             port: self.port,
+            #[cfg(feature = "tls")]
             tls: self.tls,
             kept: parking_lot::Mutex::new(std::collections::HashMap::<_, Kept>::new()),
         })
