@@ -172,11 +172,13 @@ impl Load {
         }
     }
 
-    /// Waits until `n` more proxy requests have been answered.
+    /// Waits until `n` more proxy requests and a few more admin requests have been
+    /// answered: both listeners served in the span.
     async fn runs_for(&self, n: u64) {
         let target = self.proxy.ok.load(SeqCst) + n;
+        let admin_target = self.admin_ok.load(SeqCst) + 3;
         let deadline = tokio::time::Instant::now() + STEP;
-        while self.proxy.ok.load(SeqCst) < target {
+        while self.proxy.ok.load(SeqCst) < target || self.admin_ok.load(SeqCst) < admin_target {
             assert!(tokio::time::Instant::now() < deadline, "the load stalled");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -5,7 +5,9 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
+use std::path::Path;
+use std::time::Instant;
 
 use super::*;
 
