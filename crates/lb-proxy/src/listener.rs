@@ -187,18 +187,10 @@ pub(crate) async fn bind_all(
     let plain = server.listen.iter().map(|addr| (*addr, None));
     let mut listeners = Vec::with_capacity(server.listen.len() + tls.len());
     for (addr, tls) in plain.chain(tls) {
-        let bound = match inherited.take(addr) {
-            Some((was, std)) => {
-                if inherited.is_from_previous_process() {
-                    tracing::info!(%addr, %was, "listening on the socket of the previous process");
-                }
-                std.set_nonblocking(true)
-                    .and_then(|()| TcpListener::from_std(std))
-            }
-            None => TcpListener::bind(addr).await,
-        };
-        let bound = bound.and_then(|tcp| tcp.local_addr().map(|local| (tcp, local)));
-        let (tcp, local) = bound.map_err(|source| StartError::Listen { addr, source })?;
+        let (tcp, local) = inherited
+            .take_or_bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
         listeners.push(Listener { tcp, local, tls });
     }
     Ok(listeners)

@@ -210,7 +210,7 @@ impl Load {
             &admin_failed[..admin_failed.len().min(10)]
         );
         assert!(
-            ok > 100 && admin_ok > 10,
+            ok > 100 && admin_ok > 3,
             "{what}: the load ran ({ok}, {admin_ok})"
         );
     }
@@ -264,6 +264,39 @@ async fn admin_get_with(
         .map_err(|_| format!("no answer from {addr} within {STEP:?}"))?
 }
 
+/// One keep-alive HTTP/1.1 connection to the admin listener.
+struct KeptAlive {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    addr: SocketAddr,
+}
+
+impl KeptAlive {
+    async fn open(addr: SocketAddr) -> Self {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        Self { sender, addr }
+    }
+
+    /// `GET path` on this connection: the status.
+    async fn get(&mut self, path: &str) -> u16 {
+        let req = http::Request::get(path)
+            .header(http::header::HOST, self.addr.to_string())
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let resp = tokio::time::timeout(STEP, self.sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
+        status
+    }
+}
+
 /// The TLS listener answers (the example's test certificate, for www.example.com).
 async fn tls_answers(tls: SocketAddr) {
     let answer = tls_kit::ClientOptions::any_cert()
@@ -273,13 +306,20 @@ async fn tls_answers(tls: SocketAddr) {
     assert_eq!(answer.status, 200);
 }
 
+/// Starts `lb-proxy -u` with the scenario's file and, once it waits, sends SIGQUIT to
+/// `old`: the upgrade is under way.
+async fn begin_upgrade(setup: &Setup, old: &Proxy) -> Proxy {
+    let mut new = Proxy::start(&["-u", "-c", setup.path()]);
+    new.wait_for("waiting for the listening sockets").await;
+    old.signal("QUIT");
+    new
+}
+
 /// The process keeps serving after a failed upgrade: it logged why, and a second
 /// upgrade, with the file fixed, succeeds.
 async fn upgrade_again_succeeds(setup: &Setup, mut old: Proxy, load: Load) {
     setup.write("", setup.admin);
-    let mut new = Proxy::start(&["-u", "-c", setup.path()]);
-    new.wait_for("waiting for the listening sockets").await;
-    old.signal("QUIT");
+    let mut new = begin_upgrade(setup, &old).await;
     new.wait_for("upgrade committed").await;
     old.wait_for("drained; exiting").await;
     assert_eq!(old.exit().await.code(), Some(0));
@@ -297,9 +337,7 @@ async fn an_upgrade_with_the_full_example_hands_every_listener_over_under_load()
     let load = Load::start(&setup);
     load.runs_for(200).await;
 
-    let mut new = Proxy::start(&["-u", "-c", setup.path()]);
-    new.wait_for("waiting for the listening sockets").await;
-    old.signal("QUIT");
+    let mut new = begin_upgrade(&setup, &old).await;
     new.wait_for("upgrade committed").await;
     old.wait_for("took over; draining").await;
     old.wait_for("drained; exiting").await;
@@ -348,9 +386,7 @@ async fn a_new_process_that_fails_after_receiving_the_sockets_leaves_the_old_one
     // The new file moves the admin listener to a port another program holds.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     setup.write("", taken.local_addr().unwrap());
-    let mut new = Proxy::start(&["-u", "-c", setup.path()]);
-    new.wait_for("waiting for the listening sockets").await;
-    old.signal("QUIT");
+    let mut new = begin_upgrade(&setup, &old).await;
     new.wait_for("received the listening sockets").await;
     let why = old.wait_for("upgrade failed; still serving").await;
     assert!(
@@ -380,9 +416,7 @@ async fn a_new_process_killed_mid_start_leaves_the_old_one_serving() {
     // holds the start for 5 s, the window the kill lands in.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     setup.add_silent_upstream(&silent);
-    let mut new = Proxy::start(&["-u", "-c", setup.path()]);
-    new.wait_for("waiting for the listening sockets").await;
-    old.signal("QUIT");
+    let mut new = begin_upgrade(&setup, &old).await;
     new.wait_for("received the listening sockets").await;
     signal(new.pid(), "KILL");
     let why = old.wait_for("upgrade failed; still serving").await;
@@ -405,9 +439,7 @@ async fn a_hand_over_that_never_confirms_times_out_back_to_serving() {
     // than the old one's upgrade_timeout.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     setup.add_silent_upstream(&silent);
-    let mut new = Proxy::start(&["-u", "-c", setup.path()]);
-    new.wait_for("waiting for the listening sockets").await;
-    old.signal("QUIT");
+    let mut new = begin_upgrade(&setup, &old).await;
     let why = old.wait_for("upgrade failed; still serving").await;
     assert!(why.contains("no ready within 1s"), "{why}");
     load.runs_for(200).await;
@@ -434,6 +466,9 @@ async fn a_reload_of_the_full_example_applies_admin_and_names_what_it_cannot() {
     // no failure), and a thread count, which a reload cannot change.
     const TOKEN: &str = "t0k3n";
     let token = format!("token = \"{TOKEN}\"");
+    // A keep-alive admin connection open across the reload gets the new token's answer.
+    let mut kept = KeptAlive::open(setup.admin).await;
+    assert_eq!(kept.get("/status").await, 200);
     setup.write_admin("threads = 3", Some((setup.admin, &token)));
     old.signal("HUP");
     old.wait_for("configuration reloaded").await;
@@ -441,6 +476,11 @@ async fn a_reload_of_the_full_example_applies_admin_and_names_what_it_cannot() {
     assert!(warned.contains("server.threads"), "{warned}");
     load.runs_for(200).await;
     load.finish("reload of the full example").await;
+    assert_eq!(
+        kept.get("/status").await,
+        401,
+        "the token applies to open connections"
+    );
     let (status, _) = admin_get(setup.admin, "/metrics").await.unwrap();
     assert_eq!(status, 401, "the new token is asked for");
     let (status, metrics) = admin_get_with(setup.admin, "/metrics", Some(TOKEN))

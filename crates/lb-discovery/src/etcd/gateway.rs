@@ -90,7 +90,7 @@ pub enum GatewayError {
         #[source]
         source: serde_json::Error,
     },
-    /// An answer or watch message was longer than [`MAX_MESSAGE`] bytes.
+    /// An answer or watch message was longer than `limit` bytes (64 MiB).
     #[error("{endpoint} sent a message over {limit} bytes")]
     TooLarge {
         /// The member's URL.

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -19,19 +20,30 @@ use crate::reload::ReloadError;
 pub(crate) struct Admin {
     state: Arc<AdminState>,
     registry: Registry,
-    /// `Bearer TOKEN`, the whole expected header value.
-    expected: Option<Box<[u8]>>,
+}
+
+/// The `Authorization` value every admin endpoint but `/healthz` needs (`Bearer TOKEN`),
+/// or none. One per process, read at every request: a reload that changes the token
+/// applies to connections already open, on the old listener as on the new.
+#[derive(Debug, Default)]
+pub(crate) struct Token(ArcSwapOption<Box<[u8]>>);
+
+impl Token {
+    /// Requires `token` from now on (`None`: no token).
+    pub(crate) fn set(&self, token: Option<&str>) {
+        self.0
+            .store(token.map(|t| Arc::new(format!("Bearer {t}").into_bytes().into_boxed_slice())));
+    }
 }
 
 type Resp = Response<Full<Bytes>>;
 
 impl Admin {
-    /// The service over `state`, requiring `token` when set.
-    pub(crate) fn new(state: Arc<AdminState>, token: Option<&str>) -> Self {
+    /// The service over `state`, requiring its current token.
+    pub(crate) fn new(state: Arc<AdminState>) -> Self {
         Self {
             registry: collect::registry(state.clone()),
             state,
-            expected: token.map(|t| format!("Bearer {t}").into_bytes().into_boxed_slice()),
         }
     }
 
@@ -93,14 +105,14 @@ impl Admin {
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(expected) = &self.expected else {
+        let Some(expected) = self.state.token.0.load_full() else {
             return true;
         };
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .map_or(&b""[..], HeaderValue::as_bytes);
-        constant_time_eq(given, expected)
+        constant_time_eq(given, &expected)
     }
 
     /// `GET /metrics`: OpenMetrics, or the classic text format when the scraper's

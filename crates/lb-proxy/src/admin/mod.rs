@@ -24,7 +24,7 @@ mod collect;
 pub(crate) mod control;
 mod families;
 mod histogram;
-mod http;
+pub(crate) mod http;
 mod page;
 pub(crate) mod stats;
 mod status;
@@ -34,6 +34,9 @@ mod tests;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ::http::header::{HeaderValue, CONNECTION};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -61,6 +64,8 @@ pub(crate) struct AdminState {
     pub(crate) control: Arc<Control>,
     /// The proxy listeners' connections (weak: shutdown takes the `GracefulShutdown` back).
     pub(crate) connections: Weak<GracefulShutdown>,
+    /// The token the endpoints ask for, the same for every admin listener of the process.
+    pub(crate) token: Arc<http::Token>,
 }
 
 impl AdminState {
@@ -86,18 +91,10 @@ impl AdminListener {
         inherited: &mut Inherited,
     ) -> Result<Self, StartError> {
         let addr = config.listen;
-        let bound = match inherited.take(addr) {
-            Some((was, std)) => {
-                if inherited.is_from_previous_process() {
-                    tracing::info!(%addr, %was, "admin listening on the socket of the previous process");
-                }
-                std.set_nonblocking(true)
-                    .and_then(|()| TcpListener::from_std(std))
-            }
-            None => TcpListener::bind(addr).await,
-        };
-        let bound = bound.and_then(|tcp| tcp.local_addr().map(|local| (tcp, local)));
-        let (tcp, local) = bound.map_err(|source| StartError::Listen { addr, source })?;
+        let (tcp, local) = inherited
+            .take_or_bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
         Ok(Self { tcp, local })
     }
 
@@ -119,8 +116,9 @@ impl AdminListener {
     }
 
     /// Serves the admin endpoints until `stop` (the proxy stops) or `retire` (a reload
-    /// replaced this listener, or the process drains after a hand-over) turns true; open
-    /// admin connections end then too, so none goes on with an old token.
+    /// replaced this listener, or the process drains after a hand-over) turns true. Open
+    /// admin connections then get [`LINGER`] to finish what they were sent, their answers
+    /// saying `Connection: close`, and are shut down.
     pub(crate) fn spawn(
         self,
         state: AdminState,
@@ -128,47 +126,106 @@ impl AdminListener {
         stop: watch::Receiver<bool>,
         retire: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
-        let state = Arc::new(state);
-        let admin = Arc::new(http::Admin::new(state, config.token.as_deref()));
-        tracing::info!(listen = %self.local, auth = config.token.is_some(), "admin listener started");
+        let auth = config.token.is_some();
+        let admin = Arc::new(http::Admin::new(Arc::new(state)));
+        tracing::info!(listen = %self.local, auth, "admin listener started");
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-            let (mut stop, mut retire) = (stop, retire);
+            let ending = Ending { stop, retire };
             loop {
+                let mut end = ending.clone();
                 let accepted = tokio::select! {
                     biased;
-                    _ = stop.wait_for(|s| *s) => break,
-                    _ = retire.wait_for(|s| *s) => break,
+                    () = end.wait() => break,
                     accepted = self.tcp.accept() => accepted,
                 };
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                match accepted {
+                    Ok((stream, _)) => {
+                        tokio::spawn(serve_connection(
+                            stream,
+                            admin.clone(),
+                            builder.clone(),
+                            ending.clone(),
+                        ));
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "admin accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
-                };
-                let admin = admin.clone();
-                let builder = builder.clone();
-                let (mut stop, mut retire) = (stop.clone(), retire.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { admin.handle(req).await }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        done = conn.as_mut() => if let Err(error) = done {
-                            tracing::debug!(error = &*error as &dyn std::error::Error, "admin connection ended with an error");
-                        },
-                        _ = stop.wait_for(|s| *s) => {}
-                        _ = retire.wait_for(|s| *s) => {}
-                    }
-                });
+                }
             }
             tracing::debug!(listen = %self.local, "admin listener stopped");
         })
+    }
+}
+
+/// How long an admin connection may go on once its listener stopped: a request already on
+/// its way is answered.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// The two ways an admin listener ends.
+#[derive(Clone)]
+struct Ending {
+    stop: watch::Receiver<bool>,
+    retire: watch::Receiver<bool>,
+}
+
+impl Ending {
+    /// True once either is set.
+    fn ended(&self) -> bool {
+        *self.stop.borrow() || *self.retire.borrow()
+    }
+
+    /// Returns once either is set.
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.stop.wait_for(|s| *s) => {}
+            _ = self.retire.wait_for(|s| *s) => {}
+        }
+    }
+}
+
+/// Serves one admin connection; see [`AdminListener::spawn`] for its end.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    admin: Arc<http::Admin>,
+    builder: auto::Builder<TokioExecutor>,
+    mut ending: Ending,
+) {
+    let closing = ending.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let (admin, closing) = (admin.clone(), closing.clone());
+        async move {
+            let mut resp = admin.handle(req).await?;
+            if closing.ended() {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let done = tokio::select! {
+        done = conn.as_mut() => Some(done),
+        () = ending.wait() => None,
+    };
+    let done = match done {
+        Some(done) => done,
+        None => match tokio::time::timeout(LINGER, conn.as_mut()).await {
+            Ok(done) => done,
+            Err(_) => {
+                conn.as_mut().graceful_shutdown();
+                tokio::time::timeout(LINGER, conn.as_mut())
+                    .await
+                    .unwrap_or(Ok(()))
+            }
+        },
+    };
+    if let Err(error) = done {
+        tracing::debug!(
+            error = &*error as &dyn std::error::Error,
+            "admin connection ended with an error"
+        );
     }
 }

@@ -23,7 +23,7 @@
 //! The sockets themselves are never closed: both processes hold them until one lets go,
 //! and a connection waiting in the accept queue is taken by whichever accepts first. So no
 //! client sees a refused connection, whichever way the upgrade ends. The byte format is
-//! in [`wire`]; the descriptors' passage in [`fds`].
+//! in `handover/wire.rs`; the descriptors' passage in `handover/fds.rs`.
 
 mod fds;
 mod incoming;
@@ -147,15 +147,30 @@ impl Inherited {
         }
     }
 
-    /// True for sockets received from the previous process, false for a reload's own.
-    pub(crate) fn is_from_previous_process(&self) -> bool {
-        self.received
-    }
-
     /// The socket bound to exactly `addr`, if one was received (and not yet taken), with
     /// what the previous process used it for.
     pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<(ListenerKind, TcpListener)> {
         self.listeners.remove(&addr)
+    }
+
+    /// A listener on `addr` with its bound address: the socket held for exactly `addr`
+    /// (taken out), else a new one bound. Needs a tokio runtime.
+    pub(crate) async fn take_or_bind(
+        &mut self,
+        addr: SocketAddr,
+    ) -> io::Result<(tokio::net::TcpListener, SocketAddr)> {
+        let tcp = match self.take(addr) {
+            Some((was, std)) => {
+                if self.received {
+                    tracing::info!(%addr, %was, "listening on the socket of the previous process");
+                }
+                std.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(std)?
+            }
+            None => tokio::net::TcpListener::bind(addr).await?,
+        };
+        let local = tcp.local_addr()?;
+        Ok((tcp, local))
     }
 
     /// The addresses of the sockets left.

@@ -3,8 +3,9 @@
 //! off) without a restart.
 //!
 //! A reload decides first ([`plan`], which binds a new address and so can fail, changing
-//! nothing), then applies: the new listener starts, the one it replaces stops accepting and
-//! closes its open connections (an old token must not outlive the reload). The same
+//! nothing), then applies: the new listener starts, the token changes for every admin
+//! connection at once (it is read per request), and the listener it replaces stops
+//! accepting; its open connections finish what they were sent and close. The same
 //! address keeps its socket, so a reload that only changes the token never refuses a
 //! connection.
 
@@ -69,6 +70,11 @@ impl RunningAdmin {
     pub(crate) async fn retire(self) {
         let _ = self.retire.send(true);
         let _ = self.task.await;
+    }
+
+    /// The token its settings ask for.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.config.token.as_deref()
     }
 
     /// Waits for its task (after the proxy's `stop`).

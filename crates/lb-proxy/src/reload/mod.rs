@@ -13,7 +13,7 @@
 //! sockets of removed addresses close.
 //!
 //! TLS certificates are read again on every reload, and `[admin]` is applied too (a new
-//! address, token, or the listener turned on or off; see [`admin`]). Settings of the
+//! address, token, or the listener turned on or off; see `reload/admin.rs`). Settings of the
 //! process itself (`threads`, `pid_file`, `error_log`, `upgrade_sock`, `log_format`)
 //! need a restart or a binary upgrade: a reload that changes them applies the rest, names
 //! each in a warning and counts it in `lb_config_reloads_total{result="not_applied"}`.
@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::control::Control;
+use crate::admin::http::Token;
 use crate::admin::stats::ProcessCounters;
 use crate::admin::{AdminListener, AdminState};
 use crate::config::{AdminConfig, Config, ConfigError, ServerConfig};
@@ -126,6 +127,8 @@ pub(crate) struct Reloader {
     me: Weak<Reloader>,
     /// Operator holds and state-change times, for the admin listener.
     control: Arc<Control>,
+    /// The admin token, read by every admin connection at each request.
+    admin_token: Arc<Token>,
     hook: HealthHook,
     path: Option<PathBuf>,
     pub(crate) process: Arc<ProcessCounters>,
@@ -234,6 +237,7 @@ impl Reloader {
             live: parts.live,
             me: me.clone(),
             control: parts.control,
+            admin_token: Arc::default(),
             hook: parts.hook,
             path: parts.path,
             process: parts.process,
@@ -249,6 +253,7 @@ impl Reloader {
         });
         if let (Some(listener), Some(c)) = (admin, admin_config) {
             let running = reloader.start_admin(listener, c)?;
+            reloader.admin_token.set(running.token());
             reloader.publish_admin(Some(running.local));
             reloader.applied.lock().await.admin = Some(running);
         }
@@ -266,6 +271,7 @@ impl Reloader {
             live: self.live.clone(),
             control: self.control.clone(),
             connections: self.connections.clone(),
+            token: self.admin_token.clone(),
             reloader,
         };
         let stop = self.serving.lock().stop.clone();
@@ -398,6 +404,9 @@ impl Reloader {
             }
         };
         *self.serving.lock() = serving;
+        if let Some(admin) = &new_admin {
+            self.admin_token.set(admin.token());
+        }
         let old_admin = if stop_admin {
             std::mem::replace(&mut applied.admin, new_admin)
         } else {
