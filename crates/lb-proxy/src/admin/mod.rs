@@ -117,8 +117,9 @@ impl AdminListener {
 
     /// Serves the admin endpoints until `stop` (the proxy stops) or `retire` (a reload
     /// replaced this listener, or the process drains after a hand-over) turns true. Open
-    /// admin connections then get [`LINGER`] to finish what they were sent, their answers
-    /// saying `Connection: close`, and are shut down.
+    /// admin connections then finish what they were sent (answers say `Connection:
+    /// close`; [`SETTLE`], then a graceful shutdown and at most [`LINGER`]), and the task
+    /// returns once they have.
     pub(crate) fn spawn(
         self,
         state: AdminState,
@@ -132,7 +133,11 @@ impl AdminListener {
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new()).http1_only();
             let ending = Ending { stop, retire };
+            // The open connections, awaited at the end: a process that exits right after
+            // (a drain) would otherwise close one with its request unread (a reset).
+            let mut connections = tokio::task::JoinSet::new();
             loop {
+                while connections.try_join_next().is_some() {}
                 let mut end = ending.clone();
                 let accepted = tokio::select! {
                     biased;
@@ -141,7 +146,7 @@ impl AdminListener {
                 };
                 match accepted {
                     Ok((stream, _)) => {
-                        tokio::spawn(serve_connection(
+                        connections.spawn(serve_connection(
                             stream,
                             admin.clone(),
                             builder.clone(),
@@ -154,13 +159,22 @@ impl AdminListener {
                     }
                 }
             }
-            tracing::debug!(listen = %self.local, "admin listener stopped");
+            let local = self.local;
+            drop(self.tcp);
+            // Each ends within SETTLE + LINGER of the end (serve_connection).
+            while connections.join_next().await.is_some() {}
+            tracing::debug!(listen = %local, "admin listener stopped");
         })
     }
 }
 
-/// How long an admin connection may go on once its listener stopped: a request already on
-/// its way is answered.
+/// How long an admin connection is left alone once its listener stopped, so that a
+/// request already sent on it is read (hyper's graceful shutdown closes a connection that
+/// has read nothing yet as idle).
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// Then, after the graceful shutdown (idle connections close at once), how long a request
+/// in progress may take to be answered.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// The two ways an admin listener ends.
@@ -212,7 +226,7 @@ async fn serve_connection(
     };
     let done = match done {
         Some(done) => done,
-        None => match tokio::time::timeout(LINGER, conn.as_mut()).await {
+        None => match tokio::time::timeout(SETTLE, conn.as_mut()).await {
             Ok(done) => done,
             Err(_) => {
                 conn.as_mut().graceful_shutdown();
