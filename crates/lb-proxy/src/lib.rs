@@ -37,6 +37,7 @@ mod body;
 mod chunk;
 mod config_proxy;
 mod discovery;
+mod error_chain;
 mod generation;
 mod headers;
 mod limits;

@@ -306,6 +306,15 @@ async fn tls_answers(tls: SocketAddr) {
     assert_eq!(answer.status, 200);
 }
 
+/// A scenario with its first process serving under load.
+async fn serving() -> (Setup, Proxy, Load) {
+    let setup = Setup::new().await;
+    let old = setup.start().await;
+    let load = Load::start(&setup);
+    load.runs_for(200).await;
+    (setup, old, load)
+}
+
 /// Starts `lb-proxy -u` with the scenario's file and, once it waits, sends SIGQUIT to
 /// `old`: the upgrade is under way.
 async fn begin_upgrade(setup: &Setup, old: &Proxy) -> Proxy {
@@ -332,10 +341,7 @@ async fn upgrade_again_succeeds(setup: &Setup, mut old: Proxy, load: Load) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_with_the_full_example_hands_every_listener_over_under_load() {
-    let setup = Setup::new().await;
-    let mut old = setup.start().await;
-    let load = Load::start(&setup);
-    load.runs_for(200).await;
+    let (setup, mut old, load) = serving().await;
 
     let mut new = begin_upgrade(&setup, &old).await;
     new.wait_for("upgrade committed").await;
@@ -378,10 +384,7 @@ async fn an_upgrade_with_the_full_example_hands_every_listener_over_under_load()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_process_that_fails_after_receiving_the_sockets_leaves_the_old_one_serving() {
-    let setup = Setup::new().await;
-    let mut old = setup.start().await;
-    let load = Load::start(&setup);
-    load.runs_for(200).await;
+    let (setup, mut old, load) = serving().await;
 
     // The new file moves the admin listener to a port another program holds.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -407,10 +410,7 @@ async fn a_new_process_that_fails_after_receiving_the_sockets_leaves_the_old_one
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_process_killed_mid_start_leaves_the_old_one_serving() {
-    let setup = Setup::new().await;
-    let mut old = setup.start().await;
-    let load = Load::start(&setup);
-    load.runs_for(200).await;
+    let (setup, mut old, load) = serving().await;
 
     // The new file adds an upstream whose DNS server never answers: its first discovery
     // holds the start for 5 s, the window the kill lands in.
@@ -457,10 +457,7 @@ async fn a_hand_over_that_never_confirms_times_out_back_to_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_of_the_full_example_applies_admin_and_names_what_it_cannot() {
-    let setup = Setup::new().await;
-    let mut old = setup.start().await;
-    let load = Load::start(&setup);
-    load.runs_for(200).await;
+    let (setup, mut old, load) = serving().await;
 
     // Under load: a token on the same admin address (its socket is kept: the poller sees
     // no failure), and a thread count, which a reload cannot change.

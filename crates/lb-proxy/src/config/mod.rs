@@ -37,6 +37,8 @@ mod peer;
 mod process;
 mod retry;
 mod routes;
+mod selection;
+mod server;
 mod server_limits;
 mod tls;
 
@@ -54,6 +56,8 @@ pub use peer::UpstreamTlsConfig;
 pub use process::LogFormat;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
 pub use routes::{PathConflict, RouteConfig};
+pub use selection::{Factor, Percent, SelectionKind, TableSize};
+pub use server::ServerConfig;
 pub use server_limits::ServerLimits;
 pub use tls::{
     Alpn, CertificateConfig, ClientAuthConfig, ServerNamePattern, TlsListenerConfig, TlsVersion,
@@ -61,11 +65,8 @@ pub use tls::{
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-use lb_selection::{is_prime, BalanceFactor, MAX_TABLE_SIZE};
 
 use crate::hash_key::HashKey;
 use serde::Deserialize;
@@ -117,166 +118,6 @@ impl Written {
     }
 }
 
-/// `[server]`: listeners and process settings.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Addresses to accept plain HTTP/1.1 and HTTP/2 (h2c) connections on. May be empty
-    /// when there is a TLS listener; validation requires at least one listener overall.
-    #[serde(default)]
-    pub listen: Vec<SocketAddr>,
-    /// `[[server.tls]]`: TLS listeners (HTTP/1.1, or HTTP/2 through ALPN).
-    #[serde(default)]
-    pub tls: Vec<TlsListenerConfig>,
-    /// Worker threads; defaults to the number of CPUs.
-    #[serde(default)]
-    pub threads: Option<NonZeroU32>,
-    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-    #[serde(default = "default_grace_period")]
-    pub grace_period: ConfigDuration,
-    /// `[server.forwarding]`: forwarding headers and trusted proxies.
-    #[serde(default)]
-    pub forwarding: ForwardingConfig,
-    /// How long an upgraded connection (WebSocket) may stay silent both ways before it is
-    /// closed; an upstream's own `upgrade_idle_timeout` wins.
-    #[serde(default = "default_upgrade_idle_timeout")]
-    pub upgrade_idle_timeout: PositiveDuration,
-    /// Where the running process writes its pid (`--pid-file` wins); removed on exit.
-    #[serde(default = "process::no_path")]
-    pub pid_file: Option<PathBuf>,
-    /// The file logs are appended to instead of stderr (`--error-log` wins).
-    #[serde(default = "process::no_path")]
-    pub error_log: Option<PathBuf>,
-    /// The Unix socket over which a process started with `--upgrade` receives the
-    /// listening sockets of the running one on SIGQUIT (graceful binary upgrade).
-    #[serde(default = "process::no_path")]
-    pub upgrade_sock: Option<PathBuf>,
-    /// How long the running process, once the new one holds the listening sockets, waits
-    /// for it to start completely and confirm before giving the upgrade up and serving on.
-    #[serde(default = "process::default_upgrade_timeout")]
-    pub upgrade_timeout: PositiveDuration,
-    /// `text` (default) or `json` log lines.
-    #[serde(default = "process::default_log_format")]
-    pub log_format: LogFormat,
-    /// `[server.limits]`: what one client may cost (connections, sizes, timeouts, HTTP/2
-    /// abuse); on by default, see `docs/security.md`.
-    #[serde(default)]
-    pub limits: ServerLimits,
-}
-
-fn default_upgrade_idle_timeout() -> PositiveDuration {
-    PositiveDuration(Duration::from_secs(3600))
-}
-
-fn default_grace_period() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(10))
-}
-
-/// The selection algorithm of an upstream; see `docs/algorithms.md`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum SelectionKind {
-    /// Round robin; nginx's smooth weighted round robin when weights differ.
-    #[default]
-    RoundRobin,
-    /// Weighted random.
-    Random,
-    /// Power of two choices: the less loaded of two weighted-random backends.
-    P2c,
-    /// Fewest in-flight requests per unit of weight (nginx `least_conn`).
-    LeastConn,
-    /// FNV-1a hash of `hash_key` modulo weighted slots.
-    Fnv,
-    /// Ketama consistent hashing of `hash_key`, as nginx `hash $key consistent`.
-    Consistent,
-    /// nginx `hash $key` (not consistent).
-    Hash,
-    /// nginx `ip_hash`: the client address.
-    IpHash,
-    /// Maglev consistent hashing of `hash_key`.
-    Maglev,
-}
-
-impl SelectionKind {
-    /// True for the algorithms that hash a request key (`hash_key` applies).
-    pub fn hashes_key(self) -> bool {
-        matches!(
-            self,
-            Self::Fnv | Self::Consistent | Self::Hash | Self::Maglev
-        )
-    }
-
-    /// The configuration spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RoundRobin => "round_robin",
-            Self::Random => "random",
-            Self::P2c => "p2c",
-            Self::LeastConn => "least_conn",
-            Self::Fnv => "fnv",
-            Self::Consistent => "consistent",
-            Self::Hash => "hash",
-            Self::IpHash => "ip_hash",
-            Self::Maglev => "maglev",
-        }
-    }
-}
-
-/// A `balance_factor` value: a finite number above 1.0.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Factor(pub BalanceFactor);
-
-impl<'de> Deserialize<'de> for Factor {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let v = f64::deserialize(deserializer)?;
-        BalanceFactor::new(v)
-            .map(Factor)
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// A percentage from 1 to 100.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Percent(pub u8);
-
-fn default_min_percent() -> Percent {
-    Percent(10)
-}
-
-impl<'de> Deserialize<'de> for Percent {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let v = u8::deserialize(deserializer)?;
-        if !(1..=100).contains(&v) {
-            return Err(serde::de::Error::custom(format!(
-                "{v} is not a percentage from 1 to 100"
-            )));
-        }
-        Ok(Percent(v))
-    }
-}
-
-/// A `maglev_table_size` value: a prime number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TableSize(pub u32);
-
-impl<'de> Deserialize<'de> for TableSize {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let v = u32::deserialize(deserializer)?;
-        if v > MAX_TABLE_SIZE {
-            return Err(serde::de::Error::custom(format!(
-                "{v} is larger than the largest table, {MAX_TABLE_SIZE} (64 MiB)"
-            )));
-        }
-        if !is_prime(u64::from(v)) {
-            return Err(serde::de::Error::custom(format!(
-                "{v} is not a prime number (Maglev needs a prime table size, such as 65537)"
-            )));
-        }
-        Ok(TableSize(v))
-    }
-}
-
 /// `[upstreams.NAME]`: a group of backends and how to balance over them.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -299,7 +140,7 @@ pub struct UpstreamConfig {
     #[serde(default)]
     pub slow_start: Option<Spanned<PositiveDuration>>,
     /// The weight a slow-starting backend starts from, in percent of its full weight (1–100).
-    #[serde(default = "default_min_percent")]
+    #[serde(default = "selection::default_min_percent")]
     pub slow_start_min_percent: Percent,
     /// The backends: `"host:port"` strings or `{ addr = "host:port", weight = N }` tables.
     /// Either this or `discovery`.
@@ -424,7 +265,7 @@ impl Config {
                 balance_factor: None,
                 maglev_table_size: None,
                 slow_start: None,
-                slow_start_min_percent: default_min_percent(),
+                slow_start_min_percent: selection::default_min_percent(),
                 backends,
                 discovery: None,
                 health_check: Some(Spanned::new(0..0, HealthCheckConfig::default())),
@@ -448,9 +289,9 @@ impl Config {
                 listen,
                 tls: Vec::new(),
                 threads: None,
-                grace_period: default_grace_period(),
+                grace_period: server::default_grace_period(),
                 forwarding: ForwardingConfig::default(),
-                upgrade_idle_timeout: default_upgrade_idle_timeout(),
+                upgrade_idle_timeout: server::default_upgrade_idle_timeout(),
                 pid_file: None,
                 error_log: None,
                 upgrade_sock: None,

@@ -18,6 +18,7 @@ use toml::Spanned;
 
 use super::{paths, ConfigError, PositiveDuration, UpstreamConfig};
 use crate::client::{self, Alpn, ClientCert, PeerOptions, TlsOptions};
+use crate::error_chain::error_chain;
 
 /// `tls = { ... }` of an upstream: HTTPS to its backends.
 ///
@@ -249,8 +250,8 @@ fn load_tls(t: &mut UpstreamTlsConfig, origin: &Path, at: &At<'_>) -> Result<(),
     }
     if let Some(ca) = &t.ca_file {
         let path = paths::resolve(origin, ca.get_ref());
-        let certs =
-            client::load_certs(&path).map_err(|e| at(ca.span().start, "ca_file", chain(&e)))?;
+        let certs = client::load_certs(&path)
+            .map_err(|e| at(ca.span().start, "ca_file", error_chain(&e)))?;
         let (usable, _) = RootCertStore::empty().add_parsable_certificates(certs.iter().cloned());
         if usable == 0 {
             return Err(at(
@@ -280,10 +281,10 @@ fn load_tls(t: &mut UpstreamTlsConfig, origin: &Path, at: &At<'_>) -> Result<(),
         (Some(c), Some(k)) => {
             let chain_path = paths::resolve(origin, c.get_ref());
             let certs = client::load_certs(&chain_path)
-                .map_err(|e| at(c.span().start, "client_cert", chain(&e)))?;
+                .map_err(|e| at(c.span().start, "client_cert", error_chain(&e)))?;
             let key_path = paths::resolve(origin, k.get_ref());
             let key = client::load_key(&key_path)
-                .map_err(|e| at(k.span().start, "client_key", chain(&e)))?;
+                .map_err(|e| at(k.span().start, "client_key", error_chain(&e)))?;
             let cert = ClientCert::new(certs, key).map_err(|e| {
                 at(
                     k.span().start,
@@ -299,16 +300,4 @@ fn load_tls(t: &mut UpstreamTlsConfig, origin: &Path, at: &At<'_>) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// An error and its causes, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }

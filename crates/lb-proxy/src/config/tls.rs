@@ -17,7 +17,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{paths, ConfigError, PositiveDuration, ServerConfig};
-use crate::tls::{Part, TlsError};
+use crate::error_chain::error_chain;
+use crate::tls::Part;
 
 /// `[[server.tls]]`: one TLS listener (a set of addresses sharing certificates and settings).
 ///
@@ -299,18 +300,6 @@ fn listen_offset(text: &str) -> usize {
         .map(|l| l.span().start)
         .or_else(|| text.find("[server]"))
         .unwrap_or(0)
-}
-
-/// `error: cause: cause...`, for one-line configuration errors.
-fn error_chain(error: &TlsError) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ use crate::admin::http::Token;
 use crate::admin::stats::ProcessCounters;
 use crate::admin::{AdminListener, AdminState};
 use crate::config::{AdminConfig, Config, ConfigError, ServerConfig};
+use crate::error_chain::error_chain;
 pub use crate::generation::UpstreamChanges;
 use crate::generation::{self, Slot};
 use crate::handover::{Inherited, ListenerKind};
@@ -354,7 +355,7 @@ impl Reloader {
     fn refused(&self, error: ReloadError) -> ReloadError {
         self.process.record_reload(false);
         tracing::error!(
-            error = %chain(&error),
+            error = %error_chain(&error),
             "reload refused; the running configuration is unchanged"
         );
         error
@@ -459,16 +460,4 @@ impl Reloader {
         let server = settings::pin_ephemeral(&applied.config.server, &bound.addrs, server);
         listener::bind_all(&server, &mut inherited).await
     }
-}
-
-/// `error` and its sources, joined by ": ".
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
