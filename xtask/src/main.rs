@@ -26,6 +26,8 @@ Usage: cargo xtask <TASK>
 Tasks:
   ci                    Run the CI gate: preflight (the programs the tests need), fmt, clippy,
                         tests, doc, the quick start on a fresh clone (stops at the first failure)
+  structure             Check the source shape alone (the step ci runs after fmt): no module
+                        import cycle inside a crate, no file over 500 lines, main.rs under 80
   bench [FILTER]        Run the criterion benches of lb-selection and lb-balancer and
                         print the median tables (not part of ci); `bench --report`
                         reprints the tables of the last run
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     // module here, and a line in `USAGE`.
     let result = match args.as_slice() {
         ["ci"] => ci::run(),
+        ["structure"] => ci::structure(),
         ["bench", "all", args @ ..] => bench_all::run(args),
         ["bench", args @ ..] => bench::run(args),
         ["bench-peers", args @ ..] => bench_peers::run(args),

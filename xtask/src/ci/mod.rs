@@ -3,7 +3,8 @@
 //!
 //! 0. the preflight ([`preflight`]): every program the tests and the steps run is
 //!    installed, or it stops at once with one line saying what to install
-//! 1. `cargo fmt --all -- --check`
+//! 1. `cargo fmt --all -- --check`, then the [`structure`] step: no module import cycle
+//!    inside any crate, no source file over 500 lines (tests excepted), `main.rs` at most 80
 //! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`, then the
 //!    [`features`] step, each library crate alone: `cargo clippy -p CRATE` (the library,
 //!    then `--all-targets`; `-D warnings`) with `--no-default-features`, `--all-features`
@@ -24,6 +25,7 @@
 mod features;
 mod preflight;
 mod quickstart;
+mod structure;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -90,10 +92,15 @@ pub(crate) fn run() -> anyhow::Result<()> {
     quickstart::run(&root, locked)?;
 
     echo(&format!(
-        "xtask ci: all checks passed (preflight, fmt, clippy, tests, doc, quick start) in {}s",
+        "xtask ci: all checks passed (preflight, fmt, structure, clippy, tests, doc, quick start) in {}s",
         started.elapsed().as_secs()
     ));
     Ok(())
+}
+
+/// `cargo xtask structure`: the structure step alone.
+pub(crate) fn structure() -> anyhow::Result<()> {
+    structure::run(&workspace_root()?)
 }
 
 /// The workspace root: the parent of this crate's directory.
