@@ -10,7 +10,7 @@
 //!   budget;
 //! - response filter: the route's response header rules;
 //! - after attempt and logging also count the request for `/metrics` and `/status`
-//!   ([`crate::admin::stats`]: atomics only) and queue its access log line.
+//!   ([`crate::stats`]: atomics only) and queue its access log line.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,13 +20,13 @@ use lb_core::Backend;
 use lb_health::Outcome;
 
 use crate::access_log::{AccessLog, Record};
-use crate::admin::stats::Stats;
 use crate::client::UpstreamError;
 use crate::config::ServerConfig;
 use crate::headers::{ClientAddr, Forwarding};
 use crate::hooks::{Attempt, LocalResponse, Peer, ProxyHttp, Retry, Session};
 use crate::retry::Decision;
 use crate::router::Router;
+use crate::stats::Stats;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared by all connections.

@@ -28,12 +28,13 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::access_log::{AccessLog, Names};
-use crate::admin::stats::{ProcessCounters, RouteStats, Stats, UpstreamStats};
+use crate::changes::UpstreamChanges;
 use crate::config::{Config, UpstreamConfig};
 use crate::config_proxy::ConfigProxy;
 use crate::discovery;
+use crate::error::StartError;
 use crate::router::Router;
-use crate::server::StartError;
+use crate::stats::{ProcessCounters, RouteStats, Stats, UpstreamStats};
 use crate::upstream::{HealthHook, Upstream};
 
 /// How long building an upstream fed by discovery waits for its first answer.
@@ -65,22 +66,6 @@ enum Plan {
     Relist(Discovered),
     /// Built again (or for the first time).
     Build,
-}
-
-/// What a reload does to upstreams, by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct UpstreamChanges {
-    /// Unchanged, kept whole.
-    pub kept: Vec<String>,
-    /// Only the backend list changed.
-    pub relisted: Vec<String>,
-    /// Other settings changed: built again, backend state carried over.
-    pub rebuilt: Vec<String>,
-    /// New.
-    pub added: Vec<String>,
-    /// Gone.
-    pub removed: Vec<String>,
 }
 
 /// An applied generation (see [`Prepared::commit`]).
@@ -189,7 +174,17 @@ pub(crate) async fn prepare(
     };
     let proxy = ConfigProxy::new(upstreams, router, &config.server, stats);
     let access_log = match &config.access_log {
-        Some(c) => Some(AccessLog::start(c, Names::of(&proxy), proxy.stats.clone()).await?),
+        Some(c) => Some(
+            AccessLog::start(
+                c,
+                Names::new(
+                    proxy.router.routes().len(),
+                    proxy.upstreams.iter().map(|u| u.name()),
+                ),
+                proxy.stats.clone(),
+            )
+            .await?,
+        ),
         None => None,
     };
     Ok(Prepared {

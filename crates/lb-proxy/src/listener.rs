@@ -31,12 +31,11 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ServerConfig, ServerLimits};
-use crate::handover::Inherited;
 use crate::hooks::ProxyHttp;
 use crate::parking::serve_parking;
 use crate::pipeline;
 use crate::protect::{self, Activity, ConnIo, FramedIo, Protect, TrackedBody};
-use crate::server::StartError;
+use crate::sockets::Inherited;
 use crate::worker::{OpenConn, Workers};
 
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
@@ -54,6 +53,29 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// True when the connection came through a TLS listener (for `X-Forwarded-Proto`).
     pub tls: bool,
+}
+
+/// Why a listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ListenError {
+    /// The address could not be bound (or the socket not duplicated for a worker).
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificates or settings of `[[server.tls]]` table `index` cannot be used.
+    #[error("TLS listener {index}")]
+    Tls {
+        /// Which `[[server.tls]]` table (from 0).
+        index: usize,
+        /// Why.
+        #[source]
+        source: crate::tls::TlsError,
+    },
 }
 
 /// The error a connection ends with.
@@ -173,11 +195,11 @@ impl Listener {
 pub(crate) async fn bind_all(
     server: &ServerConfig,
     inherited: &mut Inherited,
-) -> Result<Vec<Listener>, StartError> {
+) -> Result<Vec<Listener>, ListenError> {
     let mut tls = Vec::with_capacity(server.tls.len());
     for (index, t) in server.tls.iter().enumerate() {
         let config =
-            crate::tls::server_config(t).map_err(|source| StartError::Tls { index, source })?;
+            crate::tls::server_config(t).map_err(|source| ListenError::Tls { index, source })?;
         let settings = Tls {
             acceptor: TlsAcceptor::from(config),
             handshake_timeout: t.handshake_timeout.get(),
@@ -190,7 +212,7 @@ pub(crate) async fn bind_all(
         let (tcp, local) = inherited
             .take_or_bind(addr)
             .await
-            .map_err(|source| StartError::Listen { addr, source })?;
+            .map_err(|source| ListenError::Listen { addr, source })?;
         listeners.push(Listener { tcp, local, tls });
     }
     Ok(listeners)
@@ -204,7 +226,7 @@ pub(crate) fn spawn_accept_loops<H: ProxyHttp>(
     serving: &Serving<H>,
     graceful: &Arc<GracefulShutdown>,
     retire: &watch::Receiver<bool>,
-) -> Result<Vec<JoinHandle<()>>, StartError> {
+) -> Result<Vec<JoinHandle<()>>, ListenError> {
     let workers = &serving.workers;
     let mut tasks = Vec::with_capacity(workers.count());
     for index in 1..workers.count() {
@@ -215,7 +237,7 @@ pub(crate) fn spawn_accept_loops<H: ProxyHttp>(
             .as_fd()
             .try_clone_to_owned()
             .map(std::net::TcpListener::from)
-            .map_err(|source| StartError::Listen {
+            .map_err(|source| ListenError::Listen {
                 addr: listener.local,
                 source,
             })?;

@@ -4,7 +4,6 @@
 //! [`RunningProxy::drain`]).
 
 use std::collections::BTreeMap;
-use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,60 +13,23 @@ use hyper_util::server::graceful::GracefulShutdown;
 use lb_health::StatusChange;
 use tokio::sync::watch;
 
-use crate::access_log::AccessLogError;
 use crate::admin::control::Control;
-use crate::admin::stats::ProcessCounters;
 use crate::admin::AdminListener;
+use crate::changes::Reloaded;
 use crate::config::Config;
-use crate::discovery::SourceError;
+use crate::error::{ReloadError, StartError};
 use crate::generation;
-use crate::handover::{self, HandoverError, Inherited};
+use crate::handover::{self, HandoverError};
 use crate::listener;
 use crate::live::LiveProxy;
-use crate::reload::{self, ReloadError, Reloaded, Reloader};
-use crate::router::RouterError;
+use crate::reload::{self, Reloader};
+use crate::sockets::Inherited;
+use crate::stats::ProcessCounters;
 use crate::upstream::{HealthHook, Upstream};
 use crate::worker::{WorkerStats, Workers};
 
 /// How often [`RunningProxy::drain`] looks whether every connection has closed.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
-
-/// Why the proxy could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StartError {
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The certificates or settings of `[[server.tls]]` table `index` cannot be used.
-    #[error("TLS listener {index}")]
-    Tls {
-        /// Which `[[server.tls]]` table (from 0).
-        index: usize,
-        /// Why.
-        #[source]
-        source: crate::tls::TlsError,
-    },
-    /// An upstream's discovery source could not be built.
-    #[error(transparent)]
-    Upstream(#[from] SourceError),
-    /// The routes could not be built (a configuration made in code naming an unknown
-    /// upstream, or with two path conditions on one route).
-    #[error(transparent)]
-    Routes(#[from] RouterError),
-    /// The access log file cannot be opened.
-    #[error(transparent)]
-    AccessLog(#[from] AccessLogError),
-    /// The proxy is shutting down or draining after a hand-over (a reload came too late).
-    #[error("the proxy is stopping")]
-    Stopping,
-}
 
 /// A proxy built from a [`Config`], ready to [`start`](Proxy::start).
 ///

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::{time, Names, Record};
+use super::{Names, Record};
 use crate::config::AccessLogFormat;
+use crate::timestamp as time;
 
 /// Appends the line for `r` (with its newline) to `out`.
 pub(super) fn line(r: &Record, format: AccessLogFormat, names: &Names, out: &mut String) {

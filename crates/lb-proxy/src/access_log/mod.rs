@@ -8,7 +8,6 @@
 //! channel runs empty.
 
 mod format;
-pub(crate) mod time;
 
 use std::io;
 use std::net::IpAddr;
@@ -22,8 +21,8 @@ use lb_core::Backend;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::admin::stats::Stats;
 use crate::config::{AccessLogConfig, AccessLogFormat};
+use crate::stats::Stats;
 
 /// Why the access log could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,17 +87,11 @@ pub(crate) struct Names {
 }
 
 impl Names {
-    /// The names of `proxy`'s routes (their index) and upstreams.
-    pub(crate) fn of(proxy: &crate::config_proxy::ConfigProxy) -> Self {
+    /// The names of `routes` routes (their index) and of the upstreams, in order.
+    pub(crate) fn new<'a>(routes: usize, upstreams: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
-            routes: (0..proxy.router.routes().len())
-                .map(|i| i.to_string())
-                .collect(),
-            upstreams: proxy
-                .upstreams
-                .iter()
-                .map(|u| u.name().to_owned())
-                .collect(),
+            routes: (0..routes).map(|i| i.to_string()).collect(),
+            upstreams: upstreams.into_iter().map(str::to_owned).collect(),
         }
     }
 }

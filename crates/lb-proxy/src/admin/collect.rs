@@ -1,7 +1,7 @@
 //! `GET /metrics`: the OpenMetrics text exposition, built at scrape time (the classic
 //! Prometheus format is converted from it, [`super::classic`]).
 //!
-//! One `prometheus-client` [`Collector`] reads the request counters ([`super::stats`]),
+//! One `prometheus-client` [`Collector`] reads the request counters ([`crate::stats`]),
 //! the backends' shared state (health, in flight, maintenance), the health monitors'
 //! snapshots, passive health, retry counts and the open connections, and encodes them
 //! ([`super::families`]). Per-backend rows carry `upstream`, `backend` (the configured
@@ -17,8 +17,8 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::families::{counters, gauges, histograms, labels, Labels};
-use super::stats::CLASS_NAMES;
 use super::AdminState;
+use crate::stats::CLASS_NAMES;
 
 /// The collector over the whole proxy.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::histogram::HistogramSnapshot;
+use crate::stats::histogram::HistogramSnapshot;
 
 /// A label set: `(name, escaped value)` pairs; build it with [`labels`].
 pub(crate) type Labels = Vec<(&'static str, String)>;

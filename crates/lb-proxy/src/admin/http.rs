@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use super::accept::Format;
 use super::control::Action;
 use super::{classic, collect, page, status, AdminState};
-use crate::reload::ReloadError;
+use crate::error::ReloadError;
 
 /// The admin service.
 pub(crate) struct Admin {

@@ -14,19 +14,16 @@
 //! With `token` set, every endpoint but `/healthz` needs `Authorization: Bearer TOKEN`
 //! (compared in constant time). The listener speaks HTTP/1.1 and stops with the proxy.
 //!
-//! The request path only ever touches [`stats`]: counters created at start-up and
+//! The request path only ever touches [`crate::stats`]: counters created at start-up and
 //! recorded with atomic additions from `ConfigProxy`'s `after_attempt` and `logging` hooks.
 
 mod accept;
-mod addr_hash;
 mod classic;
 mod collect;
 pub(crate) mod control;
 mod families;
-mod histogram;
 pub(crate) mod http;
 mod page;
-pub(crate) mod stats;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -45,13 +42,25 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::changes::Reloaded;
 use crate::config::AdminConfig;
 use crate::config_proxy::ConfigProxy;
-use crate::handover::Inherited;
+use crate::error::{ReloadError, StartError};
 use crate::live::LiveProxy;
-use crate::reload::Reloader;
-use crate::server::StartError;
+use crate::sockets::Inherited;
+use crate::worker::Workers;
 use control::Control;
+
+/// What the admin endpoints ask of the process around them: `POST /reload`, and the
+/// workers for `/metrics`. The reloader (`crate::reload`, above this module) implements it.
+#[async_trait::async_trait]
+pub(crate) trait Reload: Send + Sync + std::fmt::Debug {
+    /// Reads the configuration file again and applies it (as SIGHUP does).
+    async fn reload_file(&self) -> Result<Reloaded, ReloadError>;
+
+    /// The workers serving the proxy's listeners.
+    fn workers(&self) -> Workers;
+}
 
 /// What the admin endpoints read and act on.
 #[derive(Debug)]
@@ -59,7 +68,7 @@ pub(crate) struct AdminState {
     /// The running configuration: upstreams, routes and request counters.
     pub(crate) live: Arc<LiveProxy>,
     /// Applies `POST /reload`.
-    pub(crate) reloader: Arc<Reloader>,
+    pub(crate) reloader: Arc<dyn Reload>,
     /// Operator holds and state-change times.
     pub(crate) control: Arc<Control>,
     /// The proxy listeners' connections (weak: shutdown takes the `GracefulShutdown` back).

@@ -10,10 +10,10 @@ use lb_core::{Backend, Health};
 use lb_health::{BackendHealth, PassiveStatus};
 use serde::Serialize;
 
-use super::stats::BackendStats;
 use super::AdminState;
-use crate::access_log::time;
 use crate::config_proxy::ConfigProxy;
+use crate::stats::BackendStats;
+use crate::timestamp as time;
 use crate::upstream::Upstream;
 
 /// The whole proxy.

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 
-use crate::admin::stats::Stats;
 use crate::config::Config;
 use crate::config_proxy::ConfigProxy;
 use crate::hooks::{Attempt, ConnInfo, Peer, ProxyHttp, Session};
 use crate::router::Router;
+use crate::stats::Stats;
 use crate::upstream::Upstream;
 
 const CONFIG: &str = r#"

@@ -183,8 +183,5 @@ fn receive_on(stream: &mut UnixStream, path: &Path) -> Result<Inherited, Handove
         }
         listeners.insert(addr, (kind, tcp));
     }
-    Ok(Inherited {
-        listeners,
-        received: true,
-    })
+    Ok(Inherited::received(listeners))
 }

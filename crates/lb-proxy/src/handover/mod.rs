@@ -31,16 +31,14 @@ mod lines;
 mod offer;
 mod wire;
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::sockets::{Inherited, ListenerKind};
 pub use incoming::receive;
 pub use offer::send;
-pub use wire::ListenerKind;
 
 /// At most this many listening sockets are handed over (more is refused by [`send`]).
 pub const MAX_LISTENERS: usize = 64;
@@ -104,14 +102,6 @@ pub struct SendTimeouts {
     pub start: Duration,
 }
 
-/// Listening sockets received from the previous process, by bound address.
-#[derive(Debug, Default)]
-pub struct Inherited {
-    listeners: HashMap<SocketAddr, (ListenerKind, TcpListener)>,
-    /// Received in a hand-over (not a reload's own sockets).
-    received: bool,
-}
-
 /// The new process's side of a hand-over in progress: it holds the sockets; the previous
 /// process serves on until [`confirm`](Self::confirm). Dropped without it, the previous
 /// process sees the socket close and keeps serving.
@@ -120,63 +110,6 @@ pub struct Handover {
     inherited: Option<Inherited>,
     stream: UnixStream,
     path: PathBuf,
-}
-
-impl Inherited {
-    /// How many sockets are left (not yet taken by a listener of the new configuration).
-    pub fn len(&self) -> usize {
-        self.listeners.len()
-    }
-
-    /// True when no socket is left.
-    pub fn is_empty(&self) -> bool {
-        self.listeners.is_empty()
-    }
-
-    /// The sockets of this process's own listeners (duplicates), for a reload to serve the
-    /// new configuration's listeners on them instead of binding again.
-    pub(crate) fn own(
-        listeners: impl IntoIterator<Item = (SocketAddr, ListenerKind, TcpListener)>,
-    ) -> Self {
-        Self {
-            listeners: listeners
-                .into_iter()
-                .map(|(addr, kind, l)| (addr, (kind, l)))
-                .collect(),
-            received: false,
-        }
-    }
-
-    /// The socket bound to exactly `addr`, if one was received (and not yet taken), with
-    /// what the previous process used it for.
-    pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<(ListenerKind, TcpListener)> {
-        self.listeners.remove(&addr)
-    }
-
-    /// A listener on `addr` with its bound address: the socket held for exactly `addr`
-    /// (taken out), else a new one bound. Needs a tokio runtime.
-    pub(crate) async fn take_or_bind(
-        &mut self,
-        addr: SocketAddr,
-    ) -> io::Result<(tokio::net::TcpListener, SocketAddr)> {
-        let tcp = match self.take(addr) {
-            Some((was, std)) => {
-                if self.received {
-                    tracing::info!(%addr, %was, "listening on the socket of the previous process");
-                }
-                std.set_nonblocking(true)?;
-                tokio::net::TcpListener::from_std(std)?
-            }
-            None => tokio::net::TcpListener::bind(addr).await?,
-        };
-        let local = tcp.local_addr()?;
-        Ok((tcp, local))
-    }
-
-    /// The addresses of the sockets left.
-    pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.keys().copied().collect()
-    }
 }
 
 #[cfg(test)]

@@ -19,9 +19,9 @@
 //! one's offer by name instead of misreading it (the old process then times out and goes
 //! on serving).
 
+use crate::sockets::ListenerKind;
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 /// The first bytes of a version 2 offer.
 const MAGIC: &[u8; 4] = b"LBHO";
@@ -34,18 +34,6 @@ pub(super) const HEADER_LEN: usize = 16;
 
 /// The longest line either side sends (a `failed` reason is cut to fit).
 pub(super) const MAX_LINE: usize = 1024;
-
-/// What a listening socket is for, as the running process served it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ListenerKind {
-    /// A plain HTTP listener (`server.listen`).
-    Http,
-    /// A TLS listener (`[[server.tls]] listen`).
-    Tls,
-    /// The admin listener (`[admin] listen`).
-    Admin,
-}
 
 /// The fixed part of an offer.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,35 +66,6 @@ pub(super) enum Line {
     Failed(String),
     /// The running process stops accepting: the new one is in charge.
     Commit,
-}
-
-impl ListenerKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Http => "http",
-            Self::Tls => "tls",
-            Self::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for ListenerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ListenerKind {
-    type Err = ();
-
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "http" => Ok(Self::Http),
-            "tls" => Ok(Self::Tls),
-            "admin" => Ok(Self::Admin),
-            _ => Err(()),
-        }
-    }
 }
 
 impl Header {

@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{AdminListener, AdminState};
 use crate::config::AdminConfig;
-use crate::handover::{Inherited, ListenerKind};
-use crate::server::StartError;
+use crate::error::StartError;
+use crate::sockets::{Inherited, ListenerKind};
 
 /// The admin listener serving now.
 #[derive(Debug)]

@@ -34,48 +34,18 @@ use tokio::task::JoinHandle;
 
 use crate::admin::control::Control;
 use crate::admin::http::Token;
-use crate::admin::stats::ProcessCounters;
 use crate::admin::{AdminListener, AdminState};
-use crate::config::{AdminConfig, Config, ConfigError, ServerConfig};
+pub use crate::changes::{Reloaded, UpstreamChanges};
+use crate::config::{AdminConfig, Config, ServerConfig};
+pub use crate::error::ReloadError;
+use crate::error::StartError;
 use crate::error_chain::error_chain;
-pub use crate::generation::UpstreamChanges;
 use crate::generation::{self, Slot};
-use crate::handover::{Inherited, ListenerKind};
 use crate::listener::{self, Builders, Listener, Serving};
 use crate::live::LiveProxy;
-use crate::server::StartError;
+use crate::sockets::{Inherited, ListenerKind};
+use crate::stats::ProcessCounters;
 use crate::upstream::HealthHook;
-
-/// Why a reload was refused; the running configuration is unchanged.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReloadError {
-    /// The proxy was not started from a file ([`Proxy::config_file`](crate::Proxy::config_file)).
-    #[error("no configuration file to read again (the proxy was configured in code)")]
-    NoFile,
-    /// The file cannot be read or is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The configuration is valid but cannot be applied (a listener cannot be bound, a
-    /// certificate or discovery source cannot be loaded, ...).
-    #[error(transparent)]
-    Start(#[from] StartError),
-}
-
-/// What a reload changed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Reloaded {
-    /// The upstreams, by what happened to each.
-    pub upstreams: UpstreamChanges,
-    /// The listener addresses now, plain ones first (as
-    /// [`RunningProxy::local_addrs`](crate::RunningProxy::local_addrs)).
-    pub listening: Vec<SocketAddr>,
-    /// The admin listener's address now, when `[admin]` is configured.
-    pub admin: Option<SocketAddr>,
-    /// Changed settings that a reload cannot apply (they need a restart or an upgrade).
-    pub not_applied: Vec<&'static str>,
-}
 
 /// The bound listener addresses: plain ones first, then TLS ones, and the admin listener's.
 #[derive(Debug, Default)]
@@ -153,6 +123,17 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::admin::Reload for Reloader {
+    async fn reload_file(&self) -> Result<Reloaded, ReloadError> {
+        Reloader::reload_file(self).await
+    }
+
+    fn workers(&self) -> crate::worker::Workers {
+        Reloader::workers(self)
+    }
+}
+
 /// What [`Reloader::new`] needs besides the first generation.
 pub(crate) struct Parts {
     pub(crate) live: Arc<LiveProxy>,
@@ -193,7 +174,7 @@ impl Listeners {
                 Err(error) => {
                     // The loops already started end (their sockets stay in `fds`, dropped).
                     let _ = retire.send(true);
-                    return Err(error);
+                    return Err(error.into());
                 }
             }
         }
@@ -458,6 +439,6 @@ impl Reloader {
         }
         let mut inherited = Inherited::own(own);
         let server = settings::pin_ephemeral(&applied.config.server, &bound.addrs, server);
-        listener::bind_all(&server, &mut inherited).await
+        Ok(listener::bind_all(&server, &mut inherited).await?)
     }
 }

@@ -7,6 +7,9 @@
 //! Recording is a few relaxed atomic additions: no lock, no allocation (measured in the
 //! tests below).
 
+mod addr_hash;
+pub(crate) mod histogram;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -16,9 +19,9 @@ use arc_swap::ArcSwap;
 use lb_core::{BackendAddr, BackendSet};
 use tokio::sync::watch;
 
-use super::addr_hash::AddrHash;
-use super::histogram::Histogram;
 use crate::client::UpstreamError;
+use addr_hash::AddrHash;
+use histogram::Histogram;
 
 /// Counts by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
 #[derive(Debug, Default)]

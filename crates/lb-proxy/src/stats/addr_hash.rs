@@ -1,5 +1,5 @@
 //! A fast, fixed hasher for maps keyed by backend address, looked up on the request path
-//! ([`super::stats`]: one lookup per attempt).
+//! ([`super`]: one lookup per attempt).
 //!
 //! The standard `RandomState` (SipHash-1-3) costs a few hundred instructions per lookup;
 //! its protection against chosen keys is not needed here: the keys come from the

@@ -2,7 +2,7 @@
 //!
 //! `prometheus-client`'s own histogram takes a lock on every observation; this one is a
 //! handful of relaxed atomic additions, fit for the request path, and is encoded by the
-//! scrape-time collector (see [`super::collect`]).
+//! scrape-time collector (`admin/collect.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
