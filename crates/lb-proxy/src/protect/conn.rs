@@ -68,8 +68,6 @@ pub(crate) struct Activity {
 #[derive(Debug)]
 pub(crate) struct Busy {
     activity: Arc<Activity>,
-    /// The request's ordinal on its connection, from 1.
-    ordinal: u64,
 }
 
 pin_project_lite::pin_project! {
@@ -191,14 +189,29 @@ impl Activity {
         }
     }
 
-    /// Marks a request in progress until the returned guard is dropped.
-    pub(crate) fn enter(self: &Arc<Self>) -> Busy {
+    /// Marks a request in progress until the returned guard is dropped. A request that
+    /// stands in for a head the framing check refused gets the [`Refusal`] in its
+    /// `extensions` (an allocation for that request only): the verdict travels with the
+    /// request to [`inspect`](super::inspect), which refuses it.
+    pub(crate) fn enter(self: &Arc<Self>, extensions: &mut http::Extensions) -> Busy {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let ordinal = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(why) = self.refusal(ordinal) {
+            extensions.insert(why);
+        }
         Busy {
             activity: self.clone(),
-            ordinal,
         }
+    }
+
+    /// The framing check's refusal, when the request with `ordinal` stands in for a
+    /// refused head.
+    fn refusal(&self, ordinal: u64) -> Option<Refusal> {
+        let refused = self.refused.load(Ordering::Acquire);
+        if refused == 0 || refused >> 8 != ordinal {
+            return None;
+        }
+        Refusal::from_code((refused & 0xff) as u8)
     }
 
     /// Records that the request with `ordinal` stands in for a head the framing check
@@ -238,15 +251,6 @@ impl Busy {
     /// own `upgrade_idle_timeout`).
     pub(crate) fn set_upgraded(&self) {
         self.activity.upgraded.store(true, Ordering::Relaxed);
-    }
-
-    /// The framing check's refusal, when this request stands in for a refused head.
-    pub(crate) fn refusal(&self) -> Option<Refusal> {
-        let refused = self.activity.refused.load(Ordering::Acquire);
-        if refused == 0 || refused >> 8 != self.ordinal {
-            return None;
-        }
-        Refusal::from_code((refused & 0xff) as u8)
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::protect::Rejection;
+
 /// Why a head was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -50,6 +52,11 @@ impl Refusal {
             Self::RequestLineTooLong => "414 URI Too Long\n",
             Self::HeadTooLarge => "431 Request Header Fields Too Large\n",
         }
+    }
+
+    /// The answer: its status and text (the connection closes after it).
+    pub(crate) fn rejection(self) -> Rejection {
+        Rejection::new(self.status(), self.text())
     }
 
     /// The refusal stored as `code` by [`code`](Self::code).
