@@ -11,7 +11,7 @@
 //! - [`ClientBody`] (`body.rs`): the body limit and the body read timeout while streaming;
 //!   [`client_fault`] recognises them (and malformed bodies) behind an upstream error.
 //! - [`ConnIo`] (`conn.rs`): `keepalive_timeout` and `send_timeout` on the client's socket.
-//! - [`FramedIo`] (`framed_io.rs`, with the scanner in `framing.rs`): HTTP/1.x heads whose
+//! - [`FramedIo`] (`framed_io.rs`, with the scanner in `framing/`): HTTP/1.x heads whose
 //!   framing a backend could read differently (`Content-Length` with `Transfer-Encoding`,
 //!   two `Content-Length`s, bare LF, obs-fold), refused with 400 before hyper parses them;
 //!   414 and 431 for request lines and heads past the limits. The refused head's stand-in
