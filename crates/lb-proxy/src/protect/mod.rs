@@ -27,13 +27,15 @@ mod body;
 mod conn;
 mod framed_io;
 pub(crate) mod framing;
+mod gate;
 mod head;
 pub(crate) mod park;
 
 pub(crate) use body::{client_fault, ClientBody};
-pub(crate) use conn::{Activity, ConnIo, ConnTimeouts, Gate, TrackedBody};
+pub(crate) use conn::{Activity, ConnIo, ConnTimeouts, TrackedBody};
 pub(crate) use framed_io::FramedIo;
 pub(crate) use framing::FramingLimits;
+pub(crate) use gate::Gate;
 pub(crate) use head::inspect;
 
 use std::time::Duration;
