@@ -12,6 +12,7 @@
 //! - after attempt and logging also count the request for `/metrics` and `/status`
 //!   ([`crate::stats`]: atomics only) and queue its access log line.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -95,6 +96,25 @@ impl ConfigProxy {
     fn upstream(&self, ctx: &RequestCtx) -> &Upstream {
         &self.upstreams[ctx.upstream]
     }
+
+    /// The client as trusted proxies vouch for it, read from the request head once (by
+    /// the request filter) and kept in `ctx`.
+    fn client<'c>(&self, session: &Session, ctx: &'c mut RequestCtx) -> &'c ClientAddr {
+        ctx.client.get_or_insert_with(|| {
+            self.forwarding
+                .client(session.client_addr().ip(), &session.req_header().headers)
+        })
+    }
+}
+
+impl RequestCtx {
+    /// The client's IP address as trusted proxies vouch for it, or the connection's peer
+    /// when the request filter did not run (a request refused before it).
+    fn client_ip(&self, session: &Session) -> IpAddr {
+        self.client
+            .as_ref()
+            .map_or_else(|| session.client_addr().ip(), |c| c.ip)
+    }
 }
 
 impl ProxyHttp for ConfigProxy {
@@ -118,8 +138,7 @@ impl ProxyHttp for ConfigProxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), LocalResponse> {
-        let peer = session.client_addr().ip();
-        ctx.client = Some(self.forwarding.client(peer, &session.req_header().headers));
+        self.client(session, ctx);
         let Some(route) = self.router.route(session.req_header()) else {
             return Err(LocalResponse::no_route());
         };
@@ -139,10 +158,7 @@ impl ProxyHttp for ConfigProxy {
             upstream.retry().request_started();
             session.set_replay_limit(upstream.retry().replay_limit());
         }
-        let client = ctx
-            .client
-            .as_ref()
-            .map_or_else(|| session.client_addr().ip(), |c| c.ip);
+        let client = ctx.client_ip(session);
         let peer = upstream.peer(session, client).await?;
         let idle = upstream
             .upgrade_idle_timeout()
@@ -158,10 +174,7 @@ impl ProxyHttp for ConfigProxy {
         ctx: &mut RequestCtx,
     ) {
         let upstream = self.upstream(ctx);
-        let client = ctx.client.get_or_insert_with(|| {
-            self.forwarding
-                .client(session.client_addr().ip(), &session.req_header().headers)
-        });
+        let client = self.client(session, ctx);
         self.forwarding.rewrite_request(
             upstream_request,
             client,
@@ -208,10 +221,7 @@ impl ProxyHttp for ConfigProxy {
                 time: SystemTime::now()
                     .checked_sub(elapsed)
                     .unwrap_or(SystemTime::UNIX_EPOCH),
-                client: ctx
-                    .client
-                    .as_ref()
-                    .map_or_else(|| session.client_addr().ip(), |c| c.ip),
+                client: ctx.client_ip(session),
                 method: req.method.clone(),
                 uri: req.uri.clone(),
                 version: req.version,

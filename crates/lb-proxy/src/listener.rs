@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ServerConfig, ServerLimits};
-use crate::hooks::ProxyHttp;
+use crate::hooks::{ConnInfo, ProxyHttp};
 use crate::parking::serve_parking;
 use crate::pipeline;
 use crate::protect::{self, Activity, ConnIo, FramedIo, Protect, TrackedBody};
@@ -41,19 +41,6 @@ use crate::worker::{OpenConn, Workers};
 /// Back-off after an accept error (for instance out of file descriptors), so the loop does
 /// not spin while the condition lasts.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
-/// What the proxy knows about the connection a request arrived on; `Copy`, passed to the
-/// service with every request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConnInfo {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The proxy's address the client connected to.
-    pub local: SocketAddr,
-    /// True when the connection came through a TLS listener (for `X-Forwarded-Proto`).
-    pub tls: bool,
-}
 
 /// Why a listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -365,8 +352,13 @@ impl<H: ProxyHttp> Accepted<H> {
                 let limits = serving.builders.protect.framing;
                 let stream = FramedIo::new(stream, activity.clone(), limits, true);
                 // parking.rs: hyper's state is released while the connection is idle.
+                let stop = serving.stop.clone();
+                let park_after = serving.builders.protect.park_after;
+                let connect =
+                    move |io, activity| serve(&serving.builders.auto, &serving, io, info, activity);
+                let parking = (watcher, open);
                 tokio::spawn(serve_parking(
-                    serving, watcher, stream, info, activity, open,
+                    connect, stop, park_after, parking, stream, info, activity,
                 ));
             }
             Some(tls) => {
@@ -451,17 +443,16 @@ where
     let hooks = serving.hooks.clone();
     let drain = serving.drain.clone();
     let limits = serving.builders.protect.request;
-    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let http1 = req.version() < Version::HTTP_2;
-        // protect/: the connection is busy (no keepalive_timeout) until the body ends.
-        let busy = activity.enter();
-        // protect/: a stand-in for a head the framing check refused is answered, not forwarded.
-        let refused = busy.refusal();
+        // protect/: the connection is busy (no keepalive_timeout) until the body ends; a
+        // stand-in for a head the framing check refused carries the refusal from here.
+        let busy = activity.enter(req.extensions_mut());
         let drain = drain.clone();
         // A combinator, not an `async` block: a block awaiting `handle` would keep the
         // pipeline's future twice (captured, then awaited), and hyper allocates room for
         // this future on every connection (and moved it on every request).
-        pipeline::handle(hooks.clone(), info, req, limits, refused).map(move |handled| {
+        pipeline::handle(hooks.clone(), info, req, limits).map(move |handled| {
             let Ok(mut response) = handled;
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 busy.set_upgraded();

@@ -23,8 +23,7 @@ use hyper_util::server::graceful::{GracefulConnection, Watcher};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::hooks::ProxyHttp;
-use crate::listener::{serve, ConnInfo, Serving};
+use crate::hooks::ConnInfo;
 use crate::protect::park::{ParkSlot, ParkingIo, PlainIo};
 use crate::protect::Activity;
 use crate::worker::OpenConn;
@@ -35,33 +34,33 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// How often, at least, a busy connection's park check runs.
 const BUSY_CHECK: Duration = Duration::from_millis(100);
 
-/// Serves a plain connection until it closes, parking it whenever it rests.
+/// Serves a plain connection until it closes, parking it whenever it rests: `connect`
+/// makes hyper's connection over the stream (the listener's service on it), again after
+/// each park; `stop` is the proxy's stop signal, `park_after` its `release_idle_after`.
+/// The task holds `watcher` and `open` (the connection's count on its worker) to the end.
 ///
 /// An `async` block, not an `async fn`: an `async fn` keeps its arguments twice in the
 /// task (as captured, and as locals), about 450 bytes per connection here.
 #[allow(clippy::manual_async_fn)] // on purpose, see above
-pub(crate) fn serve_parking<H: ProxyHttp>(
-    serving: Serving<H>,
-    watcher: Watcher,
+pub(crate) fn serve_parking<F, C>(
+    mut connect: F,
+    mut stop: watch::Receiver<bool>,
+    park_after: Duration,
+    (watcher, open): (Watcher, OpenConn),
     mut io: PlainIo,
     info: ConnInfo,
     activity: Arc<Activity>,
-    open: OpenConn,
-) -> impl Future<Output = ()> + Send {
+) -> impl Future<Output = ()> + Send
+where
+    F: FnMut(ParkingIo, Arc<Activity>) -> C + Send,
+    C: GracefulConnection<Error = BoxError> + Send,
+{
     async move {
         let slot = Arc::new(ParkSlot::default());
-        let mut stop = serving.stop.clone();
-        let park_after = serving.builders.protect.park_after;
         // Bounded: each pass serves until hyper's connection ends; it repeats only after a
         // park and new bytes from the client.
         loop {
-            let conn = serve(
-                &serving.builders.auto,
-                &serving,
-                ParkingIo::new(io, slot.clone()),
-                info,
-                activity.clone(),
-            );
+            let conn = connect(ParkingIo::new(io, slot.clone()), activity.clone());
             // Boxed, and dropped when it ends: parked, the task keeps only the socket.
             let ended = until_rest(Box::pin(conn), &slot, &activity, &stop, park_after).await;
             if let Err(error) = ended {

@@ -3,22 +3,22 @@
 //!
 //! request filter → (upstream peer → upstream request filter → send → after attempt)+ →
 //! response filter → logging. A retry sends the request head again (the client's head is
-//! kept in the [`Session`]) with the body replayed from its bounded buffer
-//! ([`RequestBody`]); a body that outgrew the buffer after part of it was sent is never
-//! sent twice, whatever the hook says.
+//! kept in the [`Session`]) with the body replayed from its bounded buffer (the session's
+//! replay policy, `replay.rs`); a body that outgrew the buffer after part of it was sent is
+//! never sent twice, whatever the hook says. Every local answer, the protections' refusals
+//! included, is made in one place ([`local_response`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::hooks::{Attempt, ConnInfo, LocalResponse, ProxyHttp, Retry, Session};
-use crate::protect::{self, ClientBody, Refusal, RequestLimits};
-use crate::replay::RequestBody;
+use crate::protect::{self, ClientBody, RequestLimits};
 use crate::upgrade::UpgradeRequest;
 
 /// Serves one request from the connection `conn` with `hooks`, within `limits`.
@@ -27,23 +27,19 @@ pub(crate) async fn handle<H: ProxyHttp>(
     conn: ConnInfo,
     req: Request<Incoming>,
     limits: RequestLimits,
-    refused: Option<Refusal>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let (mut parts, body) = req.into_parts();
-    // Hostile input (protect/): sizes, framing and Host before anything acts on the head;
-    // `refused` is the raw framing check's verdict (the request is its stand-in).
-    let checked = match refused {
-        Some(why) => Err(LocalResponse::new(why.status(), why.text())),
-        None => protect::inspect(&mut parts, &http_body::Body::size_hint(&body), &limits),
-    };
+    // Hostile input (protect/): the framing check's verdict (carried by the request), sizes,
+    // framing and Host before anything acts on the head.
+    let checked = protect::inspect(&mut parts, &http_body::Body::size_hint(&body), &limits);
     let mut session = Session::new(parts, conn);
     let mut ctx = hooks.new_ctx();
     let resp = match checked {
         Ok(()) => {
-            let body = ClientBody::new(body, &limits);
-            run(&*hooks, &mut session, &mut ctx, body).await
+            session.set_body(ClientBody::new(body, &limits));
+            run(&*hooks, &mut session, &mut ctx).await
         }
-        Err(refused) => protect::reject(&refused, session.req_header().version),
+        Err(refused) => local_response(&refused.into(), session.req_header().version),
     };
     hooks.logging(&session, resp.status(), &mut ctx);
     Ok(resp)
@@ -53,10 +49,10 @@ async fn run<H: ProxyHttp>(
     hooks: &H,
     session: &mut Session,
     ctx: &mut H::Ctx,
-    body: ClientBody,
 ) -> Response<ProxyBody> {
+    let version = session.req_header().version;
     if let Err(local) = hooks.request_filter(session, ctx).await {
-        return local_response(&local);
+        return local_response(&local, version);
     }
     // HTTP/2 clients send the authority in the URI only; HTTP/1.1 backends need `Host`.
     // (An HTTP/1.1 origin-form request has no authority: `Host` is not looked up.)
@@ -72,27 +68,15 @@ async fn run<H: ProxyHttp>(
     // An HTTP/1.1 upgrade (WebSocket) keeps its Connection/Upgrade headers and, on 101,
     // splices the two connections (crate::upgrade).
     let upgrade = UpgradeRequest::take(session.req_header_mut());
-    let mut body = Some(body);
-    let mut template: Option<RequestBody> = None;
     loop {
         let peer = match hooks.upstream_peer(session, ctx).await {
             Ok(peer) => peer,
-            Err(local) => return local_response(&local),
+            Err(local) => return local_response(&local, version),
         };
-        // The first attempt decides how the body travels: recorded for replay when it may
-        // be retried, else streamed through.
-        let attempt_body = match (&template, body.take()) {
-            (None, Some(b)) => {
-                let t = RequestBody::replayable(b, session.replay_limit());
-                let first = t.replay();
-                template = Some(t);
-                first
-            }
-            (Some(t), _) => t.replay(),
-            (None, None) => None,
-        };
-        let Some(attempt_body) = attempt_body else {
-            return local_response(&LocalResponse::bad_gateway());
+        // The session's replay policy: the first attempt records the body (up to the limit
+        // the hooks set), later ones send it again.
+        let Some(attempt_body) = session.attempt_body() else {
+            return local_response(&LocalResponse::bad_gateway(), version);
         };
         session.begin_attempt();
         let mut upstream = clone_head(session.req_header());
@@ -107,8 +91,7 @@ async fn run<H: ProxyHttp>(
             .client()
             .request(peer.backend(), Request::from_parts(upstream, attempt_body))
             .await;
-        let can_replay = template.as_ref().is_none_or(RequestBody::can_replay);
-        session.set_replayable(can_replay);
+        let can_replay = session.attempt_sent();
         match sent {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
@@ -133,7 +116,8 @@ async fn run<H: ProxyHttp>(
                 // fault, so no retry and no report against the backend (protect/).
                 if let Some(fault) = protect::client_fault(&error) {
                     tracing::debug!(peer = %session.client_addr(), error = fault as &dyn std::error::Error, "request body refused");
-                    return protect::reject(&fault.response(), session.req_header().version);
+                    let version = session.req_header().version;
+                    return local_response(&fault.rejection().into(), version);
                 }
                 tracing::debug!(
                     backend = %peer.backend(),
@@ -146,11 +130,12 @@ async fn run<H: ProxyHttp>(
                     session.attempt_failed(peer.backend().clone());
                     continue;
                 }
-                return local_response(&if error.is_timeout() && !error.is_connect() {
+                let local = if error.is_timeout() && !error.is_connect() {
                     LocalResponse::gateway_timeout()
                 } else {
                     LocalResponse::bad_gateway()
-                });
+                };
+                return local_response(&local, version);
             }
         }
     }
@@ -178,8 +163,11 @@ fn clone_head(req: &http::request::Parts) -> http::request::Parts {
     parts
 }
 
-/// The response for a local answer.
-pub(crate) fn local_response(local: &LocalResponse) -> Response<ProxyBody> {
+/// The response for a local answer (every one goes through here: the hooks', the
+/// protections' and the pipeline's own) to a request of `version`. One that closes the
+/// connection says so over HTTP/1.x (`Connection: close`), so the rest of what the client
+/// sent on the connection is never read as another request.
+fn local_response(local: &LocalResponse, version: Version) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::local(local.text()));
     *resp.status_mut() = local.status();
     let headers = resp.headers_mut();
@@ -189,6 +177,9 @@ pub(crate) fn local_response(local: &LocalResponse) -> Response<ProxyBody> {
     );
     if let Some(v) = local.retry_after_header() {
         headers.insert(header::RETRY_AFTER, v.clone());
+    }
+    if local.closes_connection() && version < Version::HTTP_2 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
 }

@@ -13,6 +13,10 @@
 //! The state is locked once per chunk (never across an await, uncontended in practice), and
 //! only for requests that have a body and may be retried: other requests stream through
 //! untouched.
+//!
+//! [`ReplayPolicy`] is a request's replay policy, owned by its [`Session`](crate::hooks::Session):
+//! the hooks set how much of the body may be kept, the pipeline takes each attempt's body
+//! from it, and both read whether the request can still be sent again.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -70,10 +74,83 @@ struct State {
     failed: bool,
 }
 
+/// A request's body and the policy for sending it again.
+#[derive(Debug)]
+pub(crate) struct ReplayPolicy {
+    /// Up to this many bytes of the body are kept for another attempt.
+    limit: usize,
+    body: Source,
+    /// Whether the request could be sent again after the last attempt.
+    replayable: bool,
+}
+
+/// Where the next attempt's body comes from.
+#[derive(Debug)]
+enum Source {
+    /// The client's body, not read yet: the first attempt records it.
+    Unread(ClientBody),
+    /// The body as the first attempt recorded it.
+    Recorded(RequestBody),
+}
+
 /// An older attempt's body was read after a retry started.
 #[derive(Debug, thiserror::Error)]
 #[error("request body superseded by a retry")]
 struct Superseded;
+
+impl Default for ReplayPolicy {
+    /// No body, nothing kept (a limit of 0).
+    fn default() -> Self {
+        Self {
+            limit: 0,
+            body: Source::Recorded(RequestBody::empty()),
+            replayable: true,
+        }
+    }
+}
+
+impl ReplayPolicy {
+    /// The client's body, for the attempts to send.
+    pub(crate) fn set_body(&mut self, body: ClientBody) {
+        self.body = Source::Unread(body);
+    }
+
+    /// Keeps up to `bytes` of the body for another attempt (effective until the first
+    /// attempt takes the body).
+    pub(crate) fn set_limit(&mut self, bytes: usize) {
+        self.limit = bytes;
+    }
+
+    /// The body for the next attempt: the first records the client's body (up to the
+    /// limit), later ones replay it; `None` when it cannot be sent again.
+    pub(crate) fn next_body(&mut self) -> Option<RequestBody> {
+        if let Source::Recorded(recorded) = &self.body {
+            return recorded.replay();
+        }
+        let recorded = Source::Recorded(RequestBody::empty());
+        let Source::Unread(body) = std::mem::replace(&mut self.body, recorded) else {
+            return None;
+        };
+        let recorded = RequestBody::replayable(body, self.limit);
+        let first = recorded.replay();
+        self.body = Source::Recorded(recorded);
+        first
+    }
+
+    /// After an attempt: notes, and returns, whether the request can still be sent again.
+    pub(crate) fn attempt_sent(&mut self) -> bool {
+        self.replayable = match &self.body {
+            Source::Recorded(recorded) => recorded.can_replay(),
+            Source::Unread(_) => true,
+        };
+        self.replayable
+    }
+
+    /// Whether the request could be sent again after the last attempt.
+    pub(crate) fn replayable(&self) -> bool {
+        self.replayable
+    }
+}
 
 impl RequestBody {
     /// An empty body.

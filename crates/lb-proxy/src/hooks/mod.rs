@@ -21,32 +21,27 @@
 //! reproduce Pingora's `BalancedProxy` and `MultiClusterRouter` this way.
 //!
 //! Futures returned by the hooks are `Send` and statically dispatched: no boxing per request.
+//!
+//! Files: the trait and the attempt's types ([`Peer`], [`Attempt`], [`Retry`]) here; the
+//! request and its connection ([`Session`], [`ConnInfo`]) in `session.rs`; local answers
+//! ([`LocalResponse`]) in `local.rs`.
+
+mod local;
+mod session;
+
+pub use local::LocalResponse;
+pub use session::{ConnInfo, Session};
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::request::Parts;
-use http::{response, HeaderValue, StatusCode};
+use http::{response, StatusCode};
 use lb_core::{Backend, InFlight};
 
 use crate::client::{UpstreamClient, UpstreamError};
 use crate::limits::{Guard, Release};
-pub use crate::listener::ConnInfo;
-
-/// One request on its way through the proxy: the client's request head and what happened
-/// to it so far.
-#[derive(Debug)]
-pub struct Session {
-    req: Parts,
-    conn: ConnInfo,
-    started: Instant,
-    attempts: u32,
-    tried: Vec<Backend>,
-    replay_limit: usize,
-    replayable: bool,
-}
 
 /// The idle timeout of upgraded connections unless the peer says otherwise.
 const DEFAULT_UPGRADE_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -79,14 +74,6 @@ pub enum Retry {
     No,
     /// Try again: [`ProxyHttp::upstream_peer`] is asked for another backend.
     Yes,
-}
-
-/// A local answer instead of a proxied response: a status and a short text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocalResponse {
-    status: StatusCode,
-    text: &'static str,
-    retry_after: Option<HeaderValue>,
 }
 
 /// The behaviour of the proxy, one method per decision; see the [module](self) docs.
@@ -183,96 +170,6 @@ pub trait ProxyHttp: Send + Sync + 'static {
     }
 }
 
-impl Session {
-    pub(crate) fn new(req: Parts, conn: ConnInfo) -> Self {
-        Self {
-            req,
-            conn,
-            started: Instant::now(),
-            attempts: 0,
-            tried: Vec::new(),
-            replay_limit: 0,
-            replayable: true,
-        }
-    }
-
-    /// The client's request head.
-    pub fn req_header(&self) -> &Parts {
-        &self.req
-    }
-
-    /// The client's request head, to change before it is forwarded.
-    pub fn req_header_mut(&mut self) -> &mut Parts {
-        &mut self.req
-    }
-
-    /// The client connection.
-    pub fn conn(&self) -> &ConnInfo {
-        &self.conn
-    }
-
-    /// The client's address.
-    pub fn client_addr(&self) -> SocketAddr {
-        self.conn.peer
-    }
-
-    /// How long ago the request arrived.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// When the request arrived.
-    pub fn started(&self) -> Instant {
-        self.started
-    }
-
-    /// How many attempts were made so far (0 in the first `upstream_peer` call).
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
-    /// The backends of the failed attempts so far, oldest first.
-    pub fn tried(&self) -> &[Backend] {
-        &self.tried
-    }
-
-    /// True when an earlier attempt of this request went to `backend`.
-    pub fn has_tried(&self, backend: &Backend) -> bool {
-        self.tried.iter().any(|b| b.addr() == backend.addr())
-    }
-
-    /// Lets the request be retried after its body started streaming: up to `bytes` of the
-    /// request body are kept for replay (0, the default, means a request with a body is
-    /// retried only if none of it was read). Set it in `upstream_peer` before the first
-    /// attempt.
-    pub fn set_replay_limit(&mut self, bytes: usize) {
-        self.replay_limit = bytes;
-    }
-
-    /// True when the request could be sent again after the attempt that just ended (its
-    /// body, if any, is still whole in the replay buffer). The pipeline never retries
-    /// otherwise, whatever [`ProxyHttp::after_attempt`] answers.
-    pub fn body_replayable(&self) -> bool {
-        self.replayable
-    }
-
-    pub(crate) fn set_replayable(&mut self, replayable: bool) {
-        self.replayable = replayable;
-    }
-
-    pub(crate) fn replay_limit(&self) -> usize {
-        self.replay_limit
-    }
-
-    pub(crate) fn attempt_failed(&mut self, backend: Backend) {
-        self.tried.push(backend);
-    }
-
-    pub(crate) fn begin_attempt(&mut self) {
-        self.attempts += 1;
-    }
-}
-
 impl Peer {
     /// The selected backend (its in-flight guard, as `LoadBalancer::select` returns it) and
     /// the client that reaches it.
@@ -335,70 +232,5 @@ impl Attempt<'_> {
             Attempt::Response(_) => None,
             Attempt::Failed(e) => Some(e),
         }
-    }
-}
-
-impl LocalResponse {
-    /// A response with `status` and a short plain-text body.
-    pub fn new(status: StatusCode, text: &'static str) -> Self {
-        Self {
-            status,
-            text,
-            retry_after: None,
-        }
-    }
-
-    /// Adds a `Retry-After` header (seconds).
-    #[must_use]
-    pub fn retry_after(mut self, seconds: u32) -> Self {
-        self.retry_after = Some(HeaderValue::from(seconds));
-        self
-    }
-
-    /// 404: no route matches the request.
-    pub fn no_route() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "404 Not Found: no route matches\n")
-    }
-
-    /// 503: the upstream has no usable backend.
-    pub fn no_backend() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "503 Service Unavailable: no healthy backend\n",
-        )
-        .retry_after(1)
-    }
-
-    /// 503: the upstream's queue or limits are full.
-    pub fn overloaded() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "503 Service Unavailable: upstream at capacity\n",
-        )
-        .retry_after(1)
-    }
-
-    /// 502: the backend could not be reached or answered nonsense.
-    pub fn bad_gateway() -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
-    }
-
-    /// 504: the backend did not answer in time.
-    pub fn gateway_timeout() -> Self {
-        Self::new(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Timeout\n")
-    }
-
-    /// The status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    /// The body text.
-    pub fn text(&self) -> &'static str {
-        self.text
-    }
-
-    pub(crate) fn retry_after_header(&self) -> Option<&HeaderValue> {
-        self.retry_after.as_ref()
     }
 }

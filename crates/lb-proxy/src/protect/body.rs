@@ -15,9 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use super::RequestLimits;
+use super::{Rejection, RequestLimits};
 use crate::client::UpstreamError;
-use crate::hooks::LocalResponse;
 
 /// The client's request body, counted and timed as it is read.
 ///
@@ -132,16 +131,16 @@ impl Body for ClientBody {
 
 impl ClientBodyError {
     /// The answer to the client.
-    pub(crate) fn response(&self) -> LocalResponse {
+    pub(crate) fn rejection(&self) -> Rejection {
         match self {
             Self::TooLarge { .. } => {
-                LocalResponse::new(StatusCode::PAYLOAD_TOO_LARGE, "413 Content Too Large\n")
+                Rejection::new(StatusCode::PAYLOAD_TOO_LARGE, "413 Content Too Large\n")
             }
-            Self::TimedOut(_) => LocalResponse::new(
+            Self::TimedOut(_) => Rejection::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "408 Request Timeout: the request body stalled\n",
             ),
-            Self::Read(_) => LocalResponse::new(
+            Self::Read(_) => Rejection::new(
                 StatusCode::BAD_REQUEST,
                 "400 Bad Request: malformed or incomplete request body\n",
             ),

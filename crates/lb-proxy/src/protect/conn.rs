@@ -1,7 +1,7 @@
-//! Per-connection protection: the connection limit ([`Gate`], one permit per connection),
-//! and [`ConnIo`], the client's socket with two timers, `keepalive_timeout` (no request in
-//! progress for that long) and `send_timeout` (a write to the client that makes no
-//! progress for that long: a client that does not read its response).
+//! Per-connection protection (the connection limit is `gate.rs`): [`ConnIo`], the client's
+//! socket with two timers, `keepalive_timeout` (no request in progress for that long) and
+//! `send_timeout` (a write to the client that makes no progress for that long: a client
+//! that does not read its response).
 //!
 //! A connection's requests mark it busy through [`Activity::enter`]; the mark is held by
 //! the response body ([`TrackedBody`]) until the body ends. An upgraded connection
@@ -24,20 +24,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 use super::framing::Refusal;
-
-/// How often, at most, the "max_connections reached" warning is logged per listener.
-const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
-
-/// The connection limit, shared by every listener of a proxy.
-#[derive(Debug)]
-pub(crate) struct Gate {
-    permits: Arc<Semaphore>,
-    max: usize,
-}
 
 /// The timers of a client connection.
 #[derive(Clone, Copy, Debug)]
@@ -68,8 +58,6 @@ pub(crate) struct Activity {
 #[derive(Debug)]
 pub(crate) struct Busy {
     activity: Arc<Activity>,
-    /// The request's ordinal on its connection, from 1.
-    ordinal: u64,
 }
 
 pin_project_lite::pin_project! {
@@ -108,77 +96,6 @@ pub(crate) enum ConnTimeout {
     Send(Duration),
 }
 
-impl Gate {
-    /// At most `max` connections at once.
-    pub(crate) fn new(max: u32) -> Self {
-        let max = usize::try_from(max)
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS);
-        Self {
-            permits: Arc::new(Semaphore::new(max)),
-            max,
-        }
-    }
-
-    /// The same connection count with a new maximum (a reload): connections already open
-    /// keep their slots, and the difference is added to or taken from the free slots (a
-    /// lower maximum takes effect as open connections close).
-    pub(crate) fn resized(&self, max: u32) -> Self {
-        let max = usize::try_from(max)
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS);
-        if max > self.max {
-            self.permits.add_permits(max - self.max);
-        } else {
-            let mut owed = self.max - max;
-            owed -= self.permits.forget_permits(owed);
-            if owed > 0 {
-                // Taken back as connections close.
-                let permits = self.permits.clone();
-                if let Ok(n) = u32::try_from(owed) {
-                    tokio::spawn(async move {
-                        if let Ok(p) = permits.acquire_many_owned(n).await {
-                            p.forget();
-                        }
-                    });
-                }
-            }
-        }
-        Self {
-            permits: self.permits.clone(),
-            max,
-        }
-    }
-
-    /// Waits for a free connection slot, unless `stop` or `drain` is set first (`None`:
-    /// the accept loop ends). `last_warning` rate-limits the log line saying the limit is
-    /// reached.
-    pub(crate) async fn admit(
-        &self,
-        stop: &mut watch::Receiver<bool>,
-        drain: &mut watch::Receiver<bool>,
-        last_warning: &mut Option<Instant>,
-    ) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return Some(permit);
-        }
-        if last_warning.is_none_or(|t| t.elapsed() >= FULL_WARNING_EVERY) {
-            *last_warning = Some(Instant::now());
-            tracing::warn!(
-                max_connections = self.max,
-                "max_connections reached: new connections wait in the listen backlog"
-            );
-        }
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => None,
-            // An `Err` (the sender dropped) disables this branch rather than stopping.
-            Ok(_) = drain.wait_for(|d| *d) => None,
-            permit = self.permits.clone().acquire_owned() => permit.ok(),
-        }
-    }
-}
-
 impl Activity {
     fn new() -> Self {
         Self {
@@ -191,14 +108,29 @@ impl Activity {
         }
     }
 
-    /// Marks a request in progress until the returned guard is dropped.
-    pub(crate) fn enter(self: &Arc<Self>) -> Busy {
+    /// Marks a request in progress until the returned guard is dropped. A request that
+    /// stands in for a head the framing check refused gets the [`Refusal`] in its
+    /// `extensions` (an allocation for that request only): the verdict travels with the
+    /// request to [`inspect`](super::inspect), which refuses it.
+    pub(crate) fn enter(self: &Arc<Self>, extensions: &mut http::Extensions) -> Busy {
         self.busy.fetch_add(1, Ordering::Relaxed);
         let ordinal = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(why) = self.refusal(ordinal) {
+            extensions.insert(why);
+        }
         Busy {
             activity: self.clone(),
-            ordinal,
         }
+    }
+
+    /// The framing check's refusal, when the request with `ordinal` stands in for a
+    /// refused head.
+    fn refusal(&self, ordinal: u64) -> Option<Refusal> {
+        let refused = self.refused.load(Ordering::Acquire);
+        if refused == 0 || refused >> 8 != ordinal {
+            return None;
+        }
+        Refusal::from_code((refused & 0xff) as u8)
     }
 
     /// Records that the request with `ordinal` stands in for a head the framing check
@@ -238,15 +170,6 @@ impl Busy {
     /// own `upgrade_idle_timeout`).
     pub(crate) fn set_upgraded(&self) {
         self.activity.upgraded.store(true, Ordering::Relaxed);
-    }
-
-    /// The framing check's refusal, when this request stands in for a refused head.
-    pub(crate) fn refusal(&self) -> Option<Refusal> {
-        let refused = self.activity.refused.load(Ordering::Acquire);
-        if refused == 0 || refused >> 8 != self.ordinal {
-            return None;
-        }
-        Refusal::from_code((refused & 0xff) as u8)
     }
 }
 

@@ -8,11 +8,12 @@
 //! starts when hyper waits for a head, not when bytes arrive). A refused head is replaced by
 //! a short head of our own (the refused request line when it is harmless, no fields,
 //! `Connection: close`), and the refusal is recorded in the connection's
-//! [`Activity`] under that request's ordinal: the pipeline answers it with the refusal's
-//! status instead of forwarding, hyper closes the connection after the answer, and nothing
-//! the client sent after the refused head is ever given to hyper. Answers to the requests
-//! before it go out first, in order, because hyper handles a connection's requests one at a
-//! time.
+//! [`Activity`] under that request's ordinal, whence [`Activity::enter`] puts it in that
+//! request's extensions: [`inspect`](super::inspect) refuses it, the pipeline answers it
+//! with the refusal's status instead of forwarding, hyper closes the connection after the
+//! answer, and nothing the client sent after the refused head is ever given to hyper.
+//! Answers to the requests before it go out first, in order, because hyper handles a
+//! connection's requests one at a time.
 
 use std::io;
 use std::pin::Pin;

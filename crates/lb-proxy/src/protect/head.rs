@@ -2,9 +2,11 @@
 //! but a reverse proxy must not forward (request smuggling, open-proxy use, oversized
 //! targets and header lists).
 //!
-//! Before hyper parses an HTTP/1.x head, the framing check (`framing.rs`) has refused the
+//! Before hyper parses an HTTP/1.x head, the framing check (`framing/`) has refused the
 //! framing a backend could read differently (`Content-Length` with `Transfer-Encoding`, two
-//! `Content-Length`s, bare LF, obs-fold); hyper itself refuses invalid names and values.
+//! `Content-Length`s, bare LF, obs-fold); hyper itself refuses invalid names and values. A
+//! refused head reaches [`inspect`] as a stand-in request carrying the [`Refusal`] in its
+//! extensions, and is refused with it first.
 //! The checks here need the parsed request: `Host`, `CONNECT` and the sizes (HTTP/2 too), and
 //! for HTTP/1.x the `Transfer-Encoding` and `Content-Length` rules again (cheap, and the only
 //! check on a connection the framing check stopped following). They read the head in place (no
@@ -15,8 +17,8 @@ use http::request::Parts;
 use http::{Method, StatusCode, Version};
 use http_body::SizeHint;
 
-use super::RequestLimits;
-use crate::hooks::LocalResponse;
+use super::framing::Refusal;
+use super::{Rejection, RequestLimits};
 
 /// Checks `req` (and normalises its `Host`); `Err` is the answer to send instead of
 /// forwarding it, after which the connection is closed.
@@ -24,21 +26,25 @@ pub(crate) fn inspect(
     req: &mut Parts,
     body: &SizeHint,
     limits: &RequestLimits,
-) -> Result<(), LocalResponse> {
+) -> Result<(), Rejection> {
+    // The framing check refused the head this request stands in for (`framed_io.rs`).
+    if let Some(why) = req.extensions.get::<Refusal>() {
+        return Err(why.rejection());
+    }
     if req.method == Method::CONNECT {
-        return Err(LocalResponse::new(
+        return Err(Rejection::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "405 Method Not Allowed: CONNECT is not served (this is not a forward proxy)\n",
         ));
     }
     if target_len(req) > limits.max_uri_length {
-        return Err(LocalResponse::new(
+        return Err(Rejection::new(
             StatusCode::URI_TOO_LONG,
             "414 URI Too Long\n",
         ));
     }
     if req.headers.len() > limits.max_headers {
-        return Err(LocalResponse::new(
+        return Err(Rejection::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "431 Request Header Fields Too Large: too many header fields\n",
         ));
@@ -48,7 +54,7 @@ pub(crate) fn inspect(
     }
     host(req)?;
     if body.exact().is_some_and(|n| n > limits.max_body_size) {
-        return Err(LocalResponse::new(
+        return Err(Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "413 Content Too Large\n",
         ));
@@ -64,15 +70,15 @@ fn target_len(req: &Parts) -> usize {
     pq + authority
 }
 
-fn bad_request(text: &'static str) -> LocalResponse {
-    LocalResponse::new(StatusCode::BAD_REQUEST, text)
+fn bad_request(text: &'static str) -> Rejection {
+    Rejection::new(StatusCode::BAD_REQUEST, text)
 }
 
 /// HTTP/1.x body framing: one `Transfer-Encoding` field saying exactly `chunked`, or one
 /// `Content-Length` of digits, or neither. hyper accepts `gzip, chunked`, `chunked,
 /// chunked` and several `Transfer-Encoding` lines as long as the last coding is chunked;
 /// the proxy would then forward a body whose coding the backend is not told about.
-fn framing(req: &Parts) -> Result<(), LocalResponse> {
+fn framing(req: &Parts) -> Result<(), Rejection> {
     // Most requests carry neither field: one pass over the names (no hashing) says which to
     // look up.
     let present = crate::headers::present(&req.headers, |name| match name {
@@ -110,7 +116,7 @@ fn framing(req: &Parts) -> Result<(), LocalResponse> {
 /// what the router matched, so the backend must see the same: an HTTP/1.x `Host` that
 /// differs is replaced by it (RFC 9112 section 3.2.2), an HTTP/2 one is malformed (RFC 9113
 /// section 8.3.1).
-fn host(req: &mut Parts) -> Result<(), LocalResponse> {
+fn host(req: &mut Parts) -> Result<(), Rejection> {
     let mut hosts = req.headers.get_all(header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
@@ -165,7 +171,7 @@ mod tests {
         let (mut parts, ()) = req.into_parts();
         inspect(&mut parts, &body, &limits())
             .map(|()| parts)
-            .map_err(|r| r.status())
+            .map_err(|r| r.status)
     }
 
     fn get(uri: &str) -> http::request::Builder {

@@ -5,15 +5,21 @@
 //! - [`Protect`]: built once per proxy from [`ServerLimits`]; configures hyper's connection
 //!   builders (head size and count, header timeout, HTTP/2 stream limits), holds the
 //!   connection [`Gate`] (`max_connections`) and the connection timers.
-//! - [`inspect`] (`head.rs`): the request head before anything acts on it: 414, 431, 413 by
-//!   `Content-Length`, framing and `Host` checks (400), `CONNECT` (405).
+//! - [`inspect`] (`head.rs`): the request head before anything acts on it: the framing
+//!   check's verdict on it (below), 414, 431, 413 by `Content-Length`, framing and `Host`
+//!   checks (400), `CONNECT` (405).
 //! - [`ClientBody`] (`body.rs`): the body limit and the body read timeout while streaming;
 //!   [`client_fault`] recognises them (and malformed bodies) behind an upstream error.
 //! - [`ConnIo`] (`conn.rs`): `keepalive_timeout` and `send_timeout` on the client's socket.
-//! - [`FramedIo`] (`framed_io.rs`, with the scanner in `framing.rs`): HTTP/1.x heads whose
+//! - [`FramedIo`] (`framed_io.rs`, with the scanner in `framing/`): HTTP/1.x heads whose
 //!   framing a backend could read differently (`Content-Length` with `Transfer-Encoding`,
 //!   two `Content-Length`s, bare LF, obs-fold), refused with 400 before hyper parses them;
-//!   414 and 431 for request lines and heads past the limits.
+//!   414 and 431 for request lines and heads past the limits. The refused head's stand-in
+//!   request carries the [`Refusal`] in its extensions ([`Activity::enter`]), so the
+//!   verdict travels with the request to [`inspect`].
+//!
+//! Every refusal is a [`Rejection`]: the pipeline answers it (as a closing
+//! `LocalResponse`), never forwards the request, and closes the connection.
 //! - [`park`]: an idle HTTP/1.x connection on a plain listener gives hyper's state back
 //!   (about 25 KiB) and keeps only its socket until the client sends again.
 
@@ -21,26 +27,24 @@ mod body;
 mod conn;
 mod framed_io;
 pub(crate) mod framing;
+mod gate;
 mod head;
 pub(crate) mod park;
 
 pub(crate) use body::{client_fault, ClientBody};
-pub(crate) use conn::{Activity, ConnIo, ConnTimeouts, Gate, TrackedBody};
+pub(crate) use conn::{Activity, ConnIo, ConnTimeouts, TrackedBody};
 pub(crate) use framed_io::FramedIo;
-pub(crate) use framing::{FramingLimits, Refusal};
+pub(crate) use framing::FramingLimits;
+pub(crate) use gate::Gate;
 pub(crate) use head::inspect;
 
 use std::time::Duration;
 
-use http::header::{self, HeaderValue};
-use http::{Response, Version};
+use http::StatusCode;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 
-use crate::body::ProxyBody;
 use crate::config::ServerLimits;
-use crate::hooks::LocalResponse;
-use crate::pipeline::local_response;
 
 /// hyper's smallest HTTP/1 read buffer; a head larger than the buffer gets 431.
 const MIN_READ_BUFFER: usize = 8192;
@@ -56,6 +60,23 @@ pub(crate) struct RequestLimits {
     pub(crate) max_body_size: u64,
     /// A body that waits longer for the client gets 408.
     pub(crate) body_read_timeout: Duration,
+}
+
+/// A request the protections refuse: the status and short text of the answer, after which
+/// the connection closes (so nothing more the client sent is read as a request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Rejection {
+    /// The answer's status.
+    pub(crate) status: StatusCode,
+    /// The answer's body.
+    pub(crate) text: &'static str,
+}
+
+impl Rejection {
+    /// The answer `status` with `text`.
+    pub(crate) const fn new(status: StatusCode, text: &'static str) -> Self {
+        Self { status, text }
+    }
 }
 
 /// Everything `[server.limits]` sets up, built once per proxy.
@@ -125,17 +146,6 @@ pub(crate) fn configure(builder: &mut auto::Builder<TokioExecutor>, limits: &Ser
         .max_local_error_reset_streams(size(u64::from(
             limits.h2_max_local_error_reset_streams.get(),
         )));
-}
-
-/// The answer to a refused request: `local` with `Connection: close` over HTTP/1.x, so the
-/// rest of what the client sent on the connection is never read as another request.
-pub(crate) fn reject(local: &LocalResponse, version: Version) -> Response<ProxyBody> {
-    let mut resp = local_response(local);
-    if version < Version::HTTP_2 {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
 }
 
 fn size(n: u64) -> usize {

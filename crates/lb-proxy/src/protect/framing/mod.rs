@@ -29,11 +29,22 @@
 //! where the next head starts. After an `Upgrade` or `CONNECT` request it stops as well,
 //! unless the connection is idle and not upgraded when the next bytes arrive. An HTTP/2
 //! connection (the prior-knowledge preface) is not checked.
+//!
+//! Files: the scanner's states and its walk over the input here; a head's lines and fields
+//! in `head.rs`; why a head is refused in `refusal.rs`; the fuzz target's wrapper in
+//! `check.rs`.
 
-use std::fmt;
+mod check;
+mod head;
+mod refusal;
+
+pub use check::FramingCheck;
+pub(crate) use refusal::Refusal;
+
 use std::time::Duration;
 
 use crate::chunk::{chunk_byte, Chunk, ChunkStep};
+use head::Head;
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -52,28 +63,6 @@ pub(crate) struct FramingLimits {
     /// `header_read_timeout`, for a head held back until it is complete (hyper's own timer
     /// does not see those bytes).
     pub(crate) header_timeout: Duration,
-}
-
-/// Why a head was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Refusal {
-    /// Both `Content-Length` and `Transfer-Encoding`.
-    LengthAndChunked = 1,
-    /// More than one `Content-Length` line.
-    DuplicateLength,
-    /// A `Content-Length` that is not one decimal number.
-    InvalidLength,
-    /// A `Transfer-Encoding` other than one line saying `chunked`, or on HTTP/1.0.
-    InvalidTransferEncoding,
-    /// A line of the head ends with LF alone.
-    BareLf,
-    /// A header line starts with a space or a tab.
-    ObsFold,
-    /// The request line is longer than `max_uri_length` allows (414).
-    RequestLineTooLong,
-    /// The head is larger than `max_header_size` (431).
-    HeadTooLarge,
 }
 
 /// What [`Framer::scan`] found in its input.
@@ -111,81 +100,6 @@ enum State {
     AfterUpgrade,
     /// Not checking any more.
     Off,
-}
-
-/// What is known of the head being scanned, line by line.
-#[derive(Clone, Copy, Debug, Default)]
-struct Head {
-    /// Bytes of the head already scanned (complete lines), from the head's first byte.
-    pos: usize,
-    /// The request line was seen.
-    started: bool,
-    http10: bool,
-    upgrade: bool,
-    lengths: u8,
-    encodings: u8,
-    length: u64,
-}
-
-/// The scanner for the fuzz target `fuzz/fuzz_targets/framing.rs`; not a stable API.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct FramingCheck(Framer);
-
-impl Refusal {
-    /// The status of the answer.
-    pub(crate) fn status(self) -> http::StatusCode {
-        match self {
-            Self::RequestLineTooLong => http::StatusCode::URI_TOO_LONG,
-            Self::HeadTooLarge => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            _ => http::StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// The body of the answer.
-    pub(crate) fn text(self) -> &'static str {
-        match self {
-            Self::LengthAndChunked => {
-                "400 Bad Request: both Content-Length and Transfer-Encoding\n"
-            }
-            Self::DuplicateLength => "400 Bad Request: more than one Content-Length\n",
-            Self::InvalidLength => "400 Bad Request: invalid Content-Length\n",
-            Self::InvalidTransferEncoding => {
-                "400 Bad Request: Transfer-Encoding must be exactly \"chunked\" (HTTP/1.1)\n"
-            }
-            Self::BareLf => "400 Bad Request: a line of the head ends without CR\n",
-            Self::ObsFold => "400 Bad Request: obs-fold (a header line starting with whitespace)\n",
-            Self::RequestLineTooLong => "414 URI Too Long\n",
-            Self::HeadTooLarge => "431 Request Header Fields Too Large\n",
-        }
-    }
-
-    /// The refusal stored as `code` by [`code`](Self::code).
-    pub(crate) fn from_code(code: u8) -> Option<Self> {
-        [
-            Self::LengthAndChunked,
-            Self::DuplicateLength,
-            Self::InvalidLength,
-            Self::InvalidTransferEncoding,
-            Self::BareLf,
-            Self::ObsFold,
-            Self::RequestLineTooLong,
-            Self::HeadTooLarge,
-        ]
-        .into_iter()
-        .find(|r| r.code() == code)
-    }
-
-    /// A non-zero byte naming the refusal (stored in an atomic beside the request ordinal).
-    pub(crate) fn code(self) -> u8 {
-        self as u8
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text().trim_end())
-    }
 }
 
 impl Framer {
@@ -273,64 +187,6 @@ impl Framer {
         Step::Pass
     }
 
-    /// Scans the head that starts at `input[0]` from where it stopped: `Some(len)` when
-    /// it is complete and framed (the state is then its body's), `None` when more bytes are
-    /// needed.
-    fn head(&mut self, mut head: Head, input: &[u8]) -> Result<Option<usize>, Refusal> {
-        loop {
-            let rest = &input[head.pos..];
-            let Some(lf) = memchr::memchr(b'\n', rest) else {
-                // `rest` is an unfinished line; one byte of it may be the CR of its CRLF.
-                self.too_large(&head, input.len(), rest.len().saturating_sub(1))?;
-                self.state = State::Head(head);
-                return Ok(None);
-            };
-            let line = &rest[..lf];
-            let Some(line) = line.strip_suffix(b"\r") else {
-                return Err(Refusal::BareLf);
-            };
-            head.pos += lf + 1;
-            if !head.started {
-                if line.is_empty() {
-                    // An empty line before the request line is ignored (RFC 9112 section 2.2).
-                    continue;
-                }
-                if line.len() > self.limits.max_request_line {
-                    return Err(Refusal::RequestLineTooLong);
-                }
-                head.started = true;
-                head.http10 = line.ends_with(b" HTTP/1.0");
-                head.upgrade = line.starts_with(b"CONNECT ");
-            } else if line.is_empty() {
-                if head.pos > self.limits.max_head {
-                    return Err(Refusal::HeadTooLarge);
-                }
-                self.state = framing(&head)?;
-                self.heads += 1;
-                return Ok(Some(head.pos));
-            } else {
-                field(&mut head, line)?;
-            }
-            self.too_large(&head, head.pos, 0)?;
-        }
-    }
-
-    /// Refuses a head already larger than the limits allow: `len` bytes in, `line` of them
-    /// in an unfinished line (the request line if the head has not started).
-    fn too_large(&self, head: &Head, len: usize, line: usize) -> Result<(), Refusal> {
-        if !head.started && line > self.limits.max_request_line {
-            return Err(Refusal::RequestLineTooLong);
-        }
-        if len > self.limits.max_head {
-            return Err(if head.started {
-                Refusal::HeadTooLarge
-            } else {
-                Refusal::RequestLineTooLong
-            });
-        }
-        Ok(())
-    }
-
     /// Follows a chunked body from `input[at]`; returns where it stopped.
     fn chunked(&mut self, mut chunk: Chunk, input: &[u8], mut at: usize) -> usize {
         while at < input.len() {
@@ -367,121 +223,6 @@ impl Framer {
     }
 }
 
-impl FramingCheck {
-    /// A scanner with these limits (`header_read_timeout` plays no part in scanning).
-    pub fn new(max_header_size: usize, max_uri_length: usize) -> Self {
-        Self(Framer::new(FramingLimits::new(
-            max_header_size,
-            max_uri_length,
-            Duration::ZERO,
-        )))
-    }
-
-    /// Scans `input` (after a partial head, again from its first byte): `Ok(None)` when all
-    /// is framed, `Ok(Some(n))` when a head starting at `n` is incomplete, `Err((n,
-    /// status))` when the head at `n` is refused with `status`.
-    pub fn scan(&mut self, input: &[u8]) -> Result<Option<usize>, (usize, u16)> {
-        match self.0.scan(input) {
-            Step::Pass => Ok(None),
-            Step::Partial(n) => Ok(Some(n)),
-            Step::Refuse(n, why) => Err((n, why.status().as_u16())),
-        }
-    }
-
-    /// Complete heads framed so far.
-    pub fn heads(&self) -> u64 {
-        self.0.heads()
-    }
-
-    /// True when the scanner stopped checking (HTTP/2, an upgrade, broken chunk framing).
-    pub fn is_off(&self) -> bool {
-        self.0.is_off()
-    }
-
-    /// True after an `Upgrade` or `CONNECT` head (the caller decides with `resume`).
-    pub fn after_upgrade(&self) -> bool {
-        self.0.after_upgrade()
-    }
-
-    /// See `Framer::resume`.
-    pub fn resume(&mut self, idle: bool) {
-        self.0.resume(idle);
-    }
-}
-
-/// Records one header field line.
-fn field(head: &mut Head, line: &[u8]) -> Result<(), Refusal> {
-    if matches!(line.first(), Some(b' ' | b'\t')) {
-        return Err(Refusal::ObsFold);
-    }
-    // Only three names matter; most lines are ruled out by their first letter.
-    if !matches!(line.first().map(|b| b | 0x20), Some(b'c' | b't' | b'u')) {
-        return Ok(());
-    }
-    let Some(colon) = memchr::memchr(b':', line) else {
-        // Not a field: hyper refuses it.
-        return Ok(());
-    };
-    let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
-    if name.eq_ignore_ascii_case(b"content-length") {
-        head.lengths = head.lengths.saturating_add(1);
-        head.length = decimal(value).ok_or(Refusal::InvalidLength)?;
-    } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-        head.encodings = head.encodings.saturating_add(1);
-        if !value.eq_ignore_ascii_case(b"chunked") {
-            return Err(Refusal::InvalidTransferEncoding);
-        }
-    } else if name.eq_ignore_ascii_case(b"upgrade") {
-        head.upgrade = true;
-    }
-    Ok(())
-}
-
-/// The state after a complete head: its body's, or an error for ambiguous framing.
-fn framing(head: &Head) -> Result<State, Refusal> {
-    match (head.lengths, head.encodings) {
-        (0, 0) => Ok(if head.upgrade {
-            State::AfterUpgrade
-        } else {
-            State::Head(Head::default())
-        }),
-        (1.., 1..) => Err(Refusal::LengthAndChunked),
-        (2.., 0) => Err(Refusal::DuplicateLength),
-        (0, 2..) => Err(Refusal::InvalidTransferEncoding),
-        _ if head.upgrade => Ok(State::Off),
-        (1, 0) if head.length == 0 => Ok(State::Head(Head::default())),
-        (1, 0) => Ok(State::Body(head.length)),
-        (0, 1) if head.http10 => Err(Refusal::InvalidTransferEncoding),
-        (0, 1) => Ok(State::Chunked(Chunk::Size { size: 0, digits: 0 })),
-    }
-}
-
-/// `value` without leading and trailing spaces and tabs.
-fn trim(value: &[u8]) -> &[u8] {
-    let start = value
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |i| i + 1);
-    &value[start..end]
-}
-
-/// A non-empty run of ASCII digits as a number (`None` on anything else or overflow).
-fn decimal(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |n, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
-}
-
 impl FramingLimits {
     /// The limits for `max_header_size`, `max_uri_length` and `header_read_timeout`.
     pub(crate) fn new(
@@ -498,221 +239,4 @@ impl FramingLimits {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn framer() -> Framer {
-        Framer::new(FramingLimits {
-            max_head: 256,
-            max_request_line: 64,
-            header_timeout: Duration::from_secs(1),
-        })
-    }
-
-    /// Scans `input` in one piece.
-    fn scan(input: &[u8]) -> Step {
-        framer().scan(input)
-    }
-
-    /// Scans `input` cut into pieces of `size` bytes as [`FramedIo`] would feed them: a
-    /// partial head is fed again from its first byte. Returns the steps that were not
-    /// `Pass`, and the framed heads.
-    fn scan_in_pieces(input: &[u8], size: usize) -> (Option<Refusal>, u64) {
-        let mut f = framer();
-        let mut partial: Vec<u8> = Vec::new();
-        for piece in input.chunks(size) {
-            partial.extend_from_slice(piece);
-            match f.scan(&partial) {
-                Step::Pass => partial.clear(),
-                Step::Partial(n) => {
-                    partial.drain(..n);
-                }
-                Step::Refuse(_, why) => return (Some(why), f.heads()),
-            }
-        }
-        (None, f.heads())
-    }
-
-    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-
-    #[test]
-    fn ordinary_requests_pass_whole_or_byte_by_byte() {
-        let mut many = Vec::new();
-        many.extend_from_slice(GET);
-        many.extend_from_slice(
-            b"\r\nPOST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-        );
-        many.extend_from_slice(
-            b"PUT /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
-              5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
-        );
-        many.extend_from_slice(GET);
-        assert_eq!(scan(&many), Step::Pass);
-        for size in [1, 2, 3, 7, 64] {
-            assert_eq!(scan_in_pieces(&many, size), (None, 4), "pieces of {size}");
-        }
-    }
-
-    #[test]
-    fn an_incomplete_head_is_partial_from_its_first_byte() {
-        let mut input = Vec::from(GET);
-        input.extend_from_slice(b"GET /next HTTP/1.1\r\nHo");
-        assert_eq!(scan(&input), Step::Partial(GET.len()));
-        let mut f = framer();
-        assert_eq!(
-            f.scan(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab"),
-            Step::Pass
-        );
-        assert_eq!(f.scan(b"cGET"), Step::Partial(1));
-    }
-
-    #[test]
-    fn ambiguous_framing_is_refused_where_the_head_starts() {
-        let cases: &[(&[u8], Refusal)] = &[
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Refusal::LengthAndChunked,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\n\r\n",
-                Refusal::LengthAndChunked,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-                Refusal::DuplicateLength,
-            ),
-            (b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n", Refusal::InvalidLength),
-            (b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", Refusal::InvalidLength),
-            (
-                b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-                Refusal::InvalidLength,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-                Refusal::InvalidTransferEncoding,
-            ),
-            (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Refusal::InvalidTransferEncoding,
-            ),
-            (
-                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-                Refusal::InvalidTransferEncoding,
-            ),
-            (b"GET / HTTP/1.1\nHost: a\n\n", Refusal::BareLf),
-            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", Refusal::BareLf),
-            (b"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n", Refusal::ObsFold),
-        ];
-        for (head, why) in cases {
-            let mut input = Vec::from(GET);
-            input.extend_from_slice(head);
-            assert_eq!(scan(&input), Step::Refuse(GET.len(), *why), "{head:?}");
-            assert_eq!(scan_in_pieces(&input, 3), (Some(*why), 1), "{head:?}");
-        }
-    }
-
-    #[test]
-    fn sizes_give_414_for_the_request_line_and_431_for_the_head() {
-        let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70));
-        assert_eq!(
-            scan(long_line.as_bytes()),
-            Step::Refuse(0, Refusal::RequestLineTooLong)
-        );
-        // Refused before the line ends: a client cannot make the proxy hold a long line.
-        let unfinished = format!("GET /{}", "a".repeat(70));
-        assert_eq!(
-            scan(unfinished.as_bytes()),
-            Step::Refuse(0, Refusal::RequestLineTooLong)
-        );
-        let big_head = format!("GET / HTTP/1.1\r\nX-A: {}\r\n\r\n", "a".repeat(250));
-        assert_eq!(
-            scan(big_head.as_bytes()),
-            Step::Refuse(0, Refusal::HeadTooLarge)
-        );
-        let unfinished = format!("GET / HTTP/1.1\r\nX-A: {}", "a".repeat(250));
-        assert_eq!(
-            scan(unfinished.as_bytes()),
-            Step::Refuse(0, Refusal::HeadTooLarge)
-        );
-        assert_eq!(
-            scan_in_pieces(big_head.as_bytes(), 5).0,
-            Some(Refusal::HeadTooLarge)
-        );
-    }
-
-    #[test]
-    fn a_body_is_skipped_even_when_it_looks_like_a_bad_head() {
-        let input = b"POST / HTTP/1.1\r\nContent-Length: 28\r\n\r\nGET / HTTP/1.1\nX: \n\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-        assert_eq!(scan(input), Step::Pass);
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
-            a\r\nGET /\n\n\n\n\n\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-        let mut f = framer();
-        assert_eq!(f.scan(chunked), Step::Pass);
-        assert!(!f.is_off());
-        assert_eq!(f.heads(), 2);
-        assert_eq!(scan_in_pieces(chunked, 1), (None, 2));
-    }
-
-    #[test]
-    fn broken_chunk_framing_turns_the_check_off() {
-        for body in [
-            &b"zz\r\n"[..],
-            b"5\nhello\n",
-            b"\r\n",
-            b"10000000000000005\r\n",
-            b"5\r\nhelloX",
-        ] {
-            let mut f = framer();
-            let mut input =
-                Vec::from(&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..]);
-            input.extend_from_slice(body);
-            input.extend_from_slice(b"GET / HTTP/1.1\nbare LF, not checked\n\n");
-            assert_eq!(f.scan(&input), Step::Pass, "{body:?}");
-            assert!(f.is_off(), "{body:?}");
-        }
-    }
-
-    #[test]
-    fn http2_and_upgrades_turn_the_check_off() {
-        let mut f = framer();
-        assert_eq!(f.scan(b"PRI * HTTP/2"), Step::Partial(0));
-        assert_eq!(f.scan(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"), Step::Pass);
-        assert!(f.is_off());
-        // A GET that only starts like the preface is an HTTP/1 head.
-        assert_eq!(scan(b"P"), Step::Partial(0));
-        assert_eq!(
-            scan(b"PUT / HTTP/1.1\n\n"),
-            Step::Refuse(0, Refusal::BareLf)
-        );
-
-        let upgrade = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n";
-        let mut f = framer();
-        assert_eq!(f.scan(upgrade), Step::Pass);
-        assert!(f.after_upgrade());
-        f.resume(false);
-        assert!(f.is_off());
-        let mut f = framer();
-        assert_eq!(f.scan(upgrade), Step::Pass);
-        f.resume(true);
-        assert_eq!(
-            f.scan(b"GET / HTTP/1.1\n\n"),
-            Step::Refuse(0, Refusal::BareLf)
-        );
-        assert_eq!(f.heads(), 1);
-    }
-
-    #[test]
-    fn refusals_round_trip_through_their_codes() {
-        for code in 0..=255u8 {
-            if let Some(r) = Refusal::from_code(code) {
-                assert_eq!(r.code(), code);
-                assert!(r.text().starts_with(r.status().as_str()));
-            }
-        }
-        assert_eq!(Refusal::from_code(0), None);
-        assert_eq!(
-            Refusal::from_code(Refusal::HeadTooLarge.code()),
-            Some(Refusal::HeadTooLarge)
-        );
-    }
-}
+mod tests;
