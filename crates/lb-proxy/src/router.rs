@@ -43,22 +43,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod field;
-mod host;
-mod method;
-mod parse;
-mod path;
-mod rules;
-
-pub use field::{CookieMatch, HeaderMatch, InvalidCondition, QueryMatch, ValueTest};
-pub use host::{HostList, HostPattern, InvalidHost};
-pub use method::{InvalidMethods, Methods};
-pub use path::{PathMatch, Pattern, UriPath};
-pub use rules::{HeaderRules, InvalidRules};
+pub use crate::config::{
+    CookieMatch, HeaderMatch, HeaderRules, HostList, HostPattern, InvalidCondition, InvalidHost,
+    InvalidMethods, InvalidRules, Methods, PathMatch, Pattern, QueryMatch, UriPath, ValueTest,
+};
 
 use http::request::Parts;
 
-use crate::config::RouteConfig;
+use crate::config::{request_host, RouteConfig};
 
 /// The routes of a proxy, in order.
 #[derive(Clone, Debug)]
@@ -148,7 +140,7 @@ impl Router {
     #[inline]
     pub fn route(&self, parts: &Parts) -> Option<&Route> {
         let host = if self.by_host {
-            host::request_host(parts)
+            request_host(parts)
         } else {
             None
         };
@@ -190,7 +182,7 @@ impl Route {
 
     /// True if every condition matches the request head `parts`.
     pub fn matches(&self, parts: &Parts) -> bool {
-        self.matches_with_host(parts, host::request_host(parts))
+        self.matches_with_host(parts, request_host(parts))
     }
 
     /// [`matches`](Self::matches) with the request's host already extracted. The cheap

@@ -55,7 +55,11 @@ pub use health::{
 pub use peer::UpstreamTlsConfig;
 pub use process::LogFormat;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
-pub use routes::{PathConflict, RouteConfig};
+pub use routes::{
+    request_host, CookieMatch, HeaderMatch, HeaderRules, HostList, HostPattern, InvalidCondition,
+    InvalidHost, InvalidMethods, InvalidRules, Methods, PathConflict, PathMatch, Pattern,
+    QueryMatch, RouteConfig, UriPath, ValueTest,
+};
 pub use selection::{Factor, Percent, SelectionKind, TableSize};
 pub use server::ServerConfig;
 pub use server_limits::ServerLimits;
