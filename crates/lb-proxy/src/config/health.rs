@@ -166,9 +166,9 @@ pub struct HealthCheckConfig {
     #[serde(default)]
     pub max_concurrency: Option<NonZeroU32>,
     /// Operator hooks run on every transition (a webhook and/or a command); see
-    /// [`crate::notify`].
+    /// [`OnChangeConfig`](super::OnChangeConfig).
     #[serde(default)]
-    pub on_change: Option<crate::notify::OnChangeConfig>,
+    pub on_change: Option<super::OnChangeConfig>,
 }
 
 fn default_interval() -> PositiveDuration {

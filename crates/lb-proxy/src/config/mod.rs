@@ -32,6 +32,7 @@ mod duration;
 mod error;
 mod headers;
 mod health;
+mod on_change;
 mod paths;
 mod peer;
 mod process;
@@ -52,6 +53,7 @@ pub use headers::{ForwardingConfig, HostHeader, Via, DEFAULT_VIA_NAME};
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
+pub use on_change::{OnChangeConfig, WebhookUrl};
 pub use peer::UpstreamTlsConfig;
 pub use process::LogFormat;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
