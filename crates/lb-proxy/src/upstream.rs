@@ -23,7 +23,7 @@ use crate::config::{
     HealthCheckConfig, HealthCheckKind, PositiveDuration, SelectionKind, UpstreamConfig,
 };
 use crate::discovery::{self, SourceError};
-use crate::hash_key::{self, HashKey};
+use crate::hash_key::{self, Extract as _, HashKey};
 use crate::hooks::{LocalResponse, Peer, Session};
 use crate::limits::{Limits, Refused};
 use crate::retry::RetryPolicy;

@@ -30,6 +30,8 @@ mod cidr;
 mod discovery;
 mod duration;
 mod error;
+mod error_chain;
+mod hash_key;
 mod headers;
 mod health;
 mod on_change;
@@ -49,6 +51,8 @@ pub use cidr::{Cidr, InvalidCidr};
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
+pub use error_chain::error_chain;
+pub use hash_key::{HashKey, InvalidHashKey};
 pub use headers::{ForwardingConfig, HostHeader, Via, DEFAULT_VIA_NAME};
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
@@ -74,7 +78,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::hash_key::HashKey;
 use serde::Deserialize;
 use toml::Spanned;
 

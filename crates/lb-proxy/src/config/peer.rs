@@ -16,9 +16,9 @@ use rustls::RootCertStore;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::error_chain;
 use super::{paths, ConfigError, PositiveDuration, UpstreamConfig};
 use crate::client::{self, Alpn, ClientCert, PeerOptions, TlsOptions};
-use crate::error_chain::error_chain;
 
 /// `tls = { ... }` of an upstream: HTTPS to its backends.
 ///

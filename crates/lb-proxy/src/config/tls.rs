@@ -16,8 +16,8 @@ use rustls::pki_types::DnsName;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::error_chain;
 use super::{paths, ConfigError, PositiveDuration, ServerConfig};
-use crate::error_chain::error_chain;
 use crate::tls::Part;
 
 /// `[[server.tls]]`: one TLS listener (a set of addresses sharing certificates and settings).
