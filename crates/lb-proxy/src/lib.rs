@@ -44,6 +44,7 @@ mod limits;
 mod listener;
 mod live;
 mod parking;
+mod peer;
 mod pipeline;
 mod protect;
 mod replay;
@@ -59,6 +60,7 @@ pub use client::{PeerOptions, TlsOptions, UpstreamClient, UpstreamError};
 pub use discovery::SourceError;
 pub use handover::{HandoverError, Inherited};
 pub use hooks::{ProxyHttp, Session};
+pub use peer::peer_options;
 /// The HTTP/1.x framing scanner, public only for the fuzz target `fuzz/fuzz_targets/framing.rs`.
 #[doc(hidden)]
 pub use protect::framing::FramingCheck;

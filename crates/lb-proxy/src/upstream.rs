@@ -232,7 +232,7 @@ impl Upstream {
             _ => KeySource::None,
         };
         // The client to its backends (TLS, timeouts, pool), from the connection keys.
-        let client = UpstreamClient::new(config.peer_options())
+        let client = UpstreamClient::new(crate::peer_options(config))
             .map_err(|e| SourceError::new(&name, "upstream client", e))?;
         if client.options().tls.as_ref().is_some_and(|t| !t.verify) {
             tracing::warn!(upstream = %name, "TLS certificate verification to backends is off (tls.verify = false)");

@@ -37,6 +37,7 @@ mod health;
 mod on_change;
 mod paths;
 mod peer;
+mod pem;
 mod process;
 mod retry;
 mod routes;
@@ -58,7 +59,8 @@ pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
 pub use on_change::{OnChangeConfig, WebhookUrl};
-pub use peer::UpstreamTlsConfig;
+pub use peer::{ClientCertFiles, UpstreamTlsConfig};
+pub use pem::{load_certs, load_key, PemError};
 pub use process::LogFormat;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
 pub use routes::{
@@ -179,7 +181,7 @@ pub struct UpstreamConfig {
     /// `[server] upgrade_idle_timeout` for this upstream's upgraded connections.
     #[serde(default)]
     pub upgrade_idle_timeout: Option<PositiveDuration>,
-    // Connection keys below: see `peer.rs` and [`crate::client::PeerOptions`].
+    // Connection keys below: see `peer.rs` and the proxy's client options.
     /// How long the TCP connect and the TLS handshake may take together (TLS only).
     #[serde(default)]
     pub total_connection_timeout: Option<Spanned<PositiveDuration>>,

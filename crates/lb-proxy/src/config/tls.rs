@@ -99,7 +99,8 @@ pub enum TlsVersion {
     Tls13,
 }
 
-/// An application protocol the proxy can serve over TLS, for `alpn`.
+/// An application protocol the proxy can speak over TLS, for the `alpn` of a listener or
+/// of an upstream's `tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[non_exhaustive]
 pub enum Alpn {
@@ -112,6 +113,15 @@ pub enum Alpn {
 }
 
 impl Alpn {
+    /// The protocol for its identifier (`h2`, `http/1.1`), if it is one the proxy speaks.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "h2" => Some(Self::H2),
+            "http/1.1" => Some(Self::Http11),
+            _ => None,
+        }
+    }
+
     /// The protocol identifier sent in the handshake.
     pub fn as_bytes(self) -> &'static [u8] {
         match self {
