@@ -72,7 +72,8 @@ pub use selection::{Factor, Percent, SelectionKind, TableSize};
 pub use server::ServerConfig;
 pub use server_limits::ServerLimits;
 pub use tls::{
-    Alpn, CertificateConfig, ClientAuthConfig, ServerNamePattern, TlsListenerConfig, TlsVersion,
+    check_listener, Alpn, CertificateConfig, CheckedListener, ClientAuthConfig, ServerNamePattern,
+    TlsError, TlsListenerConfig, TlsVersion,
 };
 
 use std::collections::BTreeMap;

@@ -5,8 +5,8 @@
 //! certificate and key files are read (relative paths resolved against the configuration
 //! file's directory, see [`paths`](super::paths)), each key must match its certificate, each
 //! certificate must have a name to be selected by (or be the default), and the client CA
-//! file must hold a usable CA. The rustls configuration itself is built by `crate::tls`
-//! again when the proxy starts.
+//! file must hold a usable CA ([`check_listener`]). The proxy builds its rustls server
+//! configuration from that check's result when it starts.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,20 @@ use rustls::pki_types::DnsName;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod certs;
+mod check;
+mod error;
+
+pub use check::{check_listener, CheckedListener};
+pub use error::TlsError;
+
+use std::sync::Arc;
+
+use error::Part;
+use rustls::crypto::ring;
+
 use super::error_chain;
 use super::{paths, ConfigError, PositiveDuration, ServerConfig};
-use crate::tls::Part;
 
 /// `[[server.tls]]`: one TLS listener (a set of addresses sharing certificates and settings).
 ///
@@ -279,7 +290,7 @@ pub(crate) fn validate(
     }
     for (i, listener) in server.tls.iter_mut().enumerate() {
         listener.resolve_paths(origin);
-        if let Err(error) = crate::tls::server_config(listener) {
+        if let Err(error) = check_listener(listener, &Arc::new(ring::default_provider())) {
             let (offset, key) = listener.locate(i, error.part(), text);
             return Err(ConfigError::at(
                 origin,
