@@ -18,7 +18,8 @@
 //! gives 503.
 
 pub mod client;
-pub mod config;
+/// The configuration: [`lb_config`], under its old path.
+pub use lb_config as config;
 pub mod demo;
 pub mod handover;
 pub mod hash_key;

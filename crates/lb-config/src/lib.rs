@@ -1,4 +1,9 @@
-//! The TOML configuration: schema, loading and validation.
+//! `lb-config`: the TOML configuration of `lb-proxy`: schema, loading and validation.
+//!
+//! The serde types of every table, their checks, the route condition types (host, path,
+//! method, header, cookie and query conditions, header rules) with their matching, the
+//! `hash_key` type, CIDRs, and the PEM files the configuration names (read while loading).
+//! Nothing here runs: the proxy builds its router, clients and listeners from these values.
 //!
 //! Loading is strict: an unknown key, a malformed value or a reference to something that
 //! is not defined is an error that names the file, the line and column, and the key
@@ -7,7 +12,7 @@
 //! reports a bad backend the way nginx does.
 //!
 //! ```
-//! let config = lb_proxy::config::Config::from_toml_str(r#"
+//! let config = lb_config::Config::from_toml_str(r#"
 //!     [server]
 //!     listen = ["127.0.0.1:8080"]
 //!
@@ -21,7 +26,7 @@
 //!     upstream = "web"
 //! "#, "example.toml")?;
 //! assert_eq!(config.upstreams["web"].backends.len(), 2);
-//! # Ok::<(), lb_proxy::config::ConfigError>(())
+//! # Ok::<(), lb_config::ConfigError>(())
 //! ```
 
 mod admin;
@@ -105,12 +110,13 @@ pub struct Config {
     /// The file's tables as written, for a reload to tell which upstreams changed; empty
     /// for a configuration made in code.
     #[serde(skip)]
-    pub(crate) written: Written,
+    #[doc(hidden)]
+    pub written: Written,
 }
 
 /// The tables of a configuration file as written (values compared, not positions).
 #[derive(Clone, Default)]
-pub(crate) struct Written(Option<std::sync::Arc<toml::Table>>);
+pub struct Written(Option<std::sync::Arc<toml::Table>>);
 
 impl std::fmt::Debug for Written {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,7 +131,7 @@ impl std::fmt::Debug for Written {
 
 impl Written {
     /// The table of upstream `name`, when the configuration came from a file.
-    pub(crate) fn upstream(&self, name: &str) -> Option<&toml::Value> {
+    pub fn upstream(&self, name: &str) -> Option<&toml::Value> {
         self.0.as_ref()?.get("upstreams")?.get(name)
     }
 }

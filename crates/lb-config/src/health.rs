@@ -14,7 +14,6 @@ use super::PositiveDuration;
 /// The kind of active health check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum HealthCheckKind {
     /// A TCP (or Unix socket) connection opens within the timeout.
     #[default]

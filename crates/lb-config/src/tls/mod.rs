@@ -113,7 +113,6 @@ pub enum TlsVersion {
 /// An application protocol the proxy can speak over TLS, for the `alpn` of a listener or
 /// of an upstream's `tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[non_exhaustive]
 pub enum Alpn {
     /// HTTP/2.
     #[serde(rename = "h2")]
