@@ -20,6 +20,8 @@
 pub mod client;
 /// The configuration: [`lb_config`], under its old path.
 pub use lb_config as config;
+/// Request routing: [`lb_router`], under its old path.
+pub use lb_router as router;
 pub mod demo;
 pub mod handover;
 pub mod hash_key;
@@ -28,7 +30,6 @@ pub mod notify;
 pub mod process;
 pub mod reload;
 pub mod retry;
-pub mod router;
 pub mod signals;
 pub mod worker;
 

@@ -1,4 +1,4 @@
-//! Request routing: which `[[routes]]` entry, and so which upstream, takes a request, and
+//! `lb-router`: request routing for `lb-proxy`: which `[[routes]]` entry, and so which upstream, takes a request, and
 //! the header rules that route applies.
 //!
 //! A [`Router`] is built once from the configured routes. [`Router::route`] tries them in
@@ -9,8 +9,8 @@
 //! escapes, for a `regex` condition.
 //!
 //! ```
-//! use lb_proxy::config::Config;
-//! use lb_proxy::router::Router;
+//! use lb_config::Config;
+//! use lb_router::Router;
 //!
 //! let config = Config::from_toml_str(r#"
 //!     [server]
@@ -43,14 +43,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use crate::config::{
+pub use lb_config::{
     CookieMatch, HeaderMatch, HeaderRules, HostList, HostPattern, InvalidCondition, InvalidHost,
     InvalidMethods, InvalidRules, Methods, PathMatch, Pattern, QueryMatch, UriPath, ValueTest,
 };
 
 use http::request::Parts;
 
-use crate::config::{request_host, RouteConfig};
+use lb_config::{request_host, RouteConfig};
 
 /// The routes of a proxy, in order.
 #[derive(Clone, Debug)]
@@ -94,7 +94,7 @@ pub enum RouterError {
         /// The route's position.
         route: usize,
         /// Which keys.
-        source: crate::config::PathConflict,
+        source: lb_config::PathConflict,
     },
 }
 
