@@ -8,6 +8,8 @@ use http::Uri;
 use serde::{Deserialize, Deserializer};
 
 use super::PositiveDuration;
+
+/// `on_change = { webhook = "http://...", command = ["prog", "arg"], timeout = "5s" }`.
 ///
 /// Parsing runs [`check`](OnChangeConfig::check), so a file cannot hold an invalid one;
 /// call it for values built in code.

@@ -50,8 +50,6 @@ const USER_AGENT: &str = concat!("lb-proxy/", env!("CARGO_PKG_VERSION"));
 /// How many events may wait for delivery before new ones are dropped.
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// `on_change = { webhook = "http://...", command = ["prog", "arg"], timeout = "5s" }`.
-
 /// Counts of a [`Notifier`] since it was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NotifyStats {

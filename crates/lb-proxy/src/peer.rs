@@ -22,6 +22,9 @@ pub fn peer_options(upstream: &UpstreamConfig) -> PeerOptions {
     }
 }
 
+// `TlsOptions` is `#[non_exhaustive]`: outside the client's crate it is only built by
+// setting fields on its default.
+#[allow(clippy::field_reassign_with_default)]
 fn tls_options(tls: &UpstreamTlsConfig) -> TlsOptions {
     let mut options = TlsOptions::default();
     options.sni = tls.sni.as_ref().map(|s| s.get_ref().clone());
