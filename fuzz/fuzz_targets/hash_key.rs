@@ -15,7 +15,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use http::header::COOKIE;
 use lb_fuzz::request::FuzzRequest;
 use lb_fuzz::words;
-use lb_proxy::hash_key::HashKey;
+use lb_proxy::hash_key::{Extract as _, HashKey};
 use libfuzzer_sys::fuzz_target;
 
 /// A key text and a request.

@@ -18,7 +18,10 @@
 //! gives 503.
 
 pub mod client;
-pub mod config;
+/// The configuration: [`lb_config`], under its old path.
+pub use lb_config as config;
+/// Request routing: [`lb_router`], under its old path.
+pub use lb_router as router;
 pub mod demo;
 pub mod handover;
 pub mod hash_key;
@@ -27,7 +30,6 @@ pub mod notify;
 pub mod process;
 pub mod reload;
 pub mod retry;
-pub mod router;
 pub mod signals;
 pub mod worker;
 
@@ -46,6 +48,7 @@ mod limits;
 mod listener;
 mod live;
 mod parking;
+mod peer;
 mod pipeline;
 mod protect;
 mod replay;
@@ -66,6 +69,7 @@ pub use discovery::SourceError;
 pub use error::{ReloadError, StartError};
 pub use handover::HandoverError;
 pub use hooks::{ProxyHttp, Session};
+pub use peer::peer_options;
 /// The HTTP/1.x framing scanner, public only for the fuzz target `fuzz/fuzz_targets/framing.rs`.
 #[doc(hidden)]
 pub use protect::framing::FramingCheck;

@@ -23,7 +23,7 @@ use crate::config::{
     HealthCheckConfig, HealthCheckKind, PositiveDuration, SelectionKind, UpstreamConfig,
 };
 use crate::discovery::{self, SourceError};
-use crate::hash_key::{self, HashKey};
+use crate::hash_key::{self, Extract as _, HashKey};
 use crate::hooks::{LocalResponse, Peer, Session};
 use crate::limits::{Limits, Refused};
 use crate::retry::RetryPolicy;
@@ -232,7 +232,7 @@ impl Upstream {
             _ => KeySource::None,
         };
         // The client to its backends (TLS, timeouts, pool), from the connection keys.
-        let client = UpstreamClient::new(config.peer_options())
+        let client = UpstreamClient::new(crate::peer_options(config))
             .map_err(|e| SourceError::new(&name, "upstream client", e))?;
         if client.options().tls.as_ref().is_some_and(|t| !t.verify) {
             tracing::warn!(upstream = %name, "TLS certificate verification to backends is off (tls.verify = false)");

@@ -302,7 +302,7 @@ fn bad_connection_keys_are_reported_at_their_line() {
         key.display()
     );
     let config = Config::from_toml_str(&good, "lb.toml").unwrap();
-    let options = config.upstreams["api"].peer_options();
+    let options = lb_proxy::peer_options(&config.upstreams["api"]);
     let tls = options.tls.unwrap();
     assert!(tls.ca.is_some() && tls.client_cert.is_some());
     assert_eq!(tls.alpn.len(), 2);

@@ -3,9 +3,10 @@
 //!
 //! Crate-internal API: [`server_config`] turns a [`TlsListenerConfig`] into an
 //! `Arc<rustls::ServerConfig>` (the listener wraps it in a `tokio_rustls::TlsAcceptor`),
-//! or a [`TlsError`] whose [`part`](TlsError::part) says which key is at fault. The
-//! configuration loader calls it to validate (`lb-proxy -t`); the proxy calls it again when
-//! it starts.
+//! or a [`TlsError`]. The checks (files, keys, names, versions, client CA) are the
+//! configuration's ([`check_listener`], which the loader runs for `lb-proxy -t`); this
+//! module runs them again when the proxy starts and builds rustls' configuration from
+//! their result.
 //!
 //! Choices:
 //! - **ring provider, rustls defaults**: only TLS 1.2 and 1.3, forward-secret AEAD suites,
@@ -20,21 +21,16 @@
 //!   HTTP/2 when `h2` was agreed and HTTP/1.1 otherwise (including clients that send no
 //!   ALPN).
 
-mod certs;
-mod error;
 mod sni;
 
-pub(crate) use error::Part;
-pub use error::TlsError;
+pub use crate::config::TlsError;
 
 use std::sync::Arc;
 
 use rustls::crypto::ring;
-use rustls::server::WebPkiClientVerifier;
-use rustls::version::{TLS12, TLS13};
-use rustls::{ServerConfig, SupportedProtocolVersion};
+use rustls::ServerConfig;
 
-use crate::config::{TlsListenerConfig, TlsVersion};
+use crate::config::{check_listener, TlsListenerConfig};
 use sni::SniResolver;
 
 /// The rustls configuration of `listener`: certificates loaded (paths as they stand in
@@ -43,82 +39,25 @@ use sni::SniResolver;
 /// authentication set.
 pub(crate) fn server_config(listener: &TlsListenerConfig) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(ring::default_provider());
-    let count = listener.certificates.len();
-    let default = listener.default_certificate.as_ref().map(|d| *d.get_ref());
-    if let Some(index) = default.filter(|&d| d >= count) {
-        return Err(TlsError::NoDefault { index, count });
-    }
-    let mut loaded = Vec::with_capacity(count);
-    for (index, c) in listener.certificates.iter().enumerate() {
-        let c = c.get_ref();
-        loaded.push(certs::load(
-            index,
-            c.cert.get_ref(),
-            c.key.get_ref(),
-            &provider,
-        )?);
-    }
+    let checked = check_listener(listener, &provider)?;
 
     let mut resolver = SniResolver::default();
-    // Names given in `sni` first: they are the operator's explicit choice.
-    for (index, (c, l)) in listener.certificates.iter().zip(&loaded).enumerate() {
-        for name in c.get_ref().sni.iter().flatten() {
-            if let Err(first) = resolver.insert(name, &l.key, index) {
-                return Err(TlsError::DuplicateName {
-                    index,
-                    first,
-                    name: name.as_str().to_owned(),
-                });
-            }
+    for (name, index) in &checked.names {
+        if let Some(key) = checked.certificates.get(*index) {
+            // Each name is listed once, so none is refused here.
+            let _ = resolver.insert(name, key, *index);
         }
     }
-    // Then the certificates' own names; a name claimed already stays where it is.
-    for (index, (c, l)) in listener.certificates.iter().zip(&loaded).enumerate() {
-        let c = c.get_ref();
-        let names = match &c.sni {
-            Some(sni) => sni.len(),
-            None => {
-                for name in &l.names {
-                    let _ = resolver.insert(name, &l.key, index);
-                }
-                l.names.len()
-            }
-        };
-        if names == 0 && default != Some(index) {
-            return Err(TlsError::NoName {
-                index,
-                path: c.cert.get_ref().clone(),
-            });
-        }
-    }
-    if let Some(l) = default.and_then(|d| loaded.get(d)) {
-        resolver.set_default(l.key.clone());
+    if let Some(key) = checked.default.and_then(|d| checked.certificates.get(d)) {
+        resolver.set_default(key.clone());
     }
 
-    let versions: &[&SupportedProtocolVersion] = match listener.min_version {
-        TlsVersion::Tls12 => &[&TLS13, &TLS12],
-        TlsVersion::Tls13 => &[&TLS13],
-    };
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(checked.versions)
         .map_err(TlsError::Rustls)?;
-    let builder = match &listener.client_auth {
+    let builder = match checked.client_verifier {
         None => builder.with_no_client_auth(),
-        Some(auth) => {
-            let path = auth.ca_file.get_ref();
-            let roots = certs::roots(path)?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if auth.required {
-                verifier
-            } else {
-                verifier.allow_unauthenticated()
-            };
-            let verifier = verifier.build().map_err(|source| TlsError::BadCa {
-                path: path.clone(),
-                source,
-            })?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
     };
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = listener

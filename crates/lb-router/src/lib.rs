@@ -1,4 +1,4 @@
-//! Request routing: which `[[routes]]` entry, and so which upstream, takes a request, and
+//! `lb-router`: request routing for `lb-proxy`: which `[[routes]]` entry, and so which upstream, takes a request, and
 //! the header rules that route applies.
 //!
 //! A [`Router`] is built once from the configured routes. [`Router::route`] tries them in
@@ -9,8 +9,8 @@
 //! escapes, for a `regex` condition.
 //!
 //! ```
-//! use lb_proxy::config::Config;
-//! use lb_proxy::router::Router;
+//! use lb_config::Config;
+//! use lb_router::Router;
 //!
 //! let config = Config::from_toml_str(r#"
 //!     [server]
@@ -43,22 +43,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod field;
-mod host;
-mod method;
-mod parse;
-mod path;
-mod rules;
-
-pub use field::{CookieMatch, HeaderMatch, InvalidCondition, QueryMatch, ValueTest};
-pub use host::{HostList, HostPattern, InvalidHost};
-pub use method::{InvalidMethods, Methods};
-pub use path::{PathMatch, Pattern, UriPath};
-pub use rules::{HeaderRules, InvalidRules};
+pub use lb_config::{
+    CookieMatch, HeaderMatch, HeaderRules, HostList, HostPattern, InvalidCondition, InvalidHost,
+    InvalidMethods, InvalidRules, Methods, PathMatch, Pattern, QueryMatch, UriPath, ValueTest,
+};
 
 use http::request::Parts;
 
-use crate::config::RouteConfig;
+use lb_config::{request_host, RouteConfig};
 
 /// The routes of a proxy, in order.
 #[derive(Clone, Debug)]
@@ -102,7 +94,7 @@ pub enum RouterError {
         /// The route's position.
         route: usize,
         /// Which keys.
-        source: crate::config::PathConflict,
+        source: lb_config::PathConflict,
     },
 }
 
@@ -148,7 +140,7 @@ impl Router {
     #[inline]
     pub fn route(&self, parts: &Parts) -> Option<&Route> {
         let host = if self.by_host {
-            host::request_host(parts)
+            request_host(parts)
         } else {
             None
         };
@@ -190,7 +182,7 @@ impl Route {
 
     /// True if every condition matches the request head `parts`.
     pub fn matches(&self, parts: &Parts) -> bool {
-        self.matches_with_host(parts, host::request_host(parts))
+        self.matches_with_host(parts, request_host(parts))
     }
 
     /// [`matches`](Self::matches) with the request's host already extracted. The cheap

@@ -1,4 +1,9 @@
-//! The TOML configuration: schema, loading and validation.
+//! `lb-config`: the TOML configuration of `lb-proxy`: schema, loading and validation.
+//!
+//! The serde types of every table, their checks, the route condition types (host, path,
+//! method, header, cookie and query conditions, header rules) with their matching, the
+//! `hash_key` type, CIDRs, and the PEM files the configuration names (read while loading).
+//! Nothing here runs: the proxy builds its router, clients and listeners from these values.
 //!
 //! Loading is strict: an unknown key, a malformed value or a reference to something that
 //! is not defined is an error that names the file, the line and column, and the key
@@ -7,7 +12,7 @@
 //! reports a bad backend the way nginx does.
 //!
 //! ```
-//! let config = lb_proxy::config::Config::from_toml_str(r#"
+//! let config = lb_config::Config::from_toml_str(r#"
 //!     [server]
 //!     listen = ["127.0.0.1:8080"]
 //!
@@ -21,7 +26,7 @@
 //!     upstream = "web"
 //! "#, "example.toml")?;
 //! assert_eq!(config.upstreams["web"].backends.len(), 2);
-//! # Ok::<(), lb_proxy::config::ConfigError>(())
+//! # Ok::<(), lb_config::ConfigError>(())
 //! ```
 
 mod admin;
@@ -30,10 +35,14 @@ mod cidr;
 mod discovery;
 mod duration;
 mod error;
+mod error_chain;
+mod hash_key;
 mod headers;
 mod health;
+mod on_change;
 mod paths;
 mod peer;
+mod pem;
 mod process;
 mod retry;
 mod routes;
@@ -48,19 +57,28 @@ pub use cidr::{Cidr, InvalidCidr};
 pub use discovery::{DiscoveryConfig, DiscoveryKind, Resolver};
 pub use duration::{ConfigDuration, PositiveDuration};
 pub use error::ConfigError;
+pub use error_chain::error_chain;
+pub use hash_key::{HashKey, InvalidHashKey};
 pub use headers::{ForwardingConfig, HostHeader, Via, DEFAULT_VIA_NAME};
 pub use health::{
     HealthCheckConfig, HealthCheckKind, InitialHealth, Jitter, PassiveHealthConfig, Statuses,
 };
-pub use peer::UpstreamTlsConfig;
+pub use on_change::{OnChangeConfig, WebhookUrl};
+pub use peer::{ClientCertFiles, UpstreamTlsConfig};
+pub use pem::{load_certs, load_key, PemError};
 pub use process::LogFormat;
 pub use retry::{ByteSize, LimitsConfig, RetryConfig, RetryOn};
-pub use routes::{PathConflict, RouteConfig};
+pub use routes::{
+    request_host, CookieMatch, HeaderMatch, HeaderRules, HostList, HostPattern, InvalidCondition,
+    InvalidHost, InvalidMethods, InvalidRules, Methods, PathConflict, PathMatch, Pattern,
+    QueryMatch, RouteConfig, UriPath, ValueTest,
+};
 pub use selection::{Factor, Percent, SelectionKind, TableSize};
 pub use server::ServerConfig;
 pub use server_limits::ServerLimits;
 pub use tls::{
-    Alpn, CertificateConfig, ClientAuthConfig, ServerNamePattern, TlsListenerConfig, TlsVersion,
+    check_listener, Alpn, CertificateConfig, CheckedListener, ClientAuthConfig, ServerNamePattern,
+    TlsError, TlsListenerConfig, TlsVersion,
 };
 
 use std::collections::BTreeMap;
@@ -68,7 +86,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::hash_key::HashKey;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -93,12 +110,13 @@ pub struct Config {
     /// The file's tables as written, for a reload to tell which upstreams changed; empty
     /// for a configuration made in code.
     #[serde(skip)]
-    pub(crate) written: Written,
+    #[doc(hidden)]
+    pub written: Written,
 }
 
 /// The tables of a configuration file as written (values compared, not positions).
 #[derive(Clone, Default)]
-pub(crate) struct Written(Option<std::sync::Arc<toml::Table>>);
+pub struct Written(Option<std::sync::Arc<toml::Table>>);
 
 impl std::fmt::Debug for Written {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -113,7 +131,7 @@ impl std::fmt::Debug for Written {
 
 impl Written {
     /// The table of upstream `name`, when the configuration came from a file.
-    pub(crate) fn upstream(&self, name: &str) -> Option<&toml::Value> {
+    pub fn upstream(&self, name: &str) -> Option<&toml::Value> {
         self.0.as_ref()?.get("upstreams")?.get(name)
     }
 }
@@ -170,7 +188,7 @@ pub struct UpstreamConfig {
     /// `[server] upgrade_idle_timeout` for this upstream's upgraded connections.
     #[serde(default)]
     pub upgrade_idle_timeout: Option<PositiveDuration>,
-    // Connection keys below: see `peer.rs` and [`crate::client::PeerOptions`].
+    // Connection keys below: see `peer.rs` and the proxy's client options.
     /// How long the TCP connect and the TLS handshake may take together (TLS only).
     #[serde(default)]
     pub total_connection_timeout: Option<Spanned<PositiveDuration>>,

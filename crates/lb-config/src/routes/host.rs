@@ -165,7 +165,7 @@ impl HostList {
 /// repeated or not text, or when `Host` names another host than the authority (RFC 9113
 /// §8.3.1 calls that malformed; the backend would see one host and the router another).
 #[inline]
-pub(crate) fn request_host(parts: &Parts) -> Option<&str> {
+pub fn request_host(parts: &Parts) -> Option<&str> {
     let mut fields = parts.headers.get_all(HOST).iter();
     let header = match (fields.next(), fields.next()) {
         (None, _) => None,

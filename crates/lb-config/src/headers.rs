@@ -177,9 +177,9 @@ mod tests {
     const TAIL: &str =
         "\n\n[upstreams.web]\nbackends = [\"127.0.0.1:9001\"]\nUPSTREAM\n\n[[routes]]\nupstream = \"web\"\n";
 
-    fn load(forwarding: &str, upstream: &str) -> Result<crate::config::Config, String> {
+    fn load(forwarding: &str, upstream: &str) -> Result<crate::Config, String> {
         let text = format!("{BASE}{forwarding}{}", TAIL.replace("UPSTREAM", upstream));
-        crate::config::Config::from_toml_str(&text, "lb.toml").map_err(|e| e.to_string())
+        crate::Config::from_toml_str(&text, "lb.toml").map_err(|e| e.to_string())
     }
 
     #[test]

@@ -14,7 +14,6 @@ use super::PositiveDuration;
 /// The kind of active health check.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum HealthCheckKind {
     /// A TCP (or Unix socket) connection opens within the timeout.
     #[default]
@@ -166,9 +165,9 @@ pub struct HealthCheckConfig {
     #[serde(default)]
     pub max_concurrency: Option<NonZeroU32>,
     /// Operator hooks run on every transition (a webhook and/or a command); see
-    /// [`crate::notify`].
+    /// [`OnChangeConfig`](super::OnChangeConfig).
     #[serde(default)]
-    pub on_change: Option<crate::notify::OnChangeConfig>,
+    pub on_change: Option<super::OnChangeConfig>,
 }
 
 fn default_interval() -> PositiveDuration {

@@ -1,7 +1,7 @@
 //! The router as a whole: order, all-conditions-must-match, and build errors.
 
 use super::*;
-use crate::config::Config;
+use lb_config::Config;
 
 const UPSTREAMS: [&str; 4] = ["api", "mobile", "canary", "web"];
 
@@ -164,4 +164,37 @@ fn configurations_made_in_code_are_checked_too() {
         e.to_string(),
         "routes[0].path_regex: set at most one of `path`, `path_prefix` and `path_regex`"
     );
+}
+
+#[test]
+fn a_router_is_built_from_every_key() {
+    // The routes of lb-config's `routes::tests::every_key_loads`.
+    let text = r#"[server]
+listen = ["127.0.0.1:8080"]
+[upstreams.web]
+backends = ["127.0.0.1:9001"]
+[upstreams.api]
+backends = ["127.0.0.1:9002"]
+[[routes]]
+upstream = "api"
+host = ["api.example.com", "*.api.example.com"]
+path_regex = "^/v[0-9]+/"
+methods = ["GET", "HEAD"]
+headers = [{ name = "user-agent", regex = "Mobile" }, { name = "x-canary", value = "1" }, { name = "x-debug" }]
+cookies = [{ name = "canary", value = "always" }]
+query = [{ name = "variant", regex = "^[ab]$" }]
+request_headers = { set = { "x-a" = "1" }, add = { "x-b" = "2" }, remove = ["x-c"] }
+response_headers = { set = { "cache-control" = "no-store" } }
+
+[[routes]]
+upstream = "web"
+path_prefix = "/"
+
+[[routes]]
+upstream = "web"
+path = "/exact"
+"#;
+    let c = Config::from_toml_str(text, "lb.toml").unwrap();
+    let router = Router::new(&c.routes, |n| Some(usize::from(n == "web"))).unwrap();
+    assert_eq!(router.routes()[1].upstream(), 1);
 }

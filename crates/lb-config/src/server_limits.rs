@@ -257,7 +257,7 @@ fn default_h2_max_local_error_reset_streams() -> NonZeroU32 {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use crate::config::Config;
+    use crate::Config;
 
     fn with_limits(limits: &str) -> Result<Config, String> {
         let text = format!(

@@ -110,7 +110,7 @@ impl AccessLogConfig {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use crate::config::Config;
+    use crate::Config;
 
     const BASE: &str = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.web]\n\
         backends = [\"127.0.0.1:9001\"]\n[[routes]]\nupstream = \"web\"\n";

@@ -1,5 +1,5 @@
-//! The connection keys of `[upstreams.NAME]` (timeouts, pool, `bind`, `tls`), their
-//! checks, and their translation to the client's [`PeerOptions`].
+//! The connection keys of `[upstreams.NAME]` (timeouts, pool, `bind`, `tls`) and their
+//! checks. The proxy translates them to its client's options.
 //!
 //! TLS files are read while the configuration loads (relative paths resolved against the
 //! configuration file's directory, see [`paths`](super::paths)), so `lb-proxy -t` reports
@@ -11,14 +11,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lb_core::BackendAddr;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::crypto::ring;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::sign::CertifiedKey;
 use rustls::RootCertStore;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{paths, ConfigError, PositiveDuration, UpstreamConfig};
-use crate::client::{self, Alpn, ClientCert, PeerOptions, TlsOptions};
-use crate::error_chain::error_chain;
+use super::error_chain;
+use super::pem;
+use super::{paths, Alpn, ConfigError, PositiveDuration, UpstreamConfig};
 
 /// `tls = { ... }` of an upstream: HTTPS to its backends.
 ///
@@ -58,8 +60,34 @@ pub struct UpstreamTlsConfig {
 #[derive(Clone, Default)]
 struct Loaded {
     ca: Option<Vec<CertificateDer<'static>>>,
-    client_cert: Option<ClientCert>,
+    client_cert: Option<ClientCertFiles>,
     alpn: Vec<Alpn>,
+}
+
+/// A client certificate chain and its private key, as read from `client_cert` and
+/// `client_key` (checked to belong together while loading).
+pub struct ClientCertFiles {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The private key of the leaf.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for ClientCertFiles {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientCertFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertFiles")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for UpstreamTlsConfig {
@@ -89,40 +117,21 @@ pub(super) fn default_pool_max_idle() -> u32 {
     64
 }
 
-impl UpstreamConfig {
-    /// The client options these keys describe (TLS files as loaded with the configuration).
-    pub fn peer_options(&self) -> PeerOptions {
-        PeerOptions {
-            connect_timeout: self.connect_timeout.get(),
-            total_connection_timeout: self
-                .total_connection_timeout
-                .as_ref()
-                .map(|t| t.get_ref().get()),
-            read_timeout: Some(self.read_timeout.get()),
-            write_timeout: Some(self.write_timeout.get()),
-            idle_timeout: Some(self.idle_timeout.get()),
-            pool_max_idle: usize::try_from(self.pool_max_idle).unwrap_or(usize::MAX),
-            bind: self.bind.as_ref().map(|b| *b.get_ref()),
-            tls: self.tls.as_ref().map(|t| t.get_ref().options()),
-        }
-    }
-}
-
 impl UpstreamTlsConfig {
-    fn options(&self) -> TlsOptions {
-        let defaults = TlsOptions::default();
-        TlsOptions {
-            sni: self.sni.as_ref().map(|s| s.get_ref().clone()),
-            verify: self.verify.as_ref().is_none_or(|v| *v.get_ref()),
-            verify_hostname: self.verify_hostname.as_ref().is_none_or(|v| *v.get_ref()),
-            ca: self.loaded.ca.clone(),
-            client_cert: self.loaded.client_cert.clone(),
-            alpn: if self.loaded.alpn.is_empty() {
-                defaults.alpn
-            } else {
-                self.loaded.alpn.clone()
-            },
-        }
+    /// The CA certificates read from `ca_file`, when it is set (else the system's roots
+    /// are meant).
+    pub fn ca(&self) -> Option<&[CertificateDer<'static>]> {
+        self.loaded.ca.as_deref()
+    }
+
+    /// The client certificate and key read from `client_cert` and `client_key` (mTLS).
+    pub fn client_cert(&self) -> Option<&ClientCertFiles> {
+        self.loaded.client_cert.as_ref()
+    }
+
+    /// The protocols of `alpn`, in order; empty when it is not set (the default applies).
+    pub fn alpn_protocols(&self) -> &[Alpn] {
+        &self.loaded.alpn
     }
 }
 
@@ -250,8 +259,8 @@ fn load_tls(t: &mut UpstreamTlsConfig, origin: &Path, at: &At<'_>) -> Result<(),
     }
     if let Some(ca) = &t.ca_file {
         let path = paths::resolve(origin, ca.get_ref());
-        let certs = client::load_certs(&path)
-            .map_err(|e| at(ca.span().start, "ca_file", error_chain(&e)))?;
+        let certs =
+            pem::load_certs(&path).map_err(|e| at(ca.span().start, "ca_file", error_chain(&e)))?;
         let (usable, _) = RootCertStore::empty().add_parsable_certificates(certs.iter().cloned());
         if usable == 0 {
             return Err(at(
@@ -280,12 +289,12 @@ fn load_tls(t: &mut UpstreamTlsConfig, origin: &Path, at: &At<'_>) -> Result<(),
         }
         (Some(c), Some(k)) => {
             let chain_path = paths::resolve(origin, c.get_ref());
-            let certs = client::load_certs(&chain_path)
+            let certs = pem::load_certs(&chain_path)
                 .map_err(|e| at(c.span().start, "client_cert", error_chain(&e)))?;
             let key_path = paths::resolve(origin, k.get_ref());
-            let key = client::load_key(&key_path)
+            let key = pem::load_key(&key_path)
                 .map_err(|e| at(k.span().start, "client_key", error_chain(&e)))?;
-            let cert = ClientCert::new(certs, key).map_err(|e| {
+            check_client_cert(&certs, &key).map_err(|e| {
                 at(
                     k.span().start,
                     "client_key",
@@ -296,8 +305,20 @@ fn load_tls(t: &mut UpstreamTlsConfig, origin: &Path, at: &At<'_>) -> Result<(),
                     ),
                 )
             })?;
-            t.loaded.client_cert = Some(cert);
+            t.loaded.client_cert = Some(ClientCertFiles { chain: certs, key });
         }
     }
     Ok(())
+}
+
+/// Whether `key` is usable and is the key of the leaf of `chain` (what the client checks
+/// again when it takes the pair).
+fn check_client_cert(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+) -> Result<(), rustls::Error> {
+    if chain.is_empty() {
+        return Err(rustls::Error::General("empty certificate chain".into()));
+    }
+    CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &ring::default_provider()).map(|_| ())
 }

@@ -12,8 +12,7 @@ use rustls::{InconsistentKeys, RootCertStore};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use super::TlsError;
-use crate::config::ServerNamePattern;
+use super::{ServerNamePattern, TlsError};
 
 /// A certificate chain with its signing key, and the names from its subject alternative
 /// names.

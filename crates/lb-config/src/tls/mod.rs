@@ -5,8 +5,8 @@
 //! certificate and key files are read (relative paths resolved against the configuration
 //! file's directory, see [`paths`](super::paths)), each key must match its certificate, each
 //! certificate must have a name to be selected by (or be the default), and the client CA
-//! file must hold a usable CA. The rustls configuration itself is built by `crate::tls`
-//! again when the proxy starts.
+//! file must hold a usable CA ([`check_listener`]). The proxy builds its rustls server
+//! configuration from that check's result when it starts.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,20 @@ use rustls::pki_types::DnsName;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod certs;
+mod check;
+mod error;
+
+pub use check::{check_listener, CheckedListener};
+pub use error::TlsError;
+
+use std::sync::Arc;
+
+use error::Part;
+use rustls::crypto::ring;
+
+use super::error_chain;
 use super::{paths, ConfigError, PositiveDuration, ServerConfig};
-use crate::error_chain::error_chain;
-use crate::tls::Part;
 
 /// `[[server.tls]]`: one TLS listener (a set of addresses sharing certificates and settings).
 ///
@@ -99,9 +110,9 @@ pub enum TlsVersion {
     Tls13,
 }
 
-/// An application protocol the proxy can serve over TLS, for `alpn`.
+/// An application protocol the proxy can speak over TLS, for the `alpn` of a listener or
+/// of an upstream's `tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[non_exhaustive]
 pub enum Alpn {
     /// HTTP/2.
     #[serde(rename = "h2")]
@@ -112,6 +123,15 @@ pub enum Alpn {
 }
 
 impl Alpn {
+    /// The protocol for its identifier (`h2`, `http/1.1`), if it is one the proxy speaks.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "h2" => Some(Self::H2),
+            "http/1.1" => Some(Self::Http11),
+            _ => None,
+        }
+    }
+
     /// The protocol identifier sent in the handshake.
     pub fn as_bytes(self) -> &'static [u8] {
         match self {
@@ -269,7 +289,7 @@ pub(crate) fn validate(
     }
     for (i, listener) in server.tls.iter_mut().enumerate() {
         listener.resolve_paths(origin);
-        if let Err(error) = crate::tls::server_config(listener) {
+        if let Err(error) = check_listener(listener, &Arc::new(ring::default_provider())) {
             let (offset, key) = listener.locate(i, error.part(), text);
             return Err(ConfigError::at(
                 origin,

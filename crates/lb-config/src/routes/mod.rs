@@ -3,15 +3,28 @@
 //!
 //! Every value is parsed while loading (patterns lowercased, regular expressions compiled,
 //! header names and values checked), so a bad one is an error at its line; the
-//! [`Router`](crate::router::Router) built from these only copies them.
+//! router built from these only copies them.
+//!
+//! The condition types ([`HostList`], [`PathMatch`], [`Methods`], [`HeaderMatch`],
+//! [`CookieMatch`], [`QueryMatch`]) and the [`HeaderRules`] live here with their parsing and
+//! their allocation-free `matches` methods, so the configuration imports nothing of the
+//! router.
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::router::{
-    CookieMatch, HeaderMatch, HeaderRules, HostList, Methods, PathMatch, Pattern, QueryMatch,
-    UriPath,
-};
+mod field;
+mod host;
+mod method;
+mod parse;
+mod path;
+mod rules;
+
+pub use field::{CookieMatch, HeaderMatch, InvalidCondition, QueryMatch, ValueTest};
+pub use host::{request_host, HostList, HostPattern, InvalidHost};
+pub use method::{InvalidMethods, Methods};
+pub use path::{PathMatch, Pattern, UriPath};
+pub use rules::{HeaderRules, InvalidRules};
 
 /// `[[routes]]`: which requests go to which upstream. The routes are tried in order and the
 /// first whose every condition matches wins; a route without conditions matches every request.
@@ -117,5 +130,4 @@ impl RouteConfig {
 }
 
 #[cfg(test)]
-#[path = "routes_tests.rs"]
 mod tests;

@@ -7,7 +7,6 @@ use serde::Deserialize;
 /// The selection algorithm of an upstream; see `docs/algorithms.md`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[non_exhaustive]
 pub enum SelectionKind {
     /// Round robin; nginx's smooth weighted round robin when weights differ.
     #[default]
