@@ -42,7 +42,7 @@ mod health;
 mod on_change;
 mod paths;
 mod peer;
-mod pem;
+pub mod pem;
 mod process;
 mod retry;
 mod routes;

@@ -9,24 +9,23 @@ use http::request::Parts;
 use lb_balancer::{LoadBalancer, SlowStart};
 use lb_core::InFlight;
 use lb_discovery::{ServiceDiscovery, Static};
-use lb_health::{
-    CheckParams, HealthCheck, HealthCheckExt, HttpHealthCheck, Schedule, StatusChange,
-    TcpHealthCheck, TlsConfig, TlsHealthCheck,
-};
+use lb_health::{Schedule, StatusChange};
 use lb_selection::{
     BackendSelection, Consistent, ConsistentConfig, FnvHash, IpHash, LeastConn, Maglev,
     MaglevConfig, NginxHash, P2c, Random, RoundRobin, DEFAULT_TABLE_SIZE,
 };
 
 use crate::client::UpstreamClient;
-use crate::config::{
-    HealthCheckConfig, HealthCheckKind, PositiveDuration, SelectionKind, UpstreamConfig,
-};
+use crate::config::{PositiveDuration, SelectionKind, UpstreamConfig};
 use crate::discovery::{self, SourceError};
 use crate::hash_key::{self, Extract as _, HashKey};
 use crate::hooks::{LocalResponse, Peer, Session};
 use crate::limits::{Limits, Refused};
 use crate::retry::RetryPolicy;
+
+mod checks;
+
+use checks::{health_check, with_hook};
 
 /// How many candidates one selection may try before answering 503.
 pub(crate) const MAX_CANDIDATES: usize = 256;
@@ -426,106 +425,4 @@ impl Builder<'_> {
         }
         Ok(lb)
     }
-}
-
-/// The active check an upstream's `health_check` table describes.
-fn health_check(
-    upstream: &str,
-    hc: &HealthCheckConfig,
-) -> Result<Arc<dyn HealthCheck>, SourceError> {
-    let params = CheckParams {
-        rise: hc.rise,
-        fall: hc.fall,
-        timeout: hc.timeout.get(),
-    };
-    let tls = if hc.uses_tls() {
-        let mut b = TlsConfig::builder();
-        if hc.verify == Some(false) {
-            b = b.dangerous_accept_any_certificate();
-        } else if let Some(ca) = &hc.ca_file {
-            b = b.ca_file(ca.clone());
-        } else {
-            b = b.system_roots();
-        }
-        if let (Some(cert), Some(key)) = (&hc.client_cert, &hc.client_key) {
-            b = b.client_cert_files(cert, key);
-        }
-        if let Some(alpn) = &hc.alpn {
-            b = b.alpn(alpn.iter().map(|p| p.as_bytes().to_vec()));
-        }
-        if let Some(sni) = &hc.sni {
-            b = b.server_name(sni.clone());
-        }
-        Some(
-            b.build()
-                .map_err(|e| SourceError::new(upstream, "TLS health check", e))?,
-        )
-    } else {
-        None
-    };
-    Ok(match hc.kind {
-        HealthCheckKind::Tcp => Arc::new(TcpHealthCheck::new(params)),
-        HealthCheckKind::Tls => {
-            let tls = tls
-                .ok_or_else(|| SourceError::new(upstream, "TLS health check", "no TLS settings"))?;
-            let mut check = TlsHealthCheck::new(params, tls);
-            if let Some(port) = hc.port {
-                check = check.port(port);
-            }
-            Arc::new(check)
-        }
-        HealthCheckKind::Http => {
-            let mut b = HttpHealthCheck::builder(params);
-            if let Some(m) = &hc.method {
-                b = b.method(m.clone());
-            }
-            if let Some(p) = &hc.path {
-                b = b.path(p.clone());
-            }
-            if let Some(h) = &hc.host {
-                b = b.host(h.clone());
-            }
-            for (name, value) in hc.headers.iter().flatten() {
-                b = b.header(name.clone(), value.clone());
-            }
-            if let Some(s) = hc.expect_status {
-                b = b.expect_status(s.0);
-            }
-            if let Some(text) = &hc.expect_body {
-                b = b.expect_body_contains(text.clone());
-            }
-            if let Some(re) = &hc.expect_body_regex {
-                b = b.expect_body_regex(re);
-            }
-            if let Some(reuse) = hc.reuse_connection {
-                b = b.reuse_connection(reuse);
-            }
-            if let Some(port) = hc.port {
-                b = b.port(port);
-            }
-            if let Some(tls) = tls {
-                b = b.tls(tls);
-            }
-            Arc::new(
-                b.build()
-                    .map_err(|e| SourceError::new(upstream, "HTTP health check", e))?,
-            )
-        }
-    })
-}
-
-fn with_hook(
-    check: Arc<dyn HealthCheck>,
-    upstream: Arc<str>,
-    hook: Option<HealthHook>,
-    notifier: Option<crate::notify::Notifier>,
-) -> impl HealthCheck {
-    check.on_status_change(move |change| {
-        if let Some(hook) = &hook {
-            hook(&upstream, change);
-        }
-        if let Some(notifier) = &notifier {
-            notifier.notify(&upstream, change);
-        }
-    })
 }
