@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 
 /// `-d` without `--error-log` or `server.error_log`.
 pub(super) fn no_error_log() {
-    eprintln!("lb-proxy: no error log (--error-log, server.error_log): logs after start-up are discarded");
+    eprintln!(
+        "lb-proxy: no error log (--error-log, server.error_log): logs after start-up are discarded"
+    );
 }
 
 /// The demo's welcome: where to send requests, and how to run a real setup.
