@@ -78,7 +78,7 @@ pub use serve::Server;
 pub use server::{Proxy, RunningProxy};
 pub use sockets::Inherited;
 pub use tls::TlsError;
-pub use upstream::{Balancer, HealthHook, Upstream};
+pub use upstream::{HealthHook, Upstream};
 pub use worker::{WorkerStats, Workers};
 
 /// Builds every upstream of `config` (its discovery source, selector and checks) without
