@@ -85,7 +85,7 @@ pub use worker::{WorkerStats, Workers};
 /// contacting anything: what `lb-proxy -t` runs after parsing. Needs a tokio runtime.
 pub fn check(config: &config::Config) -> Result<(), SourceError> {
     for (name, upstream) in &config.upstreams {
-        Upstream::new(name, upstream, None)?;
+        Upstream::new(name, upstream)?;
     }
     Ok(())
 }

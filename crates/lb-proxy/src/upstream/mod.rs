@@ -1,4 +1,9 @@
-//! Upstreams: a named load balancer built from configuration.
+//! Upstreams: a named load balancer built from configuration, as the proxy runs it.
+//!
+//! The balancer is lb-balancer's [`AnyLoadBalancer`] (the `selection` key names its
+//! [`Algorithm`]); `checks.rs` turns the `health_check` table into the probe. The upstream
+//! adds what the proxy needs at run time: the hash key, the client to its backends,
+//! retries, limits, and [`Upstream::peer`], which picks the backend of the next attempt.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,7 +14,7 @@ use http::request::Parts;
 use lb_balancer::{Algorithm, AnyLoadBalancer, SlowStart};
 use lb_core::InFlight;
 use lb_discovery::{ServiceDiscovery, Static};
-use lb_health::{Schedule, StatusChange};
+use lb_health::{HealthObserver, Schedule, StatusChange};
 use lb_selection::{ConsistentConfig, MaglevConfig, DEFAULT_TABLE_SIZE};
 
 use crate::client::UpstreamClient;
@@ -22,7 +27,7 @@ use crate::retry::RetryPolicy;
 
 mod checks;
 
-use checks::{health_check, with_hook};
+use checks::health_check;
 
 /// How many candidates one selection may try before answering 503.
 pub(crate) const MAX_CANDIDATES: usize = 256;
@@ -57,15 +62,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the upstream `name` from its configuration; `hook` hears its health transitions.
-    /// Fails when its discovery source cannot be built (an invalid DNS name, a file of an
-    /// unknown format, ...); nothing is contacted yet.
-    pub fn new(
-        name: &str,
-        config: &UpstreamConfig,
-        hook: Option<HealthHook>,
-    ) -> Result<Self, SourceError> {
-        Self::replacing(name, config, hook, None)
+    /// Builds the upstream `name` from its configuration. Fails when its discovery source
+    /// cannot be built (an invalid DNS name, a file of an unknown format, ...); nothing is
+    /// contacted yet. Its health transitions reach its `on_change` hooks, and
+    /// [`on_health_change`](Self::on_health_change) adds a callback.
+    pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, SourceError> {
+        Self::replacing(name, config, None)
     }
 
     /// Like [`new`](Self::new), for an upstream that replaces one whose backends were
@@ -74,7 +76,6 @@ impl Upstream {
     pub(crate) fn replacing(
         name: &str,
         config: &UpstreamConfig,
-        hook: Option<HealthHook>,
         previous: Option<&lb_core::BackendSet>,
     ) -> Result<Self, SourceError> {
         let (discovery, list) = discovery::source(name, config)?;
@@ -84,7 +85,6 @@ impl Upstream {
             discovery,
             is_static: list.is_some(),
             config,
-            hook,
             previous,
         };
         let balancer = b.build(algorithm(config))?;
@@ -143,6 +143,18 @@ impl Upstream {
         list.set_discovered(found.clone());
         self.balancer.set_discovered(found);
         true
+    }
+
+    /// Calls `hook(name, change)` on every health transition of its backends from now on
+    /// (a subscriber of its health monitor); does nothing for an upstream without
+    /// `health_check`.
+    pub fn on_health_change(&self, hook: HealthHook) {
+        if let Some(monitor) = self.balancer.health_monitor() {
+            monitor.subscribe(Arc::new(Named {
+                upstream: self.name.clone(),
+                hook,
+            }));
+        }
     }
 
     /// The configured name.
@@ -239,6 +251,18 @@ impl Upstream {
     }
 }
 
+/// A [`HealthHook`] as a subscriber of one upstream's monitor.
+struct Named {
+    upstream: Arc<str>,
+    hook: HealthHook,
+}
+
+impl HealthObserver for Named {
+    fn status_changed(&self, change: &StatusChange<'_>) {
+        (self.hook)(&self.upstream, change);
+    }
+}
+
 /// The selection algorithm `config` names, with its options.
 fn algorithm(config: &UpstreamConfig) -> Algorithm {
     let factor = config.balance_factor.as_ref().map(|f| f.get_ref().0);
@@ -269,7 +293,6 @@ struct Builder<'a> {
     discovery: Arc<dyn ServiceDiscovery>,
     is_static: bool,
     config: &'a UpstreamConfig,
-    hook: Option<HealthHook>,
     /// The backends of the upstream this one replaces, whose states carry over.
     previous: Option<&'a lb_core::BackendSet>,
 }
@@ -283,9 +306,14 @@ impl Builder<'_> {
         if let Some(hc) = &self.config.health_check {
             let hc = hc.get_ref();
             lb.set_initial_health(hc.initial.into());
-            let check = health_check(self.name, hc)?;
-            let notifier = hc.on_change.as_ref().map(crate::notify::Notifier::new);
-            lb.set_health_check(with_hook(check, self.name.clone(), self.hook, notifier));
+            lb.set_health_check(health_check(self.name, hc)?);
+            if let (Some(on_change), Some(monitor)) = (&hc.on_change, lb.health_monitor()) {
+                let notifier = crate::notify::Notifier::new(on_change);
+                let upstream = self.name.clone();
+                monitor.subscribe(Arc::new(move |change: &StatusChange<'_>| {
+                    notifier.notify(&upstream, change);
+                }));
+            }
             let mut schedule = Schedule::new(hc.interval.get());
             schedule.jitter = hc.jitter.0;
             schedule.unhealthy_interval = hc.unhealthy_interval.map(PositiveDuration::get);
