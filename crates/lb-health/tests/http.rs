@@ -133,9 +133,7 @@ async fn body_substring_and_regex_within_the_read_limit() {
         .unwrap();
     let (capped, log) = recording(capped);
     assert_eq!(
-        capped
-            .check_one(&Backend::new(server.addr))
-            .await,
+        capped.check_one(&Backend::new(server.addr)).await,
         Some(Health::Unhealthy)
     );
     assert!(log.lock()[0]

@@ -86,7 +86,10 @@ impl std::fmt::Debug for AnyLoadBalancer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AnyLoadBalancer")
             .field("algorithm", &self.algorithm)
-            .field("balancer", each!(&self.inner, lb => lb as &dyn std::fmt::Debug))
+            .field(
+                "balancer",
+                each!(&self.inner, lb => lb as &dyn std::fmt::Debug),
+            )
             .finish()
     }
 }

@@ -24,14 +24,11 @@ const ALL: [Algorithm; 9] = [
 #[test]
 fn every_algorithm_selects_among_its_backends() {
     for algorithm in ALL {
-        let lb = AnyLoadBalancer::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"], algorithm)
-            .unwrap();
+        let lb = AnyLoadBalancer::try_from_iter(["10.0.0.1:80", "10.0.0.2:80"], algorithm).unwrap();
         assert_eq!(lb.algorithm(), algorithm);
         assert_eq!(lb.backends().len(), 2, "{algorithm}");
         let first = lb.select(b"key", 8).unwrap();
-        let other = lb
-            .select_with(b"key", 8, |b| b != first.backend())
-            .unwrap();
+        let other = lb.select_with(b"key", 8, |b| b != first.backend()).unwrap();
         assert_ne!(first.addr(), other.addr(), "{algorithm}");
         assert!(lb.health_monitor().is_none());
     }
@@ -63,7 +60,9 @@ fn setters_reach_the_balancer_inside() {
     lb.set_health_check_frequency(Some(Duration::from_secs(3)));
     lb.set_update_frequency(Some(Duration::from_secs(5)));
     lb.set_discovered(Discovered::new(
-        [Backend::parse("10.0.0.1:80").unwrap()].into_iter().collect(),
+        [Backend::parse("10.0.0.1:80").unwrap()]
+            .into_iter()
+            .collect(),
     ));
     assert_eq!(lb.backends()[0].state().health(), Health::Unhealthy);
     assert_eq!(lb.health_check_frequency(), Some(Duration::from_secs(3)));

@@ -355,13 +355,8 @@ impl Reloader {
         let connections = self.connections.upgrade().ok_or(StartError::Stopping)?;
         // Build everything first: an error here changes nothing.
         let before = self.live.load();
-        let prepared = generation::prepare(
-            &config,
-            &applied.upstreams,
-            Some(&before),
-            &self.process,
-        )
-        .await?;
+        let prepared =
+            generation::prepare(&config, &applied.upstreams, Some(&before), &self.process).await?;
         if let Some(hook) = &self.hook {
             for upstream in prepared.built() {
                 upstream.on_health_change(hook.clone());

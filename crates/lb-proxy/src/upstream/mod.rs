@@ -21,7 +21,7 @@ use crate::client::UpstreamClient;
 use crate::config::{PositiveDuration, SelectionKind, UpstreamConfig};
 use crate::discovery::{self, SourceError};
 use crate::hash_key::{self, Extract as _, HashKey};
-use crate::hooks::{LocalResponse, Peer, Session};
+use crate::hooks::Peer;
 use crate::limits::{Limits, Refused};
 use crate::retry::RetryPolicy;
 
@@ -216,20 +216,27 @@ impl Upstream {
         self.balancer.select_with(key, MAX_CANDIDATES, accept)
     }
 
-    /// The peer for the next attempt of `session`: a backend it has not tried, with room
-    /// under the upstream's limits (waiting in its queue while every backend is full).
-    pub(crate) async fn peer(&self, session: &Session, ip: IpAddr) -> Result<Peer, LocalResponse> {
-        let req = session.req_header();
+    /// The peer for the next attempt of a request (`parts`, from `client_ip`): a backend
+    /// not in `tried`, with room under the upstream's limits (waiting in its queue while
+    /// every backend is full). Knows nothing of HTTP responses: the caller answers a
+    /// [`Refused`] as it sees fit.
+    pub(crate) async fn peer(
+        &self,
+        parts: &Parts,
+        client_ip: IpAddr,
+        tried: &[lb_core::Backend],
+    ) -> Result<Peer, Refused> {
+        let fresh = |b: &lb_core::Backend| !tried.iter().any(|t| t.addr() == b.addr());
         let Some(limits) = &self.limits else {
             return self
-                .select(req, ip, |b| !session.has_tried(b))
+                .select(parts, client_ip, fresh)
                 .map(|in_flight| Peer::new(in_flight, self.client.clone()))
-                .ok_or_else(LocalResponse::no_backend);
+                .ok_or(Refused::NoBackend);
         };
         let acquired = limits
             .acquire(|limits, full| {
-                self.select(req, ip, |b| {
-                    if session.has_tried(b) {
+                self.select(parts, client_ip, |b| {
+                    if !fresh(b) {
                         return false;
                     }
                     let room = limits.has_room(b);
@@ -242,10 +249,11 @@ impl Upstream {
             Ok((in_flight, release)) => {
                 Ok(Peer::new(in_flight, self.client.clone()).with_release(release))
             }
-            Err(Refused::NoBackend) => Err(LocalResponse::no_backend()),
-            Err(Refused::Overloaded) => {
-                tracing::debug!(upstream = %self.name, "at capacity");
-                Err(LocalResponse::overloaded())
+            Err(refused) => {
+                if refused == Refused::Overloaded {
+                    tracing::debug!(upstream = %self.name, "at capacity");
+                }
+                Err(refused)
             }
         }
     }
