@@ -1,5 +1,5 @@
 //! The README's library example: round robin over two backends with TCP health checks,
-//! a status-change hook, the background task, and one selection.
+//! a subscriber told of each health transition, the background task, and one selection.
 //!
 //! Run with `cargo run -p lb-balancer --example round_robin`. With nothing listening on
 //! 127.0.0.1:9001-9002 it reports both backends unhealthy and finds no usable backend;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lb_balancer::LoadBalancer;
-use lb_health::{CheckParams, HealthCheckExt, TcpHealthCheck};
+use lb_health::{CheckParams, StatusChange, TcpHealthCheck};
 use lb_selection::RoundRobin;
 
 #[tokio::main]
@@ -25,10 +25,14 @@ async fn main() -> Result<(), lb_core::Error> {
         fall: NonZeroU32::new(3).unwrap(),
         timeout: Duration::from_millis(500),
     };
-    lb.set_health_check(TcpHealthCheck::new(params).on_status_change(|c| {
-        let why = c.reason.map(|r| format!(" ({r})")).unwrap_or_default();
-        eprintln!("{} is now {}{why}", c.backend, c.new);
-    }));
+    lb.set_health_check(TcpHealthCheck::new(params));
+    // The monitor announces each transition to its subscribers.
+    if let Some(monitor) = lb.health_monitor() {
+        monitor.subscribe(Arc::new(|c: &StatusChange<'_>| {
+            let why = c.reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            eprintln!("{} is now {}{why}", c.backend, c.new);
+        }));
+    }
     lb.health_check_frequency = Some(Duration::from_secs(1));
     let lb = Arc::new(lb);
 
@@ -45,7 +49,7 @@ async fn main() -> Result<(), lb_core::Error> {
     });
 
     // One round now, so the first verdicts are in before we select (the background task
-    // also ran one at start-up; the hook fires once per transition either way).
+    // also ran one at start-up; subscribers hear of each transition once either way).
     lb.run_health_check().await;
 
     // Per request: a hash key (round robin ignores it) and the most candidates to try.

@@ -124,9 +124,15 @@ impl<S: BackendSelection> LoadBalancer<S> {
 
     /// Checks backends with `check` (every [`health_check_frequency`](Self::health_check_frequency),
     /// or on the [`set_health_schedule`](Self::set_health_schedule) schedule, when
-    /// [`run`](Self::run) drives it).
+    /// [`run`](Self::run) drives it). The monitor starts new backends in the
+    /// [initial health](Self::set_initial_health); backends already installed keep the
+    /// verdict they have. Its transitions go to the observers given to
+    /// [`HealthMonitor::subscribe`] (through [`health_monitor`](Self::health_monitor)).
     pub fn set_health_check(&mut self, check: impl HealthCheck) {
-        let monitor = HealthMonitor::new(Arc::new(check));
+        let monitor = HealthMonitor::new(Arc::new(check)).with_initial_health(self.initial_health);
+        for b in self.current.load().backends.iter() {
+            monitor.carry_over(b);
+        }
         self.health = Some(match &self.passive {
             Some(p) => monitor.with_passive(p.clone()),
             None => monitor,
@@ -169,6 +175,7 @@ impl<S: BackendSelection> LoadBalancer<S> {
     /// Backends already known keep their state.
     pub fn set_initial_health(&mut self, initial: Health) {
         self.initial_health = initial;
+        self.health = self.health.take().map(|m| m.with_initial_health(initial));
     }
 
     /// Ramps up the share of backends that recover or are added, over `slow_start`'s window;
@@ -285,6 +292,10 @@ impl<S: BackendSelection> LoadBalancer<S> {
                         let kept = b.with_state(state.clone());
                         if self.passive.is_none() {
                             kept.state().set_ejected(false);
+                        }
+                        if let Some(monitor) = &self.health {
+                            // Its checks go on from the verdict the previous monitor reached.
+                            monitor.carry_over(&kept);
                         }
                         change.added.push(kept.clone());
                         return kept;

@@ -44,6 +44,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **Choosing the algorithm at run time.** [`AnyLoadBalancer`] is a `LoadBalancer` over
+//! any of the nine algorithms, named by an [`Algorithm`] (as a configuration file would):
+//! the same methods, each one `match` away from the typed balancer, so `select` stays
+//! allocation-free and statically dispatched.
+//!
 //! # Features
 //!
 //! The balancer itself needs none: each turns on the feature of the same name in the crate
@@ -58,9 +63,11 @@
 //! checks, the scheduler, passive health and the static backend list, without an HTTP or
 //! TLS stack, a regex engine, a DNS resolver, an etcd client or a file watcher.
 
+mod any;
 mod balancer;
 mod slow_start;
 
+pub use any::{Algorithm, AnyLoadBalancer};
 pub use balancer::{LoadBalancer, SetChange};
 pub use lb_core::{Backend, BackendSet, Health, InFlight};
 pub use lb_health::{Outcome, PassiveConfig, Schedule};

@@ -1,14 +1,15 @@
 //! The shared, lock-free runtime state of one backend.
 //!
 //! Selection reads one atomic byte per candidate ([`BackendState::is_usable`]); the
-//! control plane (health checks, discovery, admin) writes it. The in-flight counter sits
+//! control plane (health checks, discovery, admin) writes it, with the time of the last
+//! health transition beside it for status pages. The in-flight counter sits
 //! on its own cache line so that request accounting does not slow down those reads.
 
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::Backend;
 
@@ -83,6 +84,8 @@ pub struct BackendState {
     flags: AtomicU8,
     /// When warming started, in milliseconds of [`monotonic_ms`].
     warming_since: AtomicU64,
+    /// When the health verdict last changed, in milliseconds since the Unix epoch (0: never).
+    health_since: AtomicU64,
     in_flight: CachePadded<AtomicUsize>,
 }
 
@@ -108,6 +111,7 @@ impl BackendState {
         Self {
             flags: AtomicU8::new(initial.bits()),
             warming_since: AtomicU64::new(0),
+            health_since: AtomicU64::new(0),
             in_flight: CachePadded(AtomicUsize::new(0)),
         }
     }
@@ -132,6 +136,26 @@ impl BackendState {
             self.start_warming(monotonic_ms());
         }
         prev
+    }
+
+    /// Like [`set_health`](Self::set_health), for a verdict reached at `at` (wall clock),
+    /// which [`health_since`](Self::health_since) reports from now on. The health
+    /// monitor publishes its transitions this way.
+    pub fn set_health_at(&self, health: Health, at: SystemTime) -> Health {
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.health_since.store(ms.max(1), Ordering::Relaxed);
+        self.set_health(health)
+    }
+
+    /// When the verdict last changed through [`set_health_at`](Self::set_health_at)
+    /// (to the millisecond), for status pages; `None` if it never did.
+    pub fn health_since(&self) -> Option<SystemTime> {
+        match self.health_since.load(Ordering::Relaxed) {
+            0 => None,
+            ms => UNIX_EPOCH.checked_add(Duration::from_millis(ms)),
+        }
     }
 
     /// Marks the backend as warming up since `since_ms` (on the [`monotonic_ms`] clock):
@@ -303,6 +327,18 @@ mod tests {
         );
         assert!(s.set_ejected(false));
         assert!(s.is_usable());
+    }
+
+    #[test]
+    fn health_since_is_the_time_of_the_last_published_transition() {
+        let s = BackendState::new(Health::Unknown);
+        assert_eq!(s.health_since(), None);
+        s.set_health(Health::Healthy);
+        assert_eq!(s.health_since(), None, "only set_health_at stamps it");
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(s.set_health_at(Health::Unhealthy, at), Health::Healthy);
+        assert_eq!(s.health(), Health::Unhealthy);
+        assert_eq!(s.health_since(), Some(at));
     }
 
     #[test]

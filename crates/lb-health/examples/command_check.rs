@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lb_core::{Backend, BackendAddr};
-use lb_health::{CheckFailure, CheckParams, HealthCheck, HealthCheckExt, HealthMonitor};
+use lb_health::{CheckFailure, CheckParams, HealthCheck, HealthMonitor, StatusChange};
 use tokio::process::Command;
 
 /// Runs `program args...`; exit status 0 passes.
@@ -99,12 +99,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         program: "sh".to_owned(),
         args: vec!["-c".to_owned(), script.to_owned()],
         params,
-    }
-    .on_status_change(|c| {
+    };
+    let monitor = HealthMonitor::new(Arc::new(check));
+    monitor.subscribe(Arc::new(|c: &StatusChange<'_>| {
         let why = c.reason.map(|r| format!(" ({r})")).unwrap_or_default();
         println!("{} is now {}{why}", c.backend, c.new);
-    });
-    let monitor = HealthMonitor::new(Arc::new(check));
+    }));
     let backends = [
         Backend::parse("127.0.0.1:9001")?,
         Backend::parse("127.0.0.1:9002")?,

@@ -1,18 +1,20 @@
-//! The `HealthCheck` trait, its failure type and the status-change hook.
+//! The `HealthCheck` trait (the probe) and its failure type.
 //!
-//! Every probe (TCP, TLS, HTTP, or a user's own) implements [`HealthCheck`]. A failure is a
-//! typed [`CheckFailure`] rather than a string, so hooks, logs and the status page can tell
+//! Every probe (TCP, TLS, HTTP, or a user's own) implements [`HealthCheck`]: it checks one
+//! backend, says its thresholds ([`CheckParams`]) and releases what it kept for a backend
+//! that left. Verdicts and transitions are the monitor's ([`HealthMonitor`](crate::HealthMonitor),
+//! which tells its [`HealthObserver`](crate::HealthObserver)s). A failure is a
+//! typed [`CheckFailure`] rather than a string, so observers, logs and the status page can tell
 //! a refused connection from an expired certificate or a 500 without parsing text. The
 //! variants follow what nginx's check module, HAProxy and Envoy report for a failed check
 //! (connect error, timeout, TLS handshake error, unexpected status, body mismatch).
 
 use std::error::Error as StdError;
-use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lb_core::{Backend, BackendAddr, Health};
+use lb_core::{Backend, BackendAddr};
 
 use crate::{StatusSet, TlsFailureKind};
 
@@ -164,22 +166,8 @@ impl Default for CheckParams {
     }
 }
 
-/// One health transition of one backend.
-#[derive(Debug)]
-pub struct StatusChange<'a> {
-    /// The backend that changed.
-    pub backend: &'a Backend,
-    /// The state before.
-    pub old: Health,
-    /// The state after.
-    pub new: Health,
-    /// The failure that tipped a backend into [`Health::Unhealthy`]; `None` when it became healthy.
-    pub reason: Option<&'a CheckFailure>,
-    /// The length of the streak of equal results that caused the transition.
-    pub streak: u32,
-}
-
-/// An active health check of one backend.
+/// An active health check of one backend: only the probe. What its results make of the
+/// backend (rise/fall, transitions, who hears of them) is the monitor's.
 ///
 /// The monitor bounds every call of [`check`](HealthCheck::check) by
 /// [`CheckParams::timeout`] and cancels it past that, so an implementation need not enforce
@@ -194,65 +182,10 @@ pub trait HealthCheck: Send + Sync + 'static {
         CheckParams::default()
     }
 
-    /// Called once per transition, after the new state is visible to selection. Keep it
-    /// short and non-blocking: spawn a task for anything slow.
-    fn status_changed(&self, _change: &StatusChange<'_>) {}
-
     /// Called when a backend leaves the monitored set, so a check that keeps per-backend
     /// resources (such as `HttpHealthCheck`'s kept-alive connections) can release them.
     /// The default does nothing.
     fn forget(&self, _addr: &BackendAddr) {}
-}
-
-/// Adds a status-change hook to any check.
-pub trait HealthCheckExt: HealthCheck + Sized {
-    /// This check, with `hook` called on every transition (after the check's own hook).
-    fn on_status_change<F>(self, hook: F) -> WithHook<Self, F>
-    where
-        F: Fn(&StatusChange<'_>) + Send + Sync + 'static,
-    {
-        WithHook { check: self, hook }
-    }
-}
-
-impl<C: HealthCheck> HealthCheckExt for C {}
-
-/// A check with an extra status-change hook; see [`HealthCheckExt::on_status_change`].
-pub struct WithHook<C, F> {
-    check: C,
-    hook: F,
-}
-
-impl<C: fmt::Debug, F> fmt::Debug for WithHook<C, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WithHook")
-            .field("check", &self.check)
-            .finish()
-    }
-}
-
-#[async_trait]
-impl<C, F> HealthCheck for WithHook<C, F>
-where
-    C: HealthCheck,
-    F: Fn(&StatusChange<'_>) + Send + Sync + 'static,
-{
-    async fn check(&self, backend: &Backend) -> Result<(), CheckFailure> {
-        self.check.check(backend).await
-    }
-
-    fn params(&self) -> CheckParams {
-        self.check.params()
-    }
-
-    fn status_changed(&self, change: &StatusChange<'_>) {
-        self.check.status_changed(change);
-        (self.hook)(change);
-    }
-
-    fn forget(&self, addr: &BackendAddr) {
-        self.check.forget(addr);
-    }
 }
 
 #[async_trait]
@@ -263,10 +196,6 @@ impl<C: HealthCheck + ?Sized> HealthCheck for std::sync::Arc<C> {
 
     fn params(&self) -> CheckParams {
         (**self).params()
-    }
-
-    fn status_changed(&self, change: &StatusChange<'_>) {
-        (**self).status_changed(change);
     }
 
     fn forget(&self, addr: &BackendAddr) {

@@ -18,12 +18,13 @@
 //! **Verdicts.** [`HealthTracker`] is the rise/fall state machine of nginx's check module
 //! and HAProxy: `rise` consecutive passes make a backend healthy, `fall` consecutive
 //! failures make it unhealthy, a broken streak starts the count again. The *initial
-//! state* is the health the backend's [`BackendState`](lb_core::BackendState) starts in
-//! (`Unknown` by default: usable at once and settled by the first result; `Healthy`: needs
+//! state* is a parameter of the monitor ([`HealthMonitor::with_initial_health`]:
+//! `Unknown` by default, usable at once and settled by the first result; `Healthy`: needs
 //! `fall` failures to go down; `Unhealthy`: no traffic until `rise` passes). Every failure
-//! is a typed [`CheckFailure`]. The status-change hook ([`HealthCheck::status_changed`],
-//! [`HealthCheckExt::on_status_change`]) runs exactly once per transition, including the
-//! first one after start-up, after the verdict is visible to selection.
+//! is a typed [`CheckFailure`]. A [`HealthCheck`] is only the probe; the monitor decides
+//! transitions and tells every [`HealthObserver`] given to [`HealthMonitor::subscribe`]
+//! exactly once per transition ([`StatusChange`], with its time), including the first one
+//! after start-up, after the verdict is visible to selection.
 //!
 //! **Running checks.** [`HealthMonitor`] checks backends ([`check_one`](HealthMonitor::check_one),
 //! [`check_all`](HealthMonitor::check_all)), each bounded by its timeout, keeps one tracker
@@ -31,7 +32,8 @@
 //! every backend on its own timeline ([`Schedule`]: interval, jitter, HAProxy-style
 //! `downinter`, bounded concurrency, staggered first checks), following a
 //! `watch::Receiver<BackendSet>` as the set changes, returning at once on shutdown.
-//! [`HealthMonitor::snapshot`] gives the status page its rows ([`BackendHealth`]).
+//! [`HealthMonitor::snapshot`] gives the status page its rows ([`BackendHealth`]),
+//! [`HealthMonitor::backend_health`] one of them.
 //!
 //! **Passive health.** [`PassiveHealth`] ejects backends on the outcomes the proxy reports
 //! ([`Outcome`]), with nginx's `max_fails`/`fail_timeout` or Envoy's consecutive 5xx /
@@ -42,7 +44,7 @@
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
 //! use lb_core::{Backend, BackendSet};
-//! use lb_health::{CheckParams, HealthCheckExt, HealthMonitor, Schedule, TcpHealthCheck};
+//! use lb_health::{CheckParams, HealthMonitor, Schedule, StatusChange, TcpHealthCheck};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let params = CheckParams {
@@ -51,11 +53,11 @@
 //!     timeout: Duration::from_millis(500),
 //! };
 //! // Any check: an HttpHealthCheck (feature `http`) plugs in the same way.
-//! let check = TcpHealthCheck::new(params)
-//!     .on_status_change(|change| {
-//!         eprintln!("{} is now {} ({:?})", change.backend, change.new, change.reason);
-//!     });
+//! let check = TcpHealthCheck::new(params);
 //! let monitor = HealthMonitor::new(Arc::new(check));
+//! monitor.subscribe(Arc::new(|change: &StatusChange<'_>| {
+//!     eprintln!("{} is now {} ({:?})", change.backend, change.new, change.reason);
+//! }));
 //! let set: BackendSet = [Backend::parse("127.0.0.1:9001")?].into_iter().collect();
 //!
 //! // One round now...
@@ -96,6 +98,7 @@ mod conn;
 mod http;
 mod local;
 mod monitor;
+mod observer;
 mod passive;
 mod passive_config;
 mod passive_run;
@@ -107,13 +110,14 @@ mod tls;
 mod tls_failure;
 mod tracker;
 
-pub use check::{CheckFailure, CheckParams, HealthCheck, HealthCheckExt, StatusChange, WithHook};
+pub use check::{CheckFailure, CheckParams, HealthCheck};
 #[cfg(feature = "http")]
 pub use http::{
     HttpCheckError, HttpHealthCheck, HttpHealthCheckBuilder, Validator, DEFAULT_MAX_BODY,
 };
 pub use local::is_local_resource_exhaustion;
 pub use monitor::{BackendHealth, HealthMonitor};
+pub use observer::{HealthObserver, StatusChange};
 pub use passive::PassiveHealth;
 pub use passive_config::{Outcome, PassiveConfig};
 pub use passive_run::PassiveStatus;

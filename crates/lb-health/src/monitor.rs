@@ -5,7 +5,8 @@
 //! the observability fields (last check time, latency, failure reason). A check's result
 //! is recorded under a short lock that is never held across `.await`; the verdict is then
 //! published to the backend's shared [`BackendState`](lb_core::BackendState), where
-//! selection reads it with one atomic load, and the hook runs once per transition.
+//! selection reads it with one atomic load, and every subscribed
+//! [`HealthObserver`] is told once per transition.
 //! Checks can be driven one round at a time ([`HealthMonitor::check_all`]) or by the
 //! per-backend scheduler ([`HealthMonitor::run`], in the `schedule` module).
 
@@ -18,7 +19,9 @@ use lb_core::{Backend, BackendAddr, Health};
 use parking_lot::Mutex;
 
 use crate::schedule::ScheduleStats;
-use crate::{CheckFailure, HealthCheck, HealthTracker, PassiveHealth, StatusChange};
+use crate::{
+    CheckFailure, HealthCheck, HealthObserver, HealthTracker, PassiveHealth, StatusChange,
+};
 
 /// What the monitor knows about one backend.
 struct Record {
@@ -29,7 +32,29 @@ struct Record {
     last_failure: Option<String>,
 }
 
-/// The health of one backend as the monitor last saw it; see [`HealthMonitor::snapshot`].
+impl Record {
+    /// Its row of the status page.
+    fn health(&self, addr: &BackendAddr) -> BackendHealth {
+        let streak = self.tracker.streak();
+        let (total_passes, total_failures) = self.tracker.totals();
+        BackendHealth {
+            addr: addr.clone(),
+            name: self.backend.name().to_owned(),
+            health: self.tracker.health(),
+            consecutive_passes: u32::try_from(streak.max(0)).unwrap_or(u32::MAX),
+            consecutive_failures: u32::try_from((-streak).max(0)).unwrap_or(u32::MAX),
+            last_check: self.last_check,
+            last_latency: self.last_latency,
+            last_failure: self.last_failure.clone(),
+            total_passes,
+            total_failures,
+            since: self.backend.state().health_since(),
+        }
+    }
+}
+
+/// The health of one backend as the monitor last saw it; see [`HealthMonitor::snapshot`]
+/// and [`HealthMonitor::backend_health`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BackendHealth {
@@ -53,6 +78,9 @@ pub struct BackendHealth {
     pub total_passes: u64,
     /// Checks failed since the backend was first checked.
     pub total_failures: u64,
+    /// When its verdict last changed (wall clock), by this monitor or one whose backends
+    /// it took over; `None` when it never did.
+    pub since: Option<SystemTime>,
 }
 
 /// Checks backends, tracks rise/fall per backend and publishes verdicts.
@@ -60,13 +88,24 @@ pub struct BackendHealth {
 /// Trackers are keyed by backend address and kept across calls, so a backend that stays in
 /// the set keeps its streak and verdict when the set changes; [`HealthMonitor::retain`]
 /// (or the scheduler, on a set change) forgets the ones that left. A new backend's tracker
-/// starts from the health its [`BackendState`](lb_core::BackendState) has at its first
-/// check: that is how the *initial state* is configured (`Unknown` by default: usable,
-/// settled by the first result; `Healthy`: needs `fall` failures; `Unhealthy`: needs
-/// `rise` passes before traffic), via `Backend::with_initial_health` or the balancer.
+/// starts from the *initial state* given to [`with_initial_health`](Self::with_initial_health)
+/// (`Unknown` by default: usable, settled by the first result; `Healthy`: needs `fall`
+/// failures; `Unhealthy`: needs `rise` passes before traffic), or, for a backend handed
+/// over by a monitor this one replaces ([`carry_over`](Self::carry_over)), from the verdict
+/// that monitor reached. Start the backends' shared state in the same initial health
+/// (`Backend::with_initial_health`; the balancer does it), so selection agrees before the
+/// first check.
+///
+/// Transitions go to the observers given to [`subscribe`](Self::subscribe).
 pub struct HealthMonitor {
     pub(crate) check: Arc<dyn HealthCheck>,
+    initial: Health,
     records: Mutex<HashMap<BackendAddr, Record>>,
+    /// Backends not checked yet whose verdict was reached by a previous monitor.
+    carried: Mutex<HashSet<BackendAddr>>,
+    /// Told about every transition; replaced whole by `subscribe`, so a transition takes a
+    /// reference-count increment, not a copy.
+    observers: Mutex<Arc<Vec<Arc<dyn HealthObserver>>>>,
     passive: Option<Arc<PassiveHealth>>,
     pub(crate) stats: Mutex<ScheduleStats>,
 }
@@ -75,18 +114,23 @@ impl std::fmt::Debug for HealthMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HealthMonitor")
             .field("params", &self.check.params())
+            .field("initial", &self.initial)
             .field("backends", &self.records.lock().len())
+            .field("observers", &self.observers.lock().len())
             .field("passive", &self.passive.is_some())
             .finish()
     }
 }
 
 impl HealthMonitor {
-    /// A monitor running `check`.
+    /// A monitor running `check`; new backends start in [`Health::Unknown`].
     pub fn new(check: Arc<dyn HealthCheck>) -> Self {
         Self {
             check,
+            initial: Health::Unknown,
             records: Mutex::new(HashMap::new()),
+            carried: Mutex::new(HashSet::new()),
+            observers: Mutex::new(Arc::new(Vec::new())),
             passive: None,
             stats: Mutex::new(ScheduleStats::default()),
         }
@@ -99,6 +143,37 @@ impl HealthMonitor {
     pub fn with_passive(mut self, passive: Arc<PassiveHealth>) -> Self {
         self.passive = Some(passive);
         self
+    }
+
+    /// Starts the trackers of backends it has not checked yet in `initial` (the *initial
+    /// state*; see the type's documentation). Give the backends the same initial health.
+    #[must_use]
+    pub fn with_initial_health(mut self, initial: Health) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// The health the trackers of new backends start in.
+    pub fn initial_health(&self) -> Health {
+        self.initial
+    }
+
+    /// Says that `backend`'s verdict was reached by a monitor this one replaces (its shared
+    /// state was handed over, as on a configuration reload): its tracker starts from the
+    /// verdict the state has at its first check here, not from the initial health.
+    pub fn carry_over(&self, backend: &Backend) {
+        if !self.records.lock().contains_key(backend.addr()) {
+            self.carried.lock().insert(backend.addr().clone());
+        }
+    }
+
+    /// Calls `observer` once per transition of every backend from now on, after the new
+    /// verdict is visible to selection (after the observers subscribed before it).
+    pub fn subscribe(&self, observer: Arc<dyn HealthObserver>) {
+        let mut observers = self.observers.lock();
+        let mut next = Vec::clone(&observers);
+        next.push(observer);
+        *observers = Arc::new(next);
     }
 
     /// The check this monitor runs.
@@ -140,7 +215,7 @@ impl HealthMonitor {
                 .entry(backend.addr().clone())
                 .or_insert_with(|| Record {
                     backend: backend.clone(),
-                    tracker: HealthTracker::new(backend.state().health(), params.rise, params.fall),
+                    tracker: HealthTracker::new(self.start(backend), params.rise, params.fall),
                     last_check: None,
                     last_latency: None,
                     last_failure: None,
@@ -169,7 +244,8 @@ impl HealthMonitor {
         let Some((old, new)) = transition else {
             return (None, verdict);
         };
-        backend.state().set_health(new);
+        let at = SystemTime::now();
+        backend.state().set_health_at(new, at);
         let reason = result.as_ref().err();
         match reason {
             Some(reason) => tracing::warn!(
@@ -180,14 +256,28 @@ impl HealthMonitor {
                 tracing::info!(backend = %backend, from = %old, to = %new, streak, "backend is healthy")
             }
         }
-        self.check.status_changed(&StatusChange {
+        let change = StatusChange {
             backend,
             old,
             new,
             reason,
             streak: u32::try_from(streak).unwrap_or(u32::MAX),
-        });
+            at,
+        };
+        let observers = self.observers.lock().clone();
+        for observer in observers.iter() {
+            observer.status_changed(&change);
+        }
         (Some(new), verdict)
+    }
+
+    /// The health a new tracker for `backend` starts in.
+    fn start(&self, backend: &Backend) -> Health {
+        if self.carried.lock().remove(backend.addr()) {
+            backend.state().health()
+        } else {
+            self.initial
+        }
     }
 
     /// Notes a check that could not run for want of a local resource, without counting it;
@@ -217,6 +307,7 @@ impl HealthMonitor {
             }
             stays
         });
+        self.carried.lock().retain(|addr| keep.contains(addr));
         for addr in &gone {
             self.check.forget(addr);
         }
@@ -225,6 +316,7 @@ impl HealthMonitor {
     /// Forgets one backend (used by the scheduler when it leaves the set).
     pub(crate) fn forget(&self, addr: &BackendAddr) {
         self.records.lock().remove(addr);
+        self.carried.lock().remove(addr);
         self.check.forget(addr);
     }
 
@@ -236,31 +328,23 @@ impl HealthMonitor {
     /// What the monitor knows about every backend it has checked, sorted by address.
     ///
     /// Takes the monitor's lock once, for a copy of every record: meant for status pages
-    /// and metrics scrapes, not for the request path.
+    /// and metrics scrapes, not for the request path. For one backend,
+    /// [`backend_health`](Self::backend_health) copies only its record.
     pub fn snapshot(&self) -> Vec<BackendHealth> {
         let mut out: Vec<BackendHealth> = self
             .records
             .lock()
             .iter()
-            .map(|(addr, r)| {
-                let streak = r.tracker.streak();
-                let (total_passes, total_failures) = r.tracker.totals();
-                BackendHealth {
-                    addr: addr.clone(),
-                    name: r.backend.name().to_owned(),
-                    health: r.tracker.health(),
-                    consecutive_passes: u32::try_from(streak.max(0)).unwrap_or(u32::MAX),
-                    consecutive_failures: u32::try_from((-streak).max(0)).unwrap_or(u32::MAX),
-                    last_check: r.last_check,
-                    last_latency: r.last_latency,
-                    last_failure: r.last_failure.clone(),
-                    total_passes,
-                    total_failures,
-                }
-            })
+            .map(|(addr, r)| r.health(addr))
             .collect();
         out.sort_by(|a, b| a.addr.cmp(&b.addr));
         out
+    }
+
+    /// What the monitor knows about the backend at `addr`, if it has checked it: one
+    /// lookup under the monitor's lock and a copy of that record only.
+    pub fn backend_health(&self, addr: &BackendAddr) -> Option<BackendHealth> {
+        self.records.lock().get(addr).map(|r| r.health(addr))
     }
 
     /// How punctually [`run`](Self::run) has started checks so far.

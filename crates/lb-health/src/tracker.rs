@@ -3,8 +3,8 @@
 //! The semantics are those of nginx's check module (`rise`, `fall`) and HAProxy (`rise`,
 //! `fall` on `server ... check`): a verdict changes only after a run of equal results, so
 //! one lost packet does not pull a backend and one lucky answer does not restore it.
-//! The initial state is not the tracker's choice: it starts from the health the backend's
-//! shared state already has (configured per upstream; `Unknown` by default).
+//! The initial state is not the tracker's choice: the monitor gives it (configured per
+//! upstream; `Unknown` by default).
 
 use std::num::NonZeroU32;
 
@@ -12,9 +12,10 @@ use lb_core::Health;
 
 /// Turns a stream of check results into health transitions.
 ///
-/// - The initial state is the one given to [`HealthTracker::new`]; the monitor passes the
-///   backend's current health, so `Backend::with_initial_health` (or the balancer's
-///   initial-health setting) configures it.
+/// - The initial state is the one given to [`HealthTracker::new`]; the monitor passes its
+///   initial health ([`HealthMonitor::with_initial_health`](crate::HealthMonitor::with_initial_health),
+///   which the balancer's initial-health setting configures), or the verdict carried over
+///   from a monitor it replaces.
 /// - From [`Health::Unknown`], the first result decides at once.
 /// - A healthy backend becomes unhealthy after `fall` consecutive failures.
 /// - An unhealthy backend becomes healthy after `rise` consecutive passes.

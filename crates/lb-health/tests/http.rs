@@ -22,8 +22,7 @@ async fn status_outside_the_set_flips_after_fall_and_back_after_rise() {
         .path("/healthz")
         .build()
         .unwrap();
-    let (check, log) = recording(check);
-    let monitor = HealthMonitor::new(check);
+    let (monitor, log) = recording(check);
 
     assert_eq!(
         monitor.check_one(&backend).await,
@@ -73,8 +72,7 @@ async fn an_explicit_status_set_decides() {
         .expect_status("2xx,404".parse().unwrap())
         .build()
         .unwrap();
-    let (check, log) = recording(check);
-    let monitor = HealthMonitor::new(check);
+    let (monitor, log) = recording(check);
     server.set_status(404);
     assert_eq!(monitor.check_one(&backend).await, Some(Health::Healthy));
     server.set_status(301);
@@ -94,8 +92,8 @@ async fn body_substring_and_regex_within_the_read_limit() {
         .expect_body_contains("up")
         .build()
         .unwrap();
-    let (contains, log) = recording(contains);
-    let monitor = HealthMonitor::new(contains);
+    let (monitor, log) = recording(contains);
+    let monitor = monitor.with_initial_health(Health::Healthy);
     assert_eq!(monitor.check_one(&backend).await, None, "already healthy");
     server.set_body("status: down");
     assert_eq!(monitor.check_one(&backend).await, None, "failure 1 < fall");
@@ -114,8 +112,7 @@ async fn body_substring_and_regex_within_the_read_limit() {
         .expect_body_regex(r"^status: (up|degraded)$")
         .build()
         .unwrap();
-    let (regex, log) = recording(regex);
-    let monitor = HealthMonitor::new(regex);
+    let (monitor, log) = recording(regex);
     let fresh = Backend::new(server.addr);
     assert_eq!(monitor.check_one(&fresh).await, Some(Health::Unhealthy));
     server.set_body("status: degraded");
@@ -136,9 +133,7 @@ async fn body_substring_and_regex_within_the_read_limit() {
         .unwrap();
     let (capped, log) = recording(capped);
     assert_eq!(
-        HealthMonitor::new(capped)
-            .check_one(&Backend::new(server.addr))
-            .await,
+        capped.check_one(&Backend::new(server.addr)).await,
         Some(Health::Unhealthy)
     );
     assert!(log.lock()[0]
@@ -176,8 +171,7 @@ async fn the_validator_sees_status_headers_and_body() {
         })
         .build()
         .unwrap();
-    let (check, log) = recording(check);
-    let monitor = HealthMonitor::new(check);
+    let (monitor, log) = recording(check);
     assert_eq!(monitor.check_one(&backend).await, Some(Health::Unhealthy));
     server.set_ready_header(Some("1"));
     assert_eq!(monitor.check_one(&backend).await, Some(Health::Healthy));
@@ -193,12 +187,11 @@ async fn the_validator_sees_status_headers_and_body() {
 async fn a_slow_answer_fails_by_the_timeout() {
     let server = HttpServer::start("ok").await;
     let backend = Backend::new(server.addr);
-    let (check, log) = recording(
+    let (monitor, log) = recording(
         HttpHealthCheck::builder(params(1, 1, Duration::from_millis(500)))
             .build()
             .unwrap(),
     );
-    let monitor = HealthMonitor::new(check);
     let _clock = hold_clock();
     server.set_delay(Duration::from_secs(2));
 
@@ -339,12 +332,11 @@ async fn a_hung_backend_fails_by_the_timeout_and_blocks_no_other() {
     let fine = HttpServer::start("ok").await;
     let hung_b = Backend::new(hung.addr);
     let fine_b = Backend::new(fine.addr);
-    let (check, log) = recording(
+    let (monitor, log) = recording(
         HttpHealthCheck::builder(params(1, 1, Duration::from_millis(300)))
             .build()
             .unwrap(),
     );
-    let monitor = HealthMonitor::new(check);
     let _clock = hold_clock();
 
     let started = tokio::time::Instant::now();

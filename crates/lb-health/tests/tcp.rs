@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lb_core::{Backend, Health};
 use lb_health::{
-    CheckFailure, CheckParams, HealthCheck, HealthCheckExt, HealthMonitor, TcpHealthCheck,
+    CheckFailure, CheckParams, HealthCheck, HealthMonitor, StatusChange, TcpHealthCheck,
 };
 use lb_testkit::TestBackend;
 use parking_lot::Mutex;
@@ -24,22 +24,23 @@ fn params(rise: u32, fall: u32, timeout: Duration) -> CheckParams {
     }
 }
 
-fn recording(check: impl HealthCheck) -> (Arc<dyn HealthCheck>, Log) {
+/// A monitor running `check`, with an observer that records every transition.
+fn recording(check: impl HealthCheck) -> (HealthMonitor, Log) {
     let log: Log = Arc::default();
     let sink = log.clone();
-    let check = check.on_status_change(move |c| {
+    let monitor = HealthMonitor::new(Arc::new(check));
+    monitor.subscribe(Arc::new(move |c: &StatusChange<'_>| {
         sink.lock()
             .push((c.old, c.new, c.reason.map(|r| r.to_string())));
-    });
-    (Arc::new(check), log)
+    }));
+    (monitor, log)
 }
 
 #[tokio::test]
 async fn rise_and_fall_flip_after_the_exact_number_of_checks() {
     let mut server = TestBackend::start("a").await;
     let backend = Backend::new(server.addr());
-    let (check, log) = recording(TcpHealthCheck::new(params(2, 3, Duration::from_secs(2))));
-    let monitor = HealthMonitor::new(check);
+    let (monitor, log) = recording(TcpHealthCheck::new(params(2, 3, Duration::from_secs(2))));
 
     // First result after start-up settles the unknown state and fires the hook.
     assert_eq!(backend.state().health(), Health::Unknown);
@@ -104,8 +105,7 @@ impl HealthCheck for HangsOn {
 async fn a_hung_check_fails_by_its_timeout_and_blocks_no_other() {
     let hung = Backend::parse("10.255.0.1:80").unwrap();
     let fine = Backend::parse("10.255.0.2:80").unwrap();
-    let (check, log) = recording(HangsOn(hung.clone()));
-    let monitor = HealthMonitor::new(check);
+    let (monitor, log) = recording(HangsOn(hung.clone()));
 
     let started = tokio::time::Instant::now();
     let all = [hung.clone(), fine.clone()];
@@ -134,8 +134,7 @@ async fn a_hung_check_fails_by_its_timeout_and_blocks_no_other() {
 async fn removed_backends_are_forgotten() {
     let server = TestBackend::start("a").await;
     let backend = Backend::new(server.addr());
-    let (check, _log) = recording(TcpHealthCheck::default());
-    let monitor = HealthMonitor::new(check);
+    let (monitor, _log) = recording(TcpHealthCheck::default());
     monitor.check_one(&backend).await;
     assert!(monitor.tracker(backend.addr()).is_some());
     monitor.retain(&[]);

@@ -14,12 +14,13 @@ use std::time::Duration;
 use lb_core::{Backend, Health};
 #[cfg(feature = "http")]
 use lb_health::HttpHealthCheck;
-use lb_health::{HealthCheck, HealthMonitor, TlsConfig, TlsFailureKind, TlsHealthCheck};
+use lb_health::{HealthCheck, TlsConfig, TlsFailureKind, TlsHealthCheck};
 use rcgen::ExtendedKeyUsagePurpose;
 use support::pki::{serve, serve_simple, Ca, Mode, ServerOptions};
 use support::{params, recording, Transition};
 
-/// The backend at `addr`, configured as `localhost:PORT`, starting in `start`.
+/// The backend at `addr`, configured as `localhost:PORT`, starting in `start` (the
+/// monitor of [`flips_after`] starts it in the same initial health).
 fn localhost(addr: SocketAddr, start: Health) -> Backend {
     Backend::new(addr)
         .with_name(format!("localhost:{}", addr.port()))
@@ -30,8 +31,9 @@ fn localhost(addr: SocketAddr, start: Health) -> Backend {
 /// `n`th check, not before, stays there, and that the hook fired exactly once; returns
 /// that one transition.
 async fn flips_after(check: impl HealthCheck, backend: &Backend, n: u32, to: Health) -> Transition {
-    let (check, log) = recording(check);
-    let monitor = HealthMonitor::new(check);
+    let (monitor, log) = recording(check);
+    // The initial state the backend was configured with.
+    let monitor = monitor.with_initial_health(backend.state().health());
     for i in 1..n {
         assert_eq!(
             monitor.check_one(backend).await,

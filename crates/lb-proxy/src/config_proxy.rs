@@ -25,6 +25,7 @@ use crate::client::UpstreamError;
 use crate::config::ServerConfig;
 use crate::headers::{ClientAddr, Forwarding};
 use crate::hooks::{Attempt, LocalResponse, Peer, ProxyHttp, Retry, Session};
+use crate::limits::Refused;
 use crate::retry::Decision;
 use crate::router::Router;
 use crate::stats::Stats;
@@ -159,7 +160,10 @@ impl ProxyHttp for ConfigProxy {
             session.set_replay_limit(upstream.retry().replay_limit());
         }
         let client = ctx.client_ip(session);
-        let peer = upstream.peer(session, client).await?;
+        let peer = upstream
+            .peer(session.req_header(), client, session.tried())
+            .await
+            .map_err(refusal)?;
         let idle = upstream
             .upgrade_idle_timeout()
             .unwrap_or(self.upgrade_idle_timeout);
@@ -323,5 +327,13 @@ impl ProxyHttp for ConfigProxy {
                 Retry::No
             }
         }
+    }
+}
+
+/// The local response for an upstream that gave no peer: 503 either way, saying why.
+fn refusal(refused: Refused) -> LocalResponse {
+    match refused {
+        Refused::NoBackend => LocalResponse::no_backend(),
+        Refused::Overloaded => LocalResponse::overloaded(),
     }
 }

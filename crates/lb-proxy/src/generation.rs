@@ -35,7 +35,7 @@ use crate::discovery;
 use crate::error::StartError;
 use crate::router::Router;
 use crate::stats::{ProcessCounters, RouteStats, Stats, UpstreamStats};
-use crate::upstream::{HealthHook, Upstream};
+use crate::upstream::Upstream;
 
 /// How long building an upstream fed by discovery waits for its first answer.
 const FIRST_DISCOVERY: Duration = Duration::from_secs(5);
@@ -122,7 +122,6 @@ pub(crate) async fn prepare(
     config: &Config,
     previous: &BTreeMap<String, Slot>,
     before: Option<&ConfigProxy>,
-    hook: &HealthHook,
     process: &Arc<ProcessCounters>,
 ) -> Result<Prepared, StartError> {
     let mut plans = Vec::with_capacity(config.upstreams.len());
@@ -139,7 +138,7 @@ pub(crate) async fn prepare(
                 Plan::Relist(discovery::listed(&cfg.backends)),
                 p.upstream.clone(),
             ),
-            _ => (Plan::Build, Arc::new(build(name, cfg, hook, prev).await?)),
+            _ => (Plan::Build, Arc::new(build(name, cfg, prev).await?)),
         };
         let stats = prev.map_or_else(
             || Arc::new(UpstreamStats::new(&upstream.balancer().backends())),
@@ -198,11 +197,10 @@ pub(crate) async fn prepare(
 async fn build(
     name: &str,
     cfg: &UpstreamConfig,
-    hook: &HealthHook,
     prev: Option<&Slot>,
 ) -> Result<Upstream, StartError> {
     let before = prev.map(|p| p.upstream.balancer().backends());
-    let upstream = Upstream::replacing(name, cfg, Some(hook.clone()), before.as_ref())?;
+    let upstream = Upstream::replacing(name, cfg, before.as_ref())?;
     if upstream.is_static() {
         return Ok(upstream);
     }
@@ -252,6 +250,16 @@ fn route_stats(before: &ConfigProxy, index: usize, upstream: &str) -> Option<Arc
 }
 
 impl Prepared {
+    /// The upstreams this generation built (new or rebuilt), whose health checks start at
+    /// [`commit`](Self::commit): subscribe to their monitors before it to miss nothing.
+    pub(crate) fn built(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.plans
+            .iter()
+            .zip(&self.proxy.upstreams)
+            .filter(|((_, _, plan), _)| matches!(plan, Plan::Build))
+            .map(|(_, upstream)| upstream)
+    }
+
     /// Applies the generation: installs new lists and starts the background work of
     /// built upstreams. Returns the new slots, what changed, the proxy to make current
     /// and the upstreams it replaced or removed, to [`Slot::stop`] once it is current.
@@ -326,8 +334,7 @@ mod tests {
 
     async fn start(text: &str) -> (BTreeMap<String, Slot>, Arc<ConfigProxy>) {
         let (config, previous) = slots(text);
-        let hook: HealthHook = Arc::new(|_, _| {});
-        let prepared = prepare(&config, &previous, None, &hook, &Arc::default())
+        let prepared = prepare(&config, &previous, None, &Arc::default())
             .await
             .unwrap();
         let c = prepared.commit(previous);
@@ -349,8 +356,7 @@ mod tests {
             .replace(r#"interval = "1h""#, r#"interval = "2h""#)
             + "[upstreams.new]\nbackends = [\"127.0.0.1:5\"]\n";
         let config = Config::from_toml_str(&next, "lb.toml").unwrap();
-        let hook: HealthHook = Arc::new(|_, _| {});
-        let prepared = prepare(&config, &slots, Some(&before), &hook, &Arc::default())
+        let prepared = prepare(&config, &slots, Some(&before), &Arc::default())
             .await
             .unwrap();
         let c = prepared.commit(slots);
@@ -391,7 +397,7 @@ mod tests {
             "lb.toml",
         )
         .unwrap();
-        let prepared = prepare(&config, &slots, Some(&current), &hook, &Arc::default())
+        let prepared = prepare(&config, &slots, Some(&current), &Arc::default())
             .await
             .unwrap();
         let changes = prepared.commit(slots).changes;

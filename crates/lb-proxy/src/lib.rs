@@ -78,14 +78,14 @@ pub use serve::Server;
 pub use server::{Proxy, RunningProxy};
 pub use sockets::Inherited;
 pub use tls::TlsError;
-pub use upstream::{Balancer, HealthHook, Upstream};
+pub use upstream::{HealthHook, Upstream};
 pub use worker::{WorkerStats, Workers};
 
 /// Builds every upstream of `config` (its discovery source, selector and checks) without
 /// contacting anything: what `lb-proxy -t` runs after parsing. Needs a tokio runtime.
 pub fn check(config: &config::Config) -> Result<(), SourceError> {
     for (name, upstream) in &config.upstreams {
-        Upstream::new(name, upstream, None)?;
+        Upstream::new(name, upstream)?;
     }
     Ok(())
 }

@@ -9,8 +9,8 @@
 //! ```
 //!
 //! `backend` is the configured name, `address` the resolved address (`unix:/path` for a
-//! socket), `reason` is `null` unless a failure caused the transition, and `time` is RFC 3339
-//! in UTC. The event goes to each configured hook:
+//! socket), `reason` is `null` unless a failure caused the transition, and `time` (RFC 3339
+//! in UTC) is when the monitor saw the transition. The event goes to each configured hook:
 //!
 //! - `webhook`: an HTTP POST of the event (`Content-Type: application/json`) to an
 //!   `http://` URL. Any 2xx answer is a success.
@@ -30,7 +30,7 @@ use std::io::{self, ErrorKind};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::OptionFuture;
@@ -129,7 +129,7 @@ impl Notifier {
             new: change.new.as_str(),
             reason: change.reason.map(ToString::to_string),
             streak: change.streak,
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            time: humantime::format_rfc3339_millis(change.at).to_string(),
         };
         if let Err(e) = self.tx.try_send(event) {
             let full = matches!(e, mpsc::error::TrySendError::Full(_));

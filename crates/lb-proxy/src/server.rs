@@ -117,12 +117,16 @@ impl Proxy {
     /// discovery source), binds every listener (failing before serving anything if one
     /// cannot be bound), then starts health checks and accepting connections.
     pub async fn start(mut self) -> Result<RunningProxy, StartError> {
-        // Admin: health transitions also record "since when" for the status page.
         let control = Arc::new(Control::new());
-        let hook = control.hook(self.hook.clone());
         let process = Arc::new(ProcessCounters::default());
-        let prepared =
-            generation::prepare(&self.config, &BTreeMap::new(), None, &hook, &process).await?;
+        let prepared = generation::prepare(&self.config, &BTreeMap::new(), None, &process).await?;
+        // The embedder's callback hears the monitors of the upstreams (and, through the
+        // reloader, of those a reload builds).
+        if let Some(hook) = &self.hook {
+            for upstream in prepared.built() {
+                upstream.on_health_change(hook.clone());
+            }
+        }
         // Plain listeners first, then TLS ones (their certificates are loaded first).
         let listeners = listener::bind_all(&self.config.server, &mut self.inherited).await?;
         let admin = match &self.config.admin {
@@ -149,7 +153,7 @@ impl Proxy {
         let parts = reload::Parts {
             live,
             control,
-            hook,
+            hook: self.hook,
             path: self.path,
             process,
             serving,

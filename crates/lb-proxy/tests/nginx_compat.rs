@@ -286,7 +286,7 @@ async fn ip_hash_maps_every_client_like_nginx() {
     let realip = "set_real_ip_from 127.0.0.1;\n    real_ip_header X-Real-IP;";
     let nginx = Nginx::start("ip_hash;", &list, realip).await;
     let config = Config::from_toml_str(&lb_toml("ip_hash", "", &list), "ip_hash.toml").unwrap();
-    let ours = Upstream::new("u", &config.upstreams["u"], None).unwrap();
+    let ours = Upstream::new("u", &config.upstreams["u"]).unwrap();
     let client = Client::builder(TokioExecutor::new()).build_http();
     let mut clients: Vec<IpAddr> = (0..800u32)
         .map(|i| {
@@ -312,7 +312,7 @@ async fn ip_hash_maps_every_client_like_nginx() {
             IpAddr::V4(v4) => v4.octets().to_vec(),
             IpAddr::V6(v6) => v6.octets().to_vec(),
         };
-        let picked = ours.balancer().select(&octets).unwrap();
+        let picked = ours.balancer().select(&octets, 256).unwrap(); // the proxy tries at most 256
         let mine = b
             .iter()
             .find(|t| t.addr() == picked.addr().as_inet().unwrap())

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -148,6 +148,7 @@ fn send_three(n: &Notifier, b: &Backend) {
                 new,
                 reason,
                 streak,
+                at: SystemTime::now(),
             },
         );
     }
@@ -349,6 +350,7 @@ async fn hung_webhook_is_cut_at_the_timeout_and_the_next_event_goes_through() {
         new: Health::Healthy,
         reason: None,
         streak: 1,
+        at: SystemTime::now(),
     };
     n.notify("web", &first);
     tokio::time::timeout(Duration::from_secs(10), hook.hung.recv())
@@ -363,6 +365,7 @@ async fn hung_webhook_is_cut_at_the_timeout_and_the_next_event_goes_through() {
         new: Health::Unhealthy,
         reason: Some(&failure),
         streak: 3,
+        at: SystemTime::now(),
     };
     n.notify("web", &second);
     assert_eq!(
@@ -449,6 +452,7 @@ fn full_queue_drops_and_counts_and_events_wait_for_a_runtime() {
         new: Health::Healthy,
         reason: None,
         streak,
+        at: SystemTime::now(),
     };
 
     // Outside any runtime: nothing is delivered, two events wait, three are dropped.

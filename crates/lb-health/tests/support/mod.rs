@@ -1,4 +1,4 @@
-//! Helpers shared by the integration tests: thresholds, a recording hook, a small HTTP
+//! Helpers shared by the integration tests: thresholds, a monitor with a recording observer, a small HTTP
 //! server whose status, body, headers and delay the test changes (and that counts the
 //! connections it accepted), a backend that accepts and never answers, and a clock hold
 //! for paused-time tests over real sockets.
@@ -21,7 +21,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use lb_core::Health;
-use lb_health::{CheckFailure, CheckParams, HealthCheck, HealthCheckExt};
+use lb_health::{CheckFailure, CheckParams, HealthCheck, HealthMonitor, StatusChange};
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -75,11 +75,12 @@ impl Recorder {
 
 pub type Log = Arc<Recorder>;
 
-/// `check` with a hook that records every transition.
-pub fn recording(check: impl HealthCheck) -> (Arc<dyn HealthCheck>, Log) {
+/// A monitor running `check`, with an observer that records every transition.
+pub fn recording(check: impl HealthCheck) -> (HealthMonitor, Log) {
     let log: Log = Arc::default();
     let sink = log.clone();
-    let check = check.on_status_change(move |c| {
+    let monitor = HealthMonitor::new(Arc::new(check));
+    monitor.subscribe(Arc::new(move |c: &StatusChange<'_>| {
         let r: Option<&CheckFailure> = c.reason;
         sink.entries.lock().push(Transition {
             old: c.old,
@@ -92,8 +93,8 @@ pub fn recording(check: impl HealthCheck) -> (Arc<dyn HealthCheck>, Log) {
             validator: r.is_some_and(CheckFailure::is_validator),
         });
         sink.changed.notify_waiters();
-    });
-    (Arc::new(check), log)
+    }));
+    (monitor, log)
 }
 
 /// What [`HttpServer`] answers; changed by the test at any time.

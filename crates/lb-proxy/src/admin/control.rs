@@ -1,5 +1,6 @@
 //! The admin listener's control-plane state: operator actions on backends (disable,
-//! drain, enable) and when each backend last changed state.
+//! drain, enable) and since when they hold. When a backend's health last changed is the
+//! health monitor's ([`BackendState::health_since`](lb_core::BackendState::health_since)).
 //!
 //! Disabling and draining both set the backend's maintenance bit
 //! ([`BackendState::set_maintenance`](lb_core::BackendState::set_maintenance)): selection
@@ -8,14 +9,10 @@
 //! touched by the request path.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use lb_core::{Backend, BackendAddr};
-use lb_health::StatusChange;
 use parking_lot::Mutex;
-
-use crate::upstream::HealthHook;
 
 /// What an operator asked of a backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,13 +37,11 @@ pub(crate) enum Mode {
 /// Per (upstream, backend address).
 type Key = (String, BackendAddr);
 
-/// Operator holds and state-change times.
+/// Operator holds, and when the proxy started.
 #[derive(Debug)]
 pub(crate) struct Control {
     /// When the proxy started: "since" for backends that never changed.
     started: SystemTime,
-    /// The last health transition of each backend.
-    health_since: Mutex<HashMap<Key, SystemTime>>,
     /// Operator holds, with when they began.
     modes: Mutex<HashMap<Key, (Mode, SystemTime)>>,
 }
@@ -78,23 +73,8 @@ impl Control {
     pub(crate) fn new() -> Self {
         Self {
             started: SystemTime::now(),
-            health_since: Mutex::new(HashMap::new()),
             modes: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// A health hook that records transition times here, then calls `inner`.
-    pub(crate) fn hook(self: &Arc<Self>, inner: Option<HealthHook>) -> HealthHook {
-        let me = self.clone();
-        Arc::new(move |upstream: &str, change: &StatusChange<'_>| {
-            me.health_since.lock().insert(
-                (upstream.to_owned(), change.backend.addr().clone()),
-                SystemTime::now(),
-            );
-            if let Some(inner) = &inner {
-                inner(upstream, change);
-            }
-        })
     }
 
     /// Applies `action` to `backend` of `upstream`.
@@ -138,13 +118,9 @@ impl Control {
         )
     }
 
-    /// When `backend`'s health last changed (the start of the proxy if it never did).
-    pub(crate) fn health_since(&self, upstream: &str, backend: &Backend) -> SystemTime {
-        let key = (upstream.to_owned(), backend.addr().clone());
-        self.health_since
-            .lock()
-            .get(&key)
-            .copied()
-            .unwrap_or(self.started)
+    /// When `backend`'s health last changed, as its monitor published it (the start of
+    /// the proxy if it never did).
+    pub(crate) fn health_since(&self, backend: &Backend) -> SystemTime {
+        backend.state().health_since().unwrap_or(self.started)
     }
 }

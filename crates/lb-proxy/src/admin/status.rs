@@ -188,7 +188,7 @@ pub(crate) fn backend(state: &AdminState, u: &Upstream, b: &Backend) -> BackendS
     let check = u
         .balancer()
         .health_monitor()
-        .and_then(|m| m.snapshot().into_iter().find(|h| h.addr == *b.addr()));
+        .and_then(|m| m.backend_health(b.addr()));
     let passive = u
         .balancer()
         .passive_health()
@@ -220,7 +220,7 @@ fn backend_with(
     let (label, since) = if let Some((mode, since)) = mode {
         (mode.as_str(), since)
     } else {
-        let since = state.control.health_since(u.name(), b);
+        let since = state.control.health_since(b);
         let label = if !s.is_enabled() {
             "disabled"
         } else if s.is_ejected() {

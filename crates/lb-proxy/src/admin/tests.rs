@@ -31,7 +31,7 @@ async fn recording_a_request_allocates_nothing() {
     let upstreams: Vec<Arc<Upstream>> = config
         .upstreams
         .iter()
-        .map(|(name, c)| Arc::new(Upstream::new(name, c, None).unwrap()))
+        .map(|(name, c)| Arc::new(Upstream::new(name, c).unwrap()))
         .collect();
     let router = Router::new(&config.routes, |_| Some(0)).unwrap();
     let stats = Stats::new(1, upstreams.iter().map(|u| u.balancer().backends()));

@@ -100,7 +100,9 @@ pub(crate) struct Reloader {
     control: Arc<Control>,
     /// The admin token, read by every admin connection at each request.
     admin_token: Arc<Token>,
-    hook: HealthHook,
+    /// The embedder's health callback, subscribed to the monitor of every upstream a
+    /// reload builds.
+    hook: Option<HealthHook>,
     path: Option<PathBuf>,
     pub(crate) process: Arc<ProcessCounters>,
     pub(crate) bound: ArcSwap<Bound>,
@@ -138,7 +140,7 @@ impl crate::admin::Reload for Reloader {
 pub(crate) struct Parts {
     pub(crate) live: Arc<LiveProxy>,
     pub(crate) control: Arc<Control>,
-    pub(crate) hook: HealthHook,
+    pub(crate) hook: Option<HealthHook>,
     pub(crate) path: Option<PathBuf>,
     pub(crate) process: Arc<ProcessCounters>,
     pub(crate) serving: Serving<LiveProxy>,
@@ -353,14 +355,13 @@ impl Reloader {
         let connections = self.connections.upgrade().ok_or(StartError::Stopping)?;
         // Build everything first: an error here changes nothing.
         let before = self.live.load();
-        let prepared = generation::prepare(
-            &config,
-            &applied.upstreams,
-            Some(&before),
-            &self.hook,
-            &self.process,
-        )
-        .await?;
+        let prepared =
+            generation::prepare(&config, &applied.upstreams, Some(&before), &self.process).await?;
+        if let Some(hook) = &self.hook {
+            for upstream in prepared.built() {
+                upstream.on_health_change(hook.clone());
+            }
+        }
         let bound = self.bind(&applied, &config.server).await?;
         let admin_plan = admin::plan(applied.admin.as_ref(), config.admin.as_ref()).await?;
         // Apply: nothing below can fail, but the duplicated sockets.

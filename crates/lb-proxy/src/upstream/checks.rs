@@ -1,18 +1,15 @@
 //! What an upstream's `health_check` table becomes: the active check (TCP, TLS or HTTP,
-//! with its rise/fall and timeout), and the status-change hook that tells the embedder's
-//! callback and the `on_change` notifier about each transition.
+//! with its rise/fall and timeout). Its transitions come from the monitor, whose
+//! subscribers (the `on_change` notifier, the embedder's callback) `mod.rs` sets up.
 
 use std::sync::Arc;
 
 use lb_health::{
-    CheckParams, HealthCheck, HealthCheckExt, HttpHealthCheck, TcpHealthCheck, TlsConfig,
-    TlsHealthCheck,
+    CheckParams, HealthCheck, HttpHealthCheck, TcpHealthCheck, TlsConfig, TlsHealthCheck,
 };
 
 use crate::config::{HealthCheckConfig, HealthCheckKind};
 use crate::discovery::SourceError;
-
-use super::HealthHook;
 
 /// The active check an upstream's `health_check` table describes.
 pub(super) fn health_check(
@@ -96,22 +93,6 @@ pub(super) fn health_check(
                 b.build()
                     .map_err(|e| SourceError::new(upstream, "HTTP health check", e))?,
             )
-        }
-    })
-}
-
-pub(super) fn with_hook(
-    check: Arc<dyn HealthCheck>,
-    upstream: Arc<str>,
-    hook: Option<HealthHook>,
-    notifier: Option<crate::notify::Notifier>,
-) -> impl HealthCheck {
-    check.on_status_change(move |change| {
-        if let Some(hook) = &hook {
-            hook(&upstream, change);
-        }
-        if let Some(notifier) = &notifier {
-            notifier.notify(&upstream, change);
         }
     })
 }

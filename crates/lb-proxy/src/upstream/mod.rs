@@ -1,4 +1,9 @@
-//! Upstreams: a named load balancer built from configuration.
+//! Upstreams: a named load balancer built from configuration, as the proxy runs it.
+//!
+//! The balancer is lb-balancer's [`AnyLoadBalancer`] (the `selection` key names its
+//! [`Algorithm`]); `checks.rs` turns the `health_check` table into the probe. The upstream
+//! adds what the proxy needs at run time: the hash key, the client to its backends,
+//! retries, limits, and [`Upstream::peer`], which picks the backend of the next attempt.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -6,140 +11,29 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use http::request::Parts;
-use lb_balancer::{LoadBalancer, SlowStart};
+use lb_balancer::{Algorithm, AnyLoadBalancer, SlowStart};
 use lb_core::InFlight;
 use lb_discovery::{ServiceDiscovery, Static};
-use lb_health::{Schedule, StatusChange};
-use lb_selection::{
-    BackendSelection, Consistent, ConsistentConfig, FnvHash, IpHash, LeastConn, Maglev,
-    MaglevConfig, NginxHash, P2c, Random, RoundRobin, DEFAULT_TABLE_SIZE,
-};
+use lb_health::{HealthObserver, Schedule, StatusChange};
+use lb_selection::{ConsistentConfig, MaglevConfig, DEFAULT_TABLE_SIZE};
 
 use crate::client::UpstreamClient;
 use crate::config::{PositiveDuration, SelectionKind, UpstreamConfig};
 use crate::discovery::{self, SourceError};
 use crate::hash_key::{self, Extract as _, HashKey};
-use crate::hooks::{LocalResponse, Peer, Session};
+use crate::hooks::Peer;
 use crate::limits::{Limits, Refused};
 use crate::retry::RetryPolicy;
 
 mod checks;
 
-use checks::{health_check, with_hook};
+use checks::health_check;
 
 /// How many candidates one selection may try before answering 503.
 pub(crate) const MAX_CANDIDATES: usize = 256;
 
 /// A hook told about every health transition of every upstream: `(upstream, change)`.
 pub type HealthHook = Arc<dyn Fn(&str, &StatusChange<'_>) + Send + Sync>;
-
-/// The balancer of one upstream, with the algorithm chosen by configuration.
-///
-/// An enum rather than a trait object so that `select` is statically dispatched.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Balancer {
-    /// `selection = "round_robin"`.
-    RoundRobin(LoadBalancer<RoundRobin>),
-    /// `selection = "random"`.
-    Random(LoadBalancer<Random>),
-    /// `selection = "p2c"`.
-    P2c(LoadBalancer<P2c>),
-    /// `selection = "least_conn"`.
-    LeastConn(LoadBalancer<LeastConn>),
-    /// `selection = "fnv"`.
-    Fnv(LoadBalancer<FnvHash>),
-    /// `selection = "consistent"`.
-    Consistent(LoadBalancer<Consistent>),
-    /// `selection = "hash"`.
-    Hash(LoadBalancer<NginxHash>),
-    /// `selection = "ip_hash"`.
-    IpHash(LoadBalancer<IpHash>),
-    /// `selection = "maglev"`.
-    Maglev(LoadBalancer<Maglev>),
-}
-
-macro_rules! each {
-    ($self:expr, $lb:ident => $body:expr) => {
-        match $self {
-            Balancer::RoundRobin($lb) => $body,
-            Balancer::Random($lb) => $body,
-            Balancer::P2c($lb) => $body,
-            Balancer::LeastConn($lb) => $body,
-            Balancer::Fnv($lb) => $body,
-            Balancer::Consistent($lb) => $body,
-            Balancer::Hash($lb) => $body,
-            Balancer::IpHash($lb) => $body,
-            Balancer::Maglev($lb) => $body,
-        }
-    };
-}
-
-impl Balancer {
-    /// Picks a usable backend for hash key `key`; see [`LoadBalancer::select`].
-    #[inline]
-    pub fn select(&self, key: &[u8]) -> Option<InFlight> {
-        each!(self, lb => lb.select(key, MAX_CANDIDATES))
-    }
-
-    /// Like [`select`](Self::select), skipping the backends `accept` refuses; see
-    /// [`LoadBalancer::select_with`].
-    #[inline]
-    pub fn select_with(
-        &self,
-        key: &[u8],
-        accept: impl FnMut(&lb_core::Backend) -> bool,
-    ) -> Option<InFlight> {
-        each!(self, lb => lb.select_with(key, MAX_CANDIDATES, accept))
-    }
-
-    /// Installs `found` as the backend set now; see [`LoadBalancer::set_discovered`].
-    pub fn set_discovered(&self, found: lb_discovery::Discovered) -> lb_balancer::SetChange {
-        each!(self, lb => lb.set_discovered(found))
-    }
-
-    /// Asks discovery for the current backends now; see [`LoadBalancer::update`].
-    pub async fn update(&self) -> Result<lb_balancer::SetChange, lb_discovery::DiscoveryError> {
-        each!(self, lb => lb.update().await)
-    }
-
-    /// Records the outcome of one request for passive health; see [`LoadBalancer::report`].
-    #[inline]
-    pub fn report(&self, backend: &lb_core::Backend, outcome: lb_health::Outcome) {
-        each!(self, lb => lb.report(backend, outcome))
-    }
-
-    /// Runs one round of health checks now (also driven by the background task).
-    pub async fn run_health_check(&self) {
-        each!(self, lb => lb.run_health_check().await)
-    }
-
-    /// Follows the backend set; see [`LoadBalancer::watch_backends`].
-    pub fn watch_backends(&self) -> tokio::sync::watch::Receiver<lb_core::BackendSet> {
-        each!(self, lb => lb.watch_backends())
-    }
-
-    /// The current backends.
-    pub fn backends(&self) -> lb_core::BackendSet {
-        each!(self, lb => lb.backends())
-    }
-
-    /// The active health checks' monitor, if the upstream has checks (for the admin
-    /// listener's status page and metrics).
-    pub fn health_monitor(&self) -> Option<&lb_health::HealthMonitor> {
-        each!(self, lb => lb.health_monitor())
-    }
-
-    /// Passive health, if the upstream has it.
-    pub fn passive_health(&self) -> Option<&Arc<lb_health::PassiveHealth>> {
-        each!(self, lb => lb.passive_health())
-    }
-
-    /// Runs discovery refreshes and health checks until `shutdown` resolves.
-    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
-        each!(self, lb => lb.run(shutdown).await)
-    }
-}
 
 /// What an upstream's selection hashes.
 #[derive(Clone, Debug)]
@@ -154,7 +48,7 @@ enum KeySource {
 #[derive(Debug)]
 pub struct Upstream {
     name: Arc<str>,
-    balancer: Balancer,
+    balancer: AnyLoadBalancer,
     key: KeySource,
     /// The configured list, when the backends are listed (a reload replaces it).
     list: Option<Arc<Static>>,
@@ -168,15 +62,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the upstream `name` from its configuration; `hook` hears its health transitions.
-    /// Fails when its discovery source cannot be built (an invalid DNS name, a file of an
-    /// unknown format, ...); nothing is contacted yet.
-    pub fn new(
-        name: &str,
-        config: &UpstreamConfig,
-        hook: Option<HealthHook>,
-    ) -> Result<Self, SourceError> {
-        Self::replacing(name, config, hook, None)
+    /// Builds the upstream `name` from its configuration. Fails when its discovery source
+    /// cannot be built (an invalid DNS name, a file of an unknown format, ...); nothing is
+    /// contacted yet. Its health transitions reach its `on_change` hooks, and
+    /// [`on_health_change`](Self::on_health_change) adds a callback.
+    pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, SourceError> {
+        Self::replacing(name, config, None)
     }
 
     /// Like [`new`](Self::new), for an upstream that replaces one whose backends were
@@ -185,41 +76,18 @@ impl Upstream {
     pub(crate) fn replacing(
         name: &str,
         config: &UpstreamConfig,
-        hook: Option<HealthHook>,
         previous: Option<&lb_core::BackendSet>,
     ) -> Result<Self, SourceError> {
         let (discovery, list) = discovery::source(name, config)?;
         let name: Arc<str> = name.into();
-        let factor = config.balance_factor.as_ref().map(|f| f.get_ref().0);
         let b = Builder {
             name: &name,
             discovery,
             is_static: list.is_some(),
             config,
-            hook,
             previous,
         };
-        let balancer = match config.selection {
-            SelectionKind::RoundRobin => Balancer::RoundRobin(b.build(())?),
-            SelectionKind::Random => Balancer::Random(b.build(())?),
-            SelectionKind::P2c => Balancer::P2c(b.build(())?),
-            SelectionKind::LeastConn => Balancer::LeastConn(b.build(())?),
-            SelectionKind::Fnv => Balancer::Fnv(b.build(())?),
-            SelectionKind::Hash => Balancer::Hash(b.build(())?),
-            SelectionKind::IpHash => Balancer::IpHash(b.build(())?),
-            SelectionKind::Consistent => Balancer::Consistent(b.build(ConsistentConfig {
-                balance_factor: factor,
-            })?),
-            SelectionKind::Maglev => Balancer::Maglev(
-                b.build(MaglevConfig {
-                    table_size: config
-                        .maglev_table_size
-                        .as_ref()
-                        .map_or(DEFAULT_TABLE_SIZE, |t| t.get_ref().0),
-                    balance_factor: factor,
-                })?,
-            ),
-        };
+        let balancer = b.build(algorithm(config))?;
         let key = match config.selection {
             SelectionKind::IpHash => KeySource::Key(HashKey::ClientIp),
             kind if kind.hashes_key() => KeySource::Key(
@@ -277,13 +145,25 @@ impl Upstream {
         true
     }
 
+    /// Calls `hook(name, change)` on every health transition of its backends from now on
+    /// (a subscriber of its health monitor); does nothing for an upstream without
+    /// `health_check`.
+    pub fn on_health_change(&self, hook: HealthHook) {
+        if let Some(monitor) = self.balancer.health_monitor() {
+            monitor.subscribe(Arc::new(Named {
+                upstream: self.name.clone(),
+                hook,
+            }));
+        }
+    }
+
     /// The configured name.
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The balancer.
-    pub fn balancer(&self) -> &Balancer {
+    pub fn balancer(&self) -> &AnyLoadBalancer {
         &self.balancer
     }
 
@@ -333,23 +213,30 @@ impl Upstream {
             KeySource::Key(HashKey::ClientIp) => hash_key::client_ip(client, &mut scratch),
             KeySource::Key(k) => k.extract(parts, client, &mut scratch),
         };
-        self.balancer.select_with(key, accept)
+        self.balancer.select_with(key, MAX_CANDIDATES, accept)
     }
 
-    /// The peer for the next attempt of `session`: a backend it has not tried, with room
-    /// under the upstream's limits (waiting in its queue while every backend is full).
-    pub(crate) async fn peer(&self, session: &Session, ip: IpAddr) -> Result<Peer, LocalResponse> {
-        let req = session.req_header();
+    /// The peer for the next attempt of a request (`parts`, from `client_ip`): a backend
+    /// not in `tried`, with room under the upstream's limits (waiting in its queue while
+    /// every backend is full). Knows nothing of HTTP responses: the caller answers a
+    /// [`Refused`] as it sees fit.
+    pub(crate) async fn peer(
+        &self,
+        parts: &Parts,
+        client_ip: IpAddr,
+        tried: &[lb_core::Backend],
+    ) -> Result<Peer, Refused> {
+        let fresh = |b: &lb_core::Backend| !tried.iter().any(|t| t.addr() == b.addr());
         let Some(limits) = &self.limits else {
             return self
-                .select(req, ip, |b| !session.has_tried(b))
+                .select(parts, client_ip, fresh)
                 .map(|in_flight| Peer::new(in_flight, self.client.clone()))
-                .ok_or_else(LocalResponse::no_backend);
+                .ok_or(Refused::NoBackend);
         };
         let acquired = limits
             .acquire(|limits, full| {
-                self.select(req, ip, |b| {
-                    if session.has_tried(b) {
+                self.select(parts, client_ip, |b| {
+                    if !fresh(b) {
                         return false;
                     }
                     let room = limits.has_room(b);
@@ -362,41 +249,79 @@ impl Upstream {
             Ok((in_flight, release)) => {
                 Ok(Peer::new(in_flight, self.client.clone()).with_release(release))
             }
-            Err(Refused::NoBackend) => Err(LocalResponse::no_backend()),
-            Err(Refused::Overloaded) => {
-                tracing::debug!(upstream = %self.name, "at capacity");
-                Err(LocalResponse::overloaded())
+            Err(refused) => {
+                if refused == Refused::Overloaded {
+                    tracing::debug!(upstream = %self.name, "at capacity");
+                }
+                Err(refused)
             }
         }
     }
 }
 
-/// Builds the `LoadBalancer` of one upstream for any selection algorithm.
+/// A [`HealthHook`] as a subscriber of one upstream's monitor.
+struct Named {
+    upstream: Arc<str>,
+    hook: HealthHook,
+}
+
+impl HealthObserver for Named {
+    fn status_changed(&self, change: &StatusChange<'_>) {
+        (self.hook)(&self.upstream, change);
+    }
+}
+
+/// The selection algorithm `config` names, with its options.
+fn algorithm(config: &UpstreamConfig) -> Algorithm {
+    let factor = config.balance_factor.as_ref().map(|f| f.get_ref().0);
+    match config.selection {
+        SelectionKind::RoundRobin => Algorithm::RoundRobin,
+        SelectionKind::Random => Algorithm::Random,
+        SelectionKind::P2c => Algorithm::P2c,
+        SelectionKind::LeastConn => Algorithm::LeastConn,
+        SelectionKind::Fnv => Algorithm::Fnv,
+        SelectionKind::Hash => Algorithm::Hash,
+        SelectionKind::IpHash => Algorithm::IpHash,
+        SelectionKind::Consistent => Algorithm::Consistent(ConsistentConfig {
+            balance_factor: factor,
+        }),
+        SelectionKind::Maglev => Algorithm::Maglev(MaglevConfig {
+            table_size: config
+                .maglev_table_size
+                .as_ref()
+                .map_or(DEFAULT_TABLE_SIZE, |t| t.get_ref().0),
+            balance_factor: factor,
+        }),
+    }
+}
+
+/// Builds the balancer of one upstream.
 struct Builder<'a> {
     name: &'a Arc<str>,
     discovery: Arc<dyn ServiceDiscovery>,
     is_static: bool,
     config: &'a UpstreamConfig,
-    hook: Option<HealthHook>,
     /// The backends of the upstream this one replaces, whose states carry over.
     previous: Option<&'a lb_core::BackendSet>,
 }
 
 impl Builder<'_> {
-    fn build<S: BackendSelection>(
-        self,
-        selection: S::Config,
-    ) -> Result<LoadBalancer<S>, SourceError> {
-        let mut lb = LoadBalancer::<S>::with_config(self.discovery.clone(), selection);
+    fn build(self, algorithm: Algorithm) -> Result<AnyLoadBalancer, SourceError> {
+        let mut lb = AnyLoadBalancer::new(self.discovery.clone(), algorithm);
         if let Some(p) = &self.config.passive {
             lb.set_passive_health(p.get_ref().to_passive());
         }
         if let Some(hc) = &self.config.health_check {
             let hc = hc.get_ref();
             lb.set_initial_health(hc.initial.into());
-            let check = health_check(self.name, hc)?;
-            let notifier = hc.on_change.as_ref().map(crate::notify::Notifier::new);
-            lb.set_health_check(with_hook(check, self.name.clone(), self.hook, notifier));
+            lb.set_health_check(health_check(self.name, hc)?);
+            if let (Some(on_change), Some(monitor)) = (&hc.on_change, lb.health_monitor()) {
+                let notifier = crate::notify::Notifier::new(on_change);
+                let upstream = self.name.clone();
+                monitor.subscribe(Arc::new(move |change: &StatusChange<'_>| {
+                    notifier.notify(&upstream, change);
+                }));
+            }
             let mut schedule = Schedule::new(hc.interval.get());
             schedule.jitter = hc.jitter.0;
             schedule.unhealthy_interval = hc.unhealthy_interval.map(PositiveDuration::get);
@@ -404,7 +329,7 @@ impl Builder<'_> {
                 schedule.max_concurrency = n.get() as usize;
             }
             lb.set_health_schedule(schedule);
-            lb.health_check_frequency = Some(hc.interval.get());
+            lb.set_health_check_frequency(Some(hc.interval.get()));
         }
         if let Some(window) = &self.config.slow_start {
             // Both values were validated when the configuration loaded.
