@@ -43,7 +43,7 @@ pub(crate) use refusal::Refusal;
 
 use std::time::Duration;
 
-use crate::chunk::{chunk_byte, Chunk, ChunkStep};
+use lb_client::chunk::{chunk_byte, Chunk, ChunkStep};
 use head::Head;
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
