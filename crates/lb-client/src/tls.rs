@@ -1,21 +1,17 @@
-//! The rustls client configuration built from [`TlsOptions`], and the verifiers behind
-//! `verify = false` and `verify_hostname = false`.
+//! The rustls client configuration built from [`TlsOptions`].
 //!
-//! Choices: the `ring` provider (as the health checks), the system store through
-//! `rustls-native-certs` when no CA is given, TLS 1.2 and 1.3, and rustls' default
-//! in-memory session resumption (a reverse proxy reconnects to the same few backends).
+//! The trust (the `ring` provider, the system store through `rustls-native-certs` when no
+//! CA is given, and the verifiers behind `verify = false` and `verify_hostname = false`)
+//! is [`lb_core::tls`], shared with lb-health's TLS checks. TLS 1.2 and 1.3, and rustls'
+//! default in-memory session resumption (a reverse proxy reconnects to the same few
+//! backends).
 
 use std::sync::Arc;
 
-use lb_health::AcceptAnyCertificate;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::ring;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use lb_core::tls;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::SingleCertAndKey;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::RootCertStore;
 use tokio_rustls::TlsConnector;
 
 use super::TlsOptions;
@@ -56,22 +52,17 @@ impl std::fmt::Debug for TlsSetup {
 
 /// Builds the rustls configuration for `options` (loads the system roots if needed).
 pub(crate) fn build(options: &TlsOptions) -> Result<TlsSetup, ClientBuildError> {
-    let provider = Arc::new(ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(ClientBuildError::Rustls)?;
-    let verifier: Arc<dyn ServerCertVerifier> = if options.verify {
-        let roots = roots(options.ca.as_deref())?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| ClientBuildError::Rustls(rustls::Error::General(e.to_string())))?;
-        if options.verify_hostname {
-            webpki
-        } else {
-            Arc::new(IgnoreHostname(webpki))
-        }
+    let provider = tls::provider();
+    let builder = tls::client_config_builder(&provider).map_err(ClientBuildError::Rustls)?;
+    let verifier = if options.verify {
+        tls::webpki_verifier(
+            roots(options.ca.as_deref())?,
+            &provider,
+            options.verify_hostname,
+        )
+        .map_err(|e| ClientBuildError::Rustls(rustls::Error::General(e.to_string())))?
     } else {
-        Arc::new(AcceptAnyCertificate::new(provider))
+        tls::accept_any(&provider)
     };
     let builder = builder
         .dangerous()
@@ -100,74 +91,17 @@ pub(crate) fn build(options: &TlsOptions) -> Result<TlsSetup, ClientBuildError> 
     })
 }
 
+/// The given CA certificates, or the system's; an error when none is usable.
 fn roots(ca: Option<&[CertificateDer<'static>]>) -> Result<RootCertStore, ClientBuildError> {
-    let mut store = RootCertStore::empty();
-    match ca {
-        Some(certs) => {
-            store.add_parsable_certificates(certs.iter().cloned());
-            if store.is_empty() {
-                return Err(ClientBuildError::NoUsableCa);
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for error in &found.errors {
-                tracing::debug!(%error, "skipping part of the system root store");
-            }
-            store.add_parsable_certificates(found.certs);
-            if store.is_empty() {
-                return Err(ClientBuildError::NoSystemRoots);
-            }
-        }
+    let (store, none) = match ca {
+        Some(certs) => (
+            tls::ca_roots(certs.iter().cloned()),
+            ClientBuildError::NoUsableCa,
+        ),
+        None => (tls::system_roots(), ClientBuildError::NoSystemRoots),
+    };
+    if store.is_empty() {
+        return Err(none);
     }
     Ok(store)
-}
-
-/// Verifies the chain, validity and signatures, but accepts a certificate issued for
-/// another name (`verify_hostname = false`).
-#[derive(Debug)]
-struct IgnoreHostname(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for IgnoreHostname {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // webpki checks the chain before the name, so a name error means the chain passed.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
