@@ -12,6 +12,8 @@
 //!   administrative flags, in-flight requests). It lives behind an `Arc` that outlives
 //!   selector rebuilds, so discovery updates never reset health or load.
 //! - [`InFlight`]: an RAII guard that counts a request against a backend while it lives.
+//! - `tls` (feature `tls`): the TLS trust of backend connections (root store, verifiers)
+//!   that lb-health's TLS checks and lb-client share.
 //!
 //! ```
 //! use lb_core::{Backend, BackendSet};
@@ -35,6 +37,8 @@ mod error;
 mod metadata;
 mod set;
 mod state;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use addr::BackendAddr;
 pub use backend::Backend;

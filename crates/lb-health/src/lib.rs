@@ -79,7 +79,7 @@
 //!
 //! | Feature | Gives | Pulls in |
 //! |---|---|---|
-//! | `tls` | [`TlsHealthCheck`], [`TlsConfig`] and its builder, `TlsConfigError`, `AcceptAnyCertificate`, `TlsFailureKind::classify` | rustls (ring), tokio-rustls, rustls-pki-types, rustls-native-certs |
+//! | `tls` | [`TlsHealthCheck`], [`TlsConfig`] and its builder, `TlsConfigError`, `AcceptAnyCertificate`, `TlsFailureKind::classify` | lb-core `tls` (ring, the system roots), tokio-rustls, rustls-pki-types |
 //! | `http` | [`HttpHealthCheck`] and its builder, `HttpCheckError`, `Validator`, `DEFAULT_MAX_BODY`; HTTPS checks when `tls` is on too | hyper, hyper-util, http, http-body-util, bytes, regex |
 //!
 // The links above name items that a feature may compile out: without it they point to

@@ -14,7 +14,6 @@ use lb_discovery::etcd::{Etcd, EtcdConfig};
 use lb_discovery::file::File;
 use lb_discovery::{Discovered, DiscoveryError, DiscoveryStream, ServiceDiscovery, Static};
 
-use crate::client::target;
 use crate::config::{BackendList, Backup, DiscoveryConfig, DiscoveryKind, UpstreamConfig};
 
 /// Why an upstream could not be built from its configuration (its discovery source or its
@@ -49,7 +48,7 @@ pub(crate) fn decorate(b: &Backend, order: Option<u32>) -> Backend {
     if let Some(order) = order {
         meta = meta.with(ConfigOrder(order));
     }
-    if let Some(authority) = target::upstream_authority(b) {
+    if let Some(authority) = lb_client::upstream_authority(b) {
         meta = meta.with(authority);
     }
     b.with_metadata(meta)

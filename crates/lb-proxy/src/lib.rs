@@ -37,7 +37,6 @@ mod access_log;
 mod admin;
 mod body;
 mod changes;
-mod chunk;
 mod config_proxy;
 mod discovery;
 mod error;

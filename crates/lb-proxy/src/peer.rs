@@ -6,24 +6,25 @@ use crate::config::{self, UpstreamConfig, UpstreamTlsConfig};
 
 /// The client options `upstream`'s keys describe (TLS files as loaded with the
 /// configuration).
+// `PeerOptions` and `TlsOptions` are `#[non_exhaustive]`: outside the client's crate they
+// are only built by setting fields on their defaults.
+#[allow(clippy::field_reassign_with_default)]
 pub fn peer_options(upstream: &UpstreamConfig) -> PeerOptions {
-    PeerOptions {
-        connect_timeout: upstream.connect_timeout.get(),
-        total_connection_timeout: upstream
-            .total_connection_timeout
-            .as_ref()
-            .map(|t| t.get_ref().get()),
-        read_timeout: Some(upstream.read_timeout.get()),
-        write_timeout: Some(upstream.write_timeout.get()),
-        idle_timeout: Some(upstream.idle_timeout.get()),
-        pool_max_idle: usize::try_from(upstream.pool_max_idle).unwrap_or(usize::MAX),
-        bind: upstream.bind.as_ref().map(|b| *b.get_ref()),
-        tls: upstream.tls.as_ref().map(|t| tls_options(t.get_ref())),
-    }
+    let mut options = PeerOptions::default();
+    options.connect_timeout = upstream.connect_timeout.get();
+    options.total_connection_timeout = upstream
+        .total_connection_timeout
+        .as_ref()
+        .map(|t| t.get_ref().get());
+    options.read_timeout = Some(upstream.read_timeout.get());
+    options.write_timeout = Some(upstream.write_timeout.get());
+    options.idle_timeout = Some(upstream.idle_timeout.get());
+    options.pool_max_idle = usize::try_from(upstream.pool_max_idle).unwrap_or(usize::MAX);
+    options.bind = upstream.bind.as_ref().map(|b| *b.get_ref());
+    options.tls = upstream.tls.as_ref().map(|t| tls_options(t.get_ref()));
+    options
 }
 
-// `TlsOptions` is `#[non_exhaustive]`: outside the client's crate it is only built by
-// setting fields on its default.
 #[allow(clippy::field_reassign_with_default)]
 fn tls_options(tls: &UpstreamTlsConfig) -> TlsOptions {
     let mut options = TlsOptions::default();

@@ -128,6 +128,8 @@ impl Workers {
                 .name(format!("lb-worker-{index}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(index));
+                    // The upstream clients' pools: each worker reuses its own connections.
+                    lb_client::set_pool_shard(index);
                     runtime.block_on(async move {
                         // Ends when `stop` is set or dropped.
                         let _ = stopped.wait_for(|s| *s).await;
@@ -287,10 +289,11 @@ mod tests {
             let seen = workers
                 .handle(index)
                 .unwrap()
-                .spawn(async { current() })
+                .spawn(async { (current(), lb_client::pool_shard()) })
                 .await
                 .unwrap();
-            assert_eq!(seen, index);
+            // The upstream pools shard by worker: each worker has its own connections.
+            assert_eq!(seen, (index, index));
         }
         let stats = workers.stats();
         assert_eq!(stats.len(), 3);

@@ -10,12 +10,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use lb_core::tls;
 use rustls::client::Resumption;
-use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::TlsConnector;
 
 use super::TlsConfig;
@@ -199,35 +197,20 @@ impl TlsConfigBuilder {
 
     /// Loads the certificates and builds the rustls configuration.
     pub fn build(self) -> Result<TlsConfig, TlsConfigError> {
-        let provider = Arc::new(ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(TlsConfigError::Rustls)?;
-        let builder = match &self.roots {
-            Roots::AcceptAny => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))),
+        let provider = tls::provider();
+        let builder = tls::client_config_builder(&provider).map_err(TlsConfigError::Rustls)?;
+        let verifier = match &self.roots {
+            Roots::AcceptAny => tls::accept_any(&provider),
             roots => {
-                let mut store = RootCertStore::empty();
-                match roots {
+                let store = match roots {
                     Roots::CaFile(p) => {
-                        store.add_parsable_certificates(
-                            Pem::File(p.clone()).certs("CA certificates")?,
-                        );
+                        tls::ca_roots(Pem::File(p.clone()).certs("CA certificates")?)
                     }
                     Roots::CaPem(b) => {
-                        store.add_parsable_certificates(
-                            Pem::Memory(b.clone()).certs("CA certificates")?,
-                        );
+                        tls::ca_roots(Pem::Memory(b.clone()).certs("CA certificates")?)
                     }
-                    _ => {
-                        let found = rustls_native_certs::load_native_certs();
-                        for error in &found.errors {
-                            tracing::debug!(%error, "skipping part of the system root store");
-                        }
-                        store.add_parsable_certificates(found.certs);
-                    }
-                }
+                    _ => tls::system_roots(),
+                };
                 if store.is_empty() {
                     return Err(match roots {
                         Roots::CaFile(p) => TlsConfigError::NoCertificate { path: p.clone() },
@@ -237,9 +220,13 @@ impl TlsConfigBuilder {
                         _ => TlsConfigError::NoSystemRoots,
                     });
                 }
-                builder.with_root_certificates(store)
+                tls::webpki_verifier(store, &provider, true)
+                    .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?
             }
         };
+        let builder = builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
         let mut config = match &self.client_auth {
             Some((cert, key)) => builder
                 .with_client_auth_cert(cert.certs("client certificate")?, key.key()?)
@@ -259,65 +246,5 @@ impl TlsConfigBuilder {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
         })
-    }
-}
-
-/// A rustls verifier that accepts any server certificate (chain, validity and name are not
-/// checked) while still checking the handshake signatures with `provider`'s algorithms.
-///
-/// It is what [`TlsConfigBuilder::dangerous_accept_any_certificate`] and the proxy's
-/// `tls.verify = false` use: for backends with self-signed certificates, never by default.
-#[derive(Debug)]
-pub struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl AcceptAnyCertificate {
-    /// The verifier, checking signatures with `provider`.
-    pub fn new(provider: Arc<CryptoProvider>) -> Self {
-        Self(provider)
-    }
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

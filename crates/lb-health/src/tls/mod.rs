@@ -42,8 +42,10 @@ use tokio_rustls::TlsConnector;
 use crate::conn::host_of;
 use crate::{CheckFailure, TlsFailureKind};
 
-pub use builder::{AcceptAnyCertificate, TlsConfigBuilder, TlsConfigError};
+pub use builder::{TlsConfigBuilder, TlsConfigError};
+// One copy of the verifier, shared with lb-client (`lb_core::tls`).
 pub use check::TlsHealthCheck;
+pub use lb_core::tls::AcceptAnyCertificate;
 
 // The mapping from rustls errors lives with rustls, in this feature; the kind itself is
 // always compiled (`tls_failure.rs`).

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::{Rejection, RequestLimits};
-use crate::client::UpstreamError;
+use lb_client::UpstreamError;
 
 /// The client's request body, counted and timed as it is read.
 ///

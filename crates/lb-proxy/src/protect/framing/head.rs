@@ -2,7 +2,7 @@
 //! framing (`Content-Length`, `Transfer-Encoding`, `Upgrade`), and the sizes.
 
 use super::{Framer, Refusal, State};
-use crate::chunk::Chunk;
+use lb_client::chunk::Chunk;
 
 /// What is known of the head being scanned, line by line.
 #[derive(Clone, Copy, Debug, Default)]

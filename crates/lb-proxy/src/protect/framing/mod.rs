@@ -43,8 +43,8 @@ pub(crate) use refusal::Refusal;
 
 use std::time::Duration;
 
-use crate::chunk::{chunk_byte, Chunk, ChunkStep};
 use head::Head;
+use lb_client::chunk::{chunk_byte, Chunk, ChunkStep};
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

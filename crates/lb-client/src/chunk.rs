@@ -3,16 +3,21 @@
 //! and extensions, CRLF, the data, CRLF; after the last (zero-size) chunk, trailer fields
 //! and the final CRLF. A bare LF is refused everywhere.
 //!
-//! One grammar for both directions: the request framing check (`protect/framing.rs`)
+//! One grammar for both directions: lb-proxy's request framing check (`protect/framing`)
 //! follows a client's chunked body with it to find the next head, and the own HTTP/1.1
-//! client (`client/h1/chunked.rs`) decodes a backend's chunked response with it. The
+//! client (`h1/chunked.rs`) decodes a backend's chunked response with it. The
 //! data bytes themselves are the callers' to consume: [`Chunk::Data`] says how many.
 
 /// The chunked-body grammar, as hyper's decoder reads it.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Chunk {
+pub enum Chunk {
     /// In the size; `digits` read so far.
-    Size { size: u64, digits: u8 },
+    Size {
+        /// The size so far.
+        size: u64,
+        /// Hex digits read so far (saturating).
+        digits: u8,
+    },
     /// Whitespace after the size.
     SizeLws(u64),
     /// A chunk extension.
@@ -37,14 +42,17 @@ pub(crate) enum Chunk {
 
 /// How a chunk byte moved the grammar: the next state, the end of the body (after the
 /// final CRLF), or a byte the grammar does not allow.
-pub(crate) enum ChunkStep {
+pub enum ChunkStep {
+    /// The grammar's next state.
     Next(Chunk),
+    /// The body ended (the final CRLF).
     Done,
+    /// A byte the grammar does not allow here.
     Invalid,
 }
 
 /// One byte of chunked framing (not data), following hyper's decoder.
-pub(crate) fn chunk_byte(chunk: Chunk, byte: u8) -> ChunkStep {
+pub fn chunk_byte(chunk: Chunk, byte: u8) -> ChunkStep {
     use ChunkStep::{Invalid, Next};
     match (chunk, byte) {
         (Chunk::Size { size, digits }, _) if byte.is_ascii_hexdigit() => {

@@ -16,10 +16,9 @@ use http_body::{Frame, SizeHint};
 
 use super::chunked::{Chunked, Step};
 use super::response::{Framing, Head};
-use super::{H1Conn, READ_SIZE};
-use crate::client::error::Kind;
-use crate::client::pool::Host;
-use crate::client::UpstreamError;
+use super::{H1Conn, KeepAlive, READ_SIZE};
+use crate::error::Kind;
+use crate::UpstreamError;
 
 /// How long a failed body waits before it reports the failure: one timer tick, so that the
 /// tasks already woken (the connection's writer among them) run first. Only on failure.
@@ -28,12 +27,13 @@ const FAILURE_PAUSE: Duration = Duration::from_millis(1);
 /// The largest read while streaming a body.
 const MAX_READ: usize = 256 * 1024;
 
-/// A response body read by the own HTTP/1.1 client.
-pub(crate) struct OwnBody<B> {
-    state: State<B>,
+/// A response body read by the own HTTP/1.1 client; `K` is where its connection goes back
+/// (the pool's entry of its backend).
+pub(crate) struct OwnBody<K> {
+    state: State<K>,
 }
 
-enum State<B> {
+enum State<K> {
     /// The whole body (`None` once taken, or when there is none).
     Whole(Option<Bytes>),
     /// Streamed from the connection.
@@ -41,7 +41,7 @@ enum State<B> {
         conn: H1Conn,
         framing: Reading,
         /// Where the connection goes back at the end; `None`: it is closed instead.
-        back: Option<Arc<Host<B>>>,
+        back: Option<Arc<K>>,
         read_size: usize,
     },
     /// Failed: the error, handed out once `pause` ([`FAILURE_PAUSE`]) is over. What was
@@ -67,10 +67,10 @@ enum Reading {
     Close,
 }
 
-impl<B: Send + 'static> OwnBody<B> {
+impl<K: KeepAlive> OwnBody<K> {
     /// The body after `head`, read on `conn`; `back` is the connection's backend entry when
     /// it may serve another request after this response.
-    pub(crate) fn new(conn: H1Conn, head: &mut Head, back: Option<Arc<Host<B>>>) -> Self {
+    pub(crate) fn new(conn: H1Conn, head: &mut Head, back: Option<Arc<K>>) -> Self {
         let back = back.filter(|_| head.keep_alive);
         let framing = match head.framing {
             Framing::Empty | Framing::Length(0) => None,
@@ -104,7 +104,7 @@ impl<B: Send + 'static> OwnBody<B> {
     }
 }
 
-impl<B> OwnBody<B> {
+impl<K> OwnBody<K> {
     /// Fails the body (its connection is closed): pending now, the error after a pause.
     fn fail(
         &mut self,
@@ -124,7 +124,7 @@ impl<B> OwnBody<B> {
 }
 
 /// Puts `conn` back in `back`'s queue when it has nothing pending; else drops (closes) it.
-fn give_back<B: Send + 'static>(conn: H1Conn, back: Option<Arc<Host<B>>>) {
+fn give_back<K: KeepAlive>(conn: H1Conn, back: Option<Arc<K>>) {
     if let Some(host) = back {
         if conn.buf.is_empty() {
             host.put_own(conn);
@@ -132,7 +132,7 @@ fn give_back<B: Send + 'static>(conn: H1Conn, back: Option<Arc<Host<B>>>) {
     }
 }
 
-impl<B: Send + 'static> http_body::Body for OwnBody<B> {
+impl<K: KeepAlive> http_body::Body for OwnBody<K> {
     type Data = Bytes;
     type Error = UpstreamError;
 
@@ -246,7 +246,7 @@ impl<B: Send + 'static> http_body::Body for OwnBody<B> {
     }
 }
 
-impl<B> std::fmt::Debug for OwnBody<B> {
+impl<K> std::fmt::Debug for OwnBody<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.state {
             State::Whole(_) => "whole",

@@ -16,17 +16,19 @@ use rustls::pki_types::ServerName;
 
 const UNIX_SUFFIX: &str = ".unix.invalid";
 
-/// The precomputed addressing of one backend, stored in its [`Metadata`](lb_core::Metadata).
+/// The precomputed addressing of one backend, stored in its [`Metadata`](lb_core::Metadata)
+/// (see [`prepare_backend`](crate::prepare_backend)); opaque.
 #[derive(Clone, Debug)]
-pub(crate) struct UpstreamAuthority {
+pub struct UpstreamAuthority {
     /// The URI authority the client uses (and pools connections by).
     pub(crate) authority: Authority,
     /// The host of the configured name when it is a DNS name: the default SNI.
     pub(crate) server_name: Option<ServerName<'static>>,
 }
 
-/// The [`UpstreamAuthority`] of `backend` (none if its address cannot be one).
-pub(crate) fn upstream_authority(backend: &Backend) -> Option<UpstreamAuthority> {
+/// The [`UpstreamAuthority`] of `backend` (none if its address cannot be one), to store in
+/// its metadata.
+pub fn upstream_authority(backend: &Backend) -> Option<UpstreamAuthority> {
     let authority = Authority::try_from(authority(backend.addr())).ok()?;
     Some(UpstreamAuthority {
         authority,

@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 ///
 /// ```
 /// use std::time::Duration;
-/// use lb_proxy::client::{PeerOptions, TlsOptions};
+/// use lb_client::{PeerOptions, TlsOptions};
 ///
 /// let mut options = PeerOptions::default();
 /// options.read_timeout = Some(Duration::from_secs(5));
@@ -112,7 +112,7 @@ pub struct TlsOptions {
     /// Verify that the certificate is valid for the server name (default `true`). `false`
     /// still verifies the chain, expiry and signatures.
     pub verify_hostname: bool,
-    /// Trust these CA certificates instead of the system's (see [`load_certs`]).
+    /// Trust these CA certificates instead of the system's (lb-config's `pem::load_certs` reads them from a PEM file).
     pub ca: Option<Vec<CertificateDer<'static>>>,
     /// Present this certificate (mTLS).
     pub client_cert: Option<ClientCert>,
@@ -172,7 +172,3 @@ impl ClientCert {
         CertifiedKey::from_der(chain, key, &ring::default_provider()).map(|k| Self(Arc::new(k)))
     }
 }
-
-// The PEM files named in the configuration are read by lb-config; the client reads the
-// same kinds of file with the same code.
-pub use crate::config::pem::{load_certs, load_key, PemError};

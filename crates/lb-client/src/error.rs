@@ -142,7 +142,8 @@ fn classify(error: &(dyn StdError + 'static), is_connect: bool) -> Kind {
             }
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+            // `is_parse` covers every parse error, a too large head included.
+            if h.is_parse() || h.is_parse_status() {
                 return Kind::InvalidResponse;
             }
         }

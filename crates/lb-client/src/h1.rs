@@ -63,6 +63,14 @@ pub(crate) struct Failure {
     pub(crate) unanswered: bool,
 }
 
+/// Where a connection goes back once its response was read: the pool's entry of its
+/// backend (`pool.rs` implements it; this module does not know the pool).
+pub(crate) trait KeepAlive {
+    /// Queues `conn` (idle, nothing pending on it) for the next request, or drops (closes)
+    /// it when there is no room.
+    fn put_own(&self, conn: H1Conn);
+}
+
 /// Whether `req` can take the own exchange: an idempotent method without a body, without
 /// `Transfer-Encoding` and without an upgrade.
 pub(crate) fn eligible<B: Body>(req: &Request<B>) -> bool {

@@ -7,8 +7,10 @@
 //! chosen through a per-request capture channel (which the read timeout needed). Here:
 //!
 //! - the backends' entries are a map behind an `ArcSwap`, keyed by backend address and
-//!   worker ([`crate::worker`]): one lock-free load and one hash lookup per request; a
-//!   backend's first request on a worker copies the map (once per backend and worker).
+//!   shard, the calling thread's [`pool_shard`] (lb-proxy: its worker's index, set with
+//!   [`set_pool_shard`] when the worker thread starts): one lock-free load and one hash
+//!   lookup per request; a backend's first request on a worker copies the map (once per
+//!   backend and worker).
 //!   Each worker thus reuses the connections it opened itself, whose tasks run on its own
 //!   runtime: a request never wakes another thread. `pool_max_idle` is per backend and
 //!   per worker, as nginx's `keepalive` is per worker process;
@@ -28,6 +30,7 @@
 //! A backend's entry stays in the map after discovery removed the backend (an empty queue,
 //! a few hundred bytes; its idle connections are reaped as usual).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -40,11 +43,30 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use lb_core::{monotonic_ms, BackendAddr};
 
-use super::h1::H1Conn;
+use super::h1::{H1Conn, KeepAlive};
 use super::stream::Stream;
 
-/// A backend's address and a worker's index.
+/// A backend's address and a pool shard (a worker's index).
 type Key = (BackendAddr, usize);
+
+thread_local! {
+    /// The pool shard of this thread (0 unless [`set_pool_shard`] said otherwise).
+    static SHARD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Sets the pool shard of the calling thread: requests made from this thread use (and
+/// fill) the idle connections of that shard only, so a connection is reused by the thread
+/// (runtime) that drives it. lb-proxy calls it with the worker's index on each worker
+/// thread; a thread that never calls it is shard 0.
+pub fn set_pool_shard(shard: usize) {
+    SHARD.with(|s| s.set(shard));
+}
+
+/// The pool shard of the calling thread (see [`set_pool_shard`]).
+#[inline]
+pub fn pool_shard() -> usize {
+    SHARD.with(Cell::get)
+}
 
 /// The idle connections of every backend of one client.
 pub(crate) struct Pool<B> {
@@ -99,12 +121,12 @@ impl<B: Send + 'static> Pool<B> {
         }
     }
 
-    /// The entry of the backend at `addr` for the current worker (created on its first
+    /// The entry of the backend at `addr` for the current shard (created on its first
     /// request there).
     #[inline]
     pub(crate) fn host(self: &Arc<Self>, addr: &BackendAddr) -> Arc<Host<B>> {
         // A copy of the address (an `Arc` count for a Unix socket path), no allocation.
-        let key = (addr.clone(), crate::worker::current());
+        let key = (addr.clone(), pool_shard());
         if let Some(host) = self.hosts.load().get(&key) {
             return host.clone();
         }
@@ -200,16 +222,6 @@ impl<B: Send + 'static> Host<B> {
         self.h2.store(Some(Arc::new(sender.clone())));
     }
 
-    /// Queues `conn` (idle, nothing pending on it) if there is room; else drops (closes) it.
-    pub(crate) fn put_own(&self, conn: H1Conn) {
-        if let Some(queue) = &self.idle {
-            let _ = queue.push(Idle {
-                conn,
-                since: monotonic_ms(),
-            });
-        }
-    }
-
     /// Drops the idle connections that closed or expired; keeps the others queued.
     fn evict(&self, now: u64) {
         let Some(queue) = &self.idle else {
@@ -223,6 +235,19 @@ impl<B: Send + 'static> Host<B> {
             if idle.usable(now, self.idle_ms) {
                 let _ = queue.push(idle);
             }
+        }
+    }
+}
+
+impl<B> KeepAlive for Host<B> {
+    /// Queues `conn` (idle, nothing pending on it) if there is room; else drops (closes) it.
+    #[inline]
+    fn put_own(&self, conn: H1Conn) {
+        if let Some(queue) = &self.idle {
+            let _ = queue.push(Idle {
+                conn,
+                since: monotonic_ms(),
+            });
         }
     }
 }
@@ -299,32 +324,25 @@ impl<B> std::fmt::Debug for Lent<B> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::num::NonZeroUsize;
-
     use super::*;
-    use crate::worker::Workers;
 
     #[tokio::test(flavor = "current_thread")]
-    async fn each_worker_has_its_own_entry_per_backend() {
-        let workers = Workers::start(NonZeroUsize::new(2).unwrap()).unwrap();
+    async fn each_shard_has_its_own_entry_per_backend() {
         let pool: Arc<Pool<String>> = Arc::new(Pool::new(4, None));
         let addr = BackendAddr::Inet("127.0.0.1:9".parse().unwrap());
         let here = pool.host(&addr);
-        assert!(
-            Arc::ptr_eq(&here, &pool.host(&addr)),
-            "one entry per worker"
-        );
+        assert!(Arc::ptr_eq(&here, &pool.host(&addr)), "one entry per shard");
         let (p, a) = (pool.clone(), addr.clone());
-        let there = workers
-            .handle(1)
-            .unwrap()
-            .spawn(async move { p.host(&a) })
-            .await
-            .unwrap();
-        assert!(!Arc::ptr_eq(&here, &there), "worker 1 has its own entry");
+        // A thread of shard 1, as lb-proxy's worker 1 is.
+        let there = std::thread::spawn(move || {
+            set_pool_shard(1);
+            assert_eq!(pool_shard(), 1);
+            p.host(&a)
+        })
+        .join()
+        .unwrap();
+        assert!(!Arc::ptr_eq(&here, &there), "shard 1 has its own entry");
         assert_eq!(pool.hosts.load().len(), 2);
-        tokio::task::spawn_blocking(move || workers.join())
-            .await
-            .unwrap();
+        assert_eq!(pool_shard(), 0, "the shard is the thread's own");
     }
 }

@@ -16,7 +16,7 @@ use lb_core::monotonic_ms;
 use tokio::time::{Instant, Sleep};
 
 use super::h1::OwnBody;
-use super::pool::Lent;
+use super::pool::{Host, Lent};
 use super::UpstreamError;
 
 pin_project_lite::pin_project! {
@@ -29,7 +29,7 @@ pin_project_lite::pin_project! {
     /// type of the [`UpstreamClient`](super::UpstreamClient) it came from: an HTTP/1.1
     /// connection rides along and goes back to that client's pool once the body has been
     /// read to its end (it is closed if the body is dropped before).
-    pub struct UpstreamBody<B = crate::replay::RequestBody>
+    pub struct UpstreamBody<B>
     where
         B: Send,
         B: 'static,
@@ -64,7 +64,7 @@ pin_project_lite::pin_project! {
 /// Where the body comes from: hyper's client, or the own HTTP/1.1 client.
 enum Source<B: Send + 'static> {
     Hyper(Incoming),
-    Own(OwnBody<RequestBody<B>>),
+    Own(OwnBody<Host<RequestBody<B>>>),
 }
 
 impl<B: Send + 'static> Source<B> {
@@ -97,7 +97,7 @@ impl<B: Send + 'static> Source<B> {
 
 impl<B: Send + 'static> UpstreamBody<B> {
     /// A body read by the own HTTP/1.1 client (its connection rides inside it).
-    pub(crate) fn own(body: OwnBody<RequestBody<B>>, timeout: Option<Duration>) -> Self {
+    pub(crate) fn own(body: OwnBody<Host<RequestBody<B>>>, timeout: Option<Duration>) -> Self {
         Self {
             body: Source::Own(body),
             timeout,
