@@ -17,74 +17,32 @@
 //! cannot be reached gives 502, one that does not answer in time 504; no usable backend
 //! gives 503.
 
-pub mod client;
-/// The configuration: [`lb_config`], under its old path.
-pub use lb_config as config;
-/// Request routing: [`lb_router`], under its old path.
-pub use lb_router as router;
+// The request path is `lb-proxy-core`'s; its modules keep their old paths here.
+use lb_proxy_core::{
+    access_log, config_proxy, discovery, listener, sockets, stats, timestamp, tls, upstream,
+};
+pub use lb_proxy_core::{client, config, hash_key, hooks, notify, retry, router, worker};
+
 pub mod demo;
 pub mod handover;
-pub mod hash_key;
-pub mod hooks;
-pub mod notify;
 pub mod process;
 pub mod reload;
-pub mod retry;
 pub mod signals;
-pub mod worker;
 
-mod access_log;
 mod admin;
-mod body;
 mod changes;
-mod config_proxy;
-mod discovery;
 mod error;
 mod error_chain;
 mod generation;
-mod headers;
-mod limits;
-mod listener;
 mod live;
-mod parking;
-mod peer;
-mod pipeline;
-mod protect;
-mod replay;
-mod serve;
 mod server;
-mod sockets;
-mod stats;
-mod timestamp;
-mod tls;
-mod upgrade;
-mod upstream;
 
-pub use access_log::AccessLogError;
-pub use body::ProxyBody;
 pub use changes::Reloaded;
-pub use client::{PeerOptions, TlsOptions, UpstreamClient, UpstreamError};
-pub use discovery::SourceError;
 pub use error::{ReloadError, StartError};
 pub use handover::HandoverError;
-pub use hooks::{ProxyHttp, Session};
-pub use peer::peer_options;
-/// The HTTP/1.x framing scanner, public only for the fuzz target `fuzz/fuzz_targets/framing.rs`.
-#[doc(hidden)]
-pub use protect::framing::FramingCheck;
-pub use replay::RequestBody;
-pub use serve::Server;
+pub use lb_proxy_core::{
+    check, peer_options, AccessLogError, FramingCheck, HealthHook, Inherited, PeerOptions,
+    ProxyBody, ProxyHttp, RequestBody, Server, Session, SourceError, TlsError, TlsOptions,
+    Upstream, UpstreamClient, UpstreamError, WorkerStats, Workers,
+};
 pub use server::{Proxy, RunningProxy};
-pub use sockets::Inherited;
-pub use tls::TlsError;
-pub use upstream::{HealthHook, Upstream};
-pub use worker::{WorkerStats, Workers};
-
-/// Builds every upstream of `config` (its discovery source, selector and checks) without
-/// contacting anything: what `lb-proxy -t` runs after parsing. Needs a tokio runtime.
-pub fn check(config: &config::Config) -> Result<(), SourceError> {
-    for (name, upstream) in &config.upstreams {
-        Upstream::new(name, upstream)?;
-    }
-    Ok(())
-}

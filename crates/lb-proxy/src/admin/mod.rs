@@ -25,8 +25,6 @@ mod families;
 pub(crate) mod http;
 mod page;
 mod status;
-#[cfg(test)]
-mod tests;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd as _, OwnedFd};

@@ -44,7 +44,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Why a listener could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ListenError {
+pub enum ListenError {
     /// The address could not be bound (or the socket not duplicated for a worker).
     #[error("cannot listen on {addr}")]
     Listen {
@@ -69,7 +69,7 @@ pub(crate) enum ListenError {
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A bound listener, plain or TLS.
-pub(crate) struct Listener {
+pub struct Listener {
     tcp: TcpListener,
     local: SocketAddr,
     tls: Option<Tls>,
@@ -84,7 +84,7 @@ struct Tls {
 
 /// The connection builders, configured once: plain listeners auto-detect HTTP/1.1 or h2c;
 /// TLS connections are told the protocol by ALPN. They carry `[server.limits]` (protect/).
-pub(crate) struct Builders {
+pub struct Builders {
     pub(crate) auto: auto::Builder<TokioExecutor>,
     http1: auto::Builder<TokioExecutor>,
     http2: auto::Builder<TokioExecutor>,
@@ -93,18 +93,18 @@ pub(crate) struct Builders {
 
 /// What every connection task needs (cheap to clone). The `GracefulShutdown` itself stays
 /// with the accept loops: shutdown takes it back once they have ended.
-pub(crate) struct Serving<H> {
+pub struct Serving<H> {
     /// The decisions of the request path (the TOML-driven proxy, or a user's).
-    pub(crate) hooks: Arc<H>,
+    pub hooks: Arc<H>,
     /// The HTTP connection builders.
-    pub(crate) builders: Arc<Builders>,
+    pub builders: Arc<Builders>,
     /// Set to true when the proxy stops.
-    pub(crate) stop: watch::Receiver<bool>,
+    pub stop: watch::Receiver<bool>,
     /// Set to true when the proxy drains after a hand-over: stop accepting, close
     /// HTTP/1.x connections after their current response.
-    pub(crate) drain: watch::Receiver<bool>,
+    pub drain: watch::Receiver<bool>,
     /// The workers that accept and serve connections.
-    pub(crate) workers: Workers,
+    pub workers: Workers,
 }
 
 impl<H> Clone for Serving<H> {
@@ -122,14 +122,14 @@ impl<H> Clone for Serving<H> {
 impl Builders {
     /// HTTP/1.1 and HTTP/2 with hyper's timers; `auto` detects h2c prior knowledge.
     /// `limits` (hostile clients) set hyper's own limits and the connection protection.
-    pub(crate) fn with_limits(limits: &ServerLimits) -> Self {
+    pub fn with_limits(limits: &ServerLimits) -> Self {
         Self::build(limits, Protect::new(limits))
     }
 
     /// The builders of a reloaded configuration: `limits` apply to connections accepted
     /// from now on, and the connections open under `previous` count against the new
     /// `max_connections`.
-    pub(crate) fn reloaded(limits: &ServerLimits, previous: &Self) -> Self {
+    pub fn reloaded(limits: &ServerLimits, previous: &Self) -> Self {
         let gate = previous.protect.gate.resized(limits.max_connections.get());
         Self::build(limits, Protect::with_gate(limits, gate))
     }
@@ -160,17 +160,17 @@ impl Listener {
     }
 
     /// The bound address (with the real port where the config said port 0).
-    pub(crate) fn local_addr(&self) -> SocketAddr {
+    pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// The listening socket (duplicated for a hand-over to a new binary).
-    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.tcp)
     }
 
     /// Whether this is a TLS listener.
-    pub(crate) fn is_tls(&self) -> bool {
+    pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 }
@@ -179,7 +179,7 @@ impl Listener {
 /// ones (`server.listen`) first, then each `[[server.tls]]` table's in order. Fails before
 /// serving anything. An address whose socket was `inherited` from the previous process
 /// (binary upgrade) takes that socket instead of binding.
-pub(crate) async fn bind_all(
+pub async fn bind_all(
     server: &ServerConfig,
     inherited: &mut Inherited,
 ) -> Result<Vec<Listener>, ListenError> {
@@ -208,7 +208,7 @@ pub(crate) async fn bind_all(
 /// Starts `listener`'s accept loops: one on the current runtime (worker 0) and one on
 /// each other worker's runtime, over a duplicate of the socket registered there. Returns
 /// their tasks (awaitable from any runtime).
-pub(crate) fn spawn_accept_loops<H: ProxyHttp>(
+pub fn spawn_accept_loops<H: ProxyHttp>(
     listener: Listener,
     serving: &Serving<H>,
     graceful: &Arc<GracefulShutdown>,

@@ -16,7 +16,7 @@
 //! 6. [`logging`](ProxyHttp::logging): once per request, at the end.
 //!
 //! The TOML-driven proxy is itself an implementation of this trait (`ConfigProxy`, built by
-//! [`Proxy`](crate::Proxy)), so an embedding user writes the same kind of code the binary
+//! `lb_proxy::Proxy`), so an embedding user writes the same kind of code the binary
 //! runs. `crates/lb-proxy/examples/balanced_proxy.rs` and `multi_cluster_router.rs`
 //! reproduce Pingora's `BalancedProxy` and `MultiClusterRouter` this way.
 //!
@@ -79,8 +79,8 @@ pub enum Retry {
 /// The behaviour of the proxy, one method per decision; see the [module](self) docs.
 ///
 /// ```
-/// use lb_proxy::hooks::{LocalResponse, Peer, ProxyHttp, Session};
-/// use lb_proxy::{PeerOptions, UpstreamClient};
+/// use lb_proxy_core::hooks::{LocalResponse, Peer, ProxyHttp, Session};
+/// use lb_proxy_core::{PeerOptions, UpstreamClient};
 /// use lb_balancer::LoadBalancer;
 /// use lb_selection::RoundRobin;
 /// use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! # async fn demo(backend: lb_core::Backend) -> Result<(), Box<dyn std::error::Error>> {
 //! use bytes::Bytes;
 //! use http_body_util::Empty;
-//! use lb_proxy::client::{PeerOptions, TlsOptions, UpstreamClient};
+//! use lb_proxy_core::client::{PeerOptions, TlsOptions, UpstreamClient};
 //!
 //! let mut options = PeerOptions::default();
 //! options.tls = Some(TlsOptions::default());

@@ -1,4 +1,4 @@
-//! The TOML-driven proxy: the [`ProxyHttp`] implementation that [`Proxy`](crate::Proxy)
+//! The TOML-driven proxy: the [`ProxyHttp`] implementation that `lb_proxy::Proxy`
 //! runs, built from a [`Config`](crate::config::Config).
 //!
 //! - request filter: the route, hence the upstream, and the client address that trusted
@@ -33,24 +33,24 @@ use crate::upstream::Upstream;
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
-pub(crate) struct ConfigProxy {
+pub struct ConfigProxy {
     /// Shared with the generations before and after this one when a reload keeps them.
-    pub(crate) upstreams: Vec<Arc<Upstream>>,
+    pub upstreams: Vec<Arc<Upstream>>,
     /// The `[[routes]]`, matched in order.
-    pub(crate) router: Router,
+    pub router: Router,
     /// `[server.forwarding]`: trusted proxies and the forwarding headers to write.
     forwarding: Forwarding,
     /// `[server] upgrade_idle_timeout`, for upstreams without their own.
     upgrade_idle_timeout: Duration,
     /// Request counters for the admin listener, created with the upstreams.
-    pub(crate) stats: Arc<Stats>,
+    pub stats: Arc<Stats>,
     /// `[access_log]`, when on.
     access_log: Option<AccessLog>,
 }
 
 /// Per-request state of the TOML-driven proxy.
 #[derive(Debug)]
-pub(crate) struct RequestCtx {
+pub struct RequestCtx {
     /// The index of the matched route.
     route: usize,
     /// The index of the routed upstream.
@@ -72,7 +72,7 @@ pub(crate) struct RequestCtx {
 impl ConfigProxy {
     /// One configuration generation: its upstreams (in `[upstreams]` order, as the router
     /// and `stats` index them), routes, `[server]` settings and counters.
-    pub(crate) fn new(
+    pub fn new(
         upstreams: Vec<Arc<Upstream>>,
         router: Router,
         server: &ServerConfig,
@@ -89,7 +89,7 @@ impl ConfigProxy {
     }
 
     /// Writes the access log through `log`.
-    pub(crate) fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> Self {
         self.access_log = log;
         self
     }
@@ -337,3 +337,6 @@ fn refusal(refused: Refused) -> LocalResponse {
         Refused::Overloaded => LocalResponse::overloaded(),
     }
 }
+
+#[cfg(test)]
+mod tests;

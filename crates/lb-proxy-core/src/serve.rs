@@ -20,7 +20,7 @@ use crate::worker::Workers;
 /// `http_proxy_service`.
 ///
 /// ```no_run
-/// # use lb_proxy::hooks::{LocalResponse, Peer, ProxyHttp, Session};
+/// # use lb_proxy_core::hooks::{LocalResponse, Peer, ProxyHttp, Session};
 /// # struct MyProxy;
 /// # impl ProxyHttp for MyProxy {
 /// #     type Ctx = ();
@@ -30,7 +30,7 @@ use crate::worker::Workers;
 /// #     }
 /// # }
 /// # async fn demo() -> std::io::Result<()> {
-/// let server = lb_proxy::Server::new(MyProxy).bind("127.0.0.1:6188").await?;
+/// let server = lb_proxy_core::Server::new(MyProxy).bind("127.0.0.1:6188").await?;
 /// server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```

@@ -3,12 +3,12 @@
 //! Everything a request touches is created ahead of it: one [`RouteStats`] per route (and
 //! one for requests no route matched), one [`UpstreamStats`] per upstream, and one
 //! [`BackendStats`] per backend in a map that is rebuilt off the request path whenever
-//! discovery changes the backend set ([`Stats::follow`]) and swapped in with `ArcSwap`.
+//! discovery changes the backend set ([`UpstreamStats::follow`]) and swapped in with `ArcSwap`.
 //! Recording is a few relaxed atomic additions: no lock, no allocation (measured in the
 //! tests below).
 
-mod addr_hash;
-pub(crate) mod histogram;
+pub mod addr_hash;
+pub mod histogram;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,104 +25,104 @@ use histogram::Histogram;
 
 /// Counts by status class: 1xx, 2xx, 3xx, 4xx, 5xx.
 #[derive(Debug, Default)]
-pub(crate) struct Classes([AtomicU64; 5]);
+pub struct Classes([AtomicU64; 5]);
 
 /// The labels of [`Classes`], in order.
-pub(crate) const CLASS_NAMES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub const CLASS_NAMES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// The requests of one route (or of no route).
 #[derive(Debug, Default)]
-pub(crate) struct RouteStats {
+pub struct RouteStats {
     /// Responses sent to clients, by class.
-    pub(crate) requests: Classes,
+    pub requests: Classes,
     /// Time from the request's arrival to its response head.
-    pub(crate) duration: Histogram,
+    pub duration: Histogram,
 }
 
 /// The requests of one upstream, and its backends.
 #[derive(Debug)]
-pub(crate) struct UpstreamStats {
+pub struct UpstreamStats {
     /// Responses sent to clients for requests routed here, by class.
-    pub(crate) requests: Classes,
+    pub requests: Classes,
     /// Per backend, keyed by address; replaced whole when the backend set changes.
     backends: ArcSwap<BackendCounters>,
 }
 
 /// The counters of each backend of an upstream, by address (hashed with [`AddrHash`]: the
 /// request path looks one up per attempt).
-pub(crate) type BackendCounters = HashMap<BackendAddr, Arc<BackendStats>, AddrHash>;
+pub type BackendCounters = HashMap<BackendAddr, Arc<BackendStats>, AddrHash>;
 
 /// The attempts sent to one backend.
 #[derive(Debug, Default)]
-pub(crate) struct BackendStats {
+pub struct BackendStats {
     /// Responses received, by class.
-    pub(crate) responses: Classes,
+    pub responses: Classes,
     /// Attempts that could not connect.
-    pub(crate) connect_errors: AtomicU64,
+    pub connect_errors: AtomicU64,
     /// Attempts that timed out after connecting.
-    pub(crate) timeouts: AtomicU64,
+    pub timeouts: AtomicU64,
     /// Attempts that failed otherwise (reset, invalid response).
-    pub(crate) errors: AtomicU64,
+    pub errors: AtomicU64,
     /// Time from sending the request to the response head.
-    pub(crate) ttfb: Histogram,
+    pub ttfb: Histogram,
 }
 
 /// Every counter of one configuration generation; shared by the request path and the
 /// admin listener. The parts are `Arc`s so that a reload hands the counters of routes and
 /// upstreams that stay to the next generation: Prometheus sees them go on counting.
 #[derive(Debug)]
-pub(crate) struct Stats {
+pub struct Stats {
     /// Indexed like the router's routes.
-    pub(crate) routes: Box<[Arc<RouteStats>]>,
+    pub routes: Box<[Arc<RouteStats>]>,
     /// Requests no route matched.
-    pub(crate) unrouted: Arc<RouteStats>,
+    pub unrouted: Arc<RouteStats>,
     /// Indexed like the proxy's upstreams.
-    pub(crate) upstreams: Box<[Arc<UpstreamStats>]>,
+    pub upstreams: Box<[Arc<UpstreamStats>]>,
     /// Counters of the process, whatever the generation.
-    pub(crate) process: Arc<ProcessCounters>,
+    pub process: Arc<ProcessCounters>,
 }
 
 /// Counters that outlive every configuration generation.
 #[derive(Debug, Default)]
-pub(crate) struct ProcessCounters {
+pub struct ProcessCounters {
     /// Configuration reloads that were applied.
-    pub(crate) reloads_ok: AtomicU64,
+    pub reloads_ok: AtomicU64,
     /// Configuration reloads that were refused (invalid configuration).
-    pub(crate) reloads_failed: AtomicU64,
+    pub reloads_failed: AtomicU64,
     /// Per process setting: applied reloads that changed it but could not apply it.
     /// Control plane only (a reload, a scrape), never the request path.
-    pub(crate) not_applied: parking_lot::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    pub not_applied: parking_lot::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Access log lines dropped because the writer fell behind.
-    pub(crate) access_log_dropped: AtomicU64,
+    pub access_log_dropped: AtomicU64,
 }
 
 impl Classes {
     /// Counts one response with `status`.
     #[inline]
-    pub(crate) fn record(&self, status: u16) {
+    pub fn record(&self, status: u16) {
         let i = usize::from(status / 100).clamp(1, 5) - 1;
         self.0[i].fetch_add(1, Relaxed);
     }
 
     /// The counts, in [`CLASS_NAMES`] order.
-    pub(crate) fn get(&self) -> [u64; 5] {
+    pub fn get(&self) -> [u64; 5] {
         std::array::from_fn(|i| self.0[i].load(Relaxed))
     }
 
     /// All responses.
-    pub(crate) fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         self.get().iter().sum()
     }
 
     /// 5xx responses.
-    pub(crate) fn errors(&self) -> u64 {
+    pub fn errors(&self) -> u64 {
         self.0[4].load(Relaxed)
     }
 }
 
 impl UpstreamStats {
     /// Counters for an upstream whose backends are `backends`.
-    pub(crate) fn new(backends: &BackendSet) -> Self {
+    pub fn new(backends: &BackendSet) -> Self {
         let s = Self {
             requests: Classes::default(),
             backends: ArcSwap::default(),
@@ -133,20 +133,20 @@ impl UpstreamStats {
 
     /// The counters of the backend at `addr`, while it is in the set.
     #[inline]
-    pub(crate) fn with_backend(&self, addr: &BackendAddr, f: impl FnOnce(&BackendStats)) {
+    pub fn with_backend(&self, addr: &BackendAddr, f: impl FnOnce(&BackendStats)) {
         if let Some(b) = self.backends.load().get(addr) {
             f(b);
         }
     }
 
     /// The counters of every backend (for a scrape).
-    pub(crate) fn backends(&self) -> Arc<BackendCounters> {
+    pub fn backends(&self) -> Arc<BackendCounters> {
         self.backends.load_full()
     }
 
     /// Follows a new backend set: backends that stay keep their counters, new ones start
     /// at zero, removed ones are forgotten.
-    pub(crate) fn set_backends(&self, set: &BackendSet) {
+    pub fn set_backends(&self, set: &BackendSet) {
         let old = self.backends.load();
         let next: BackendCounters = set
             .iter()
@@ -160,7 +160,7 @@ impl UpstreamStats {
 
     /// Keeps the backend counters in line with the backend set until the set's sender goes
     /// away or `stop` turns true.
-    pub(crate) async fn follow(
+    pub async fn follow(
         self: Arc<Self>,
         mut set: watch::Receiver<BackendSet>,
         mut stop: watch::Receiver<bool>,
@@ -180,7 +180,7 @@ impl UpstreamStats {
 impl BackendStats {
     /// Counts one attempt that failed with `error`.
     #[inline]
-    pub(crate) fn record_error(&self, error: &UpstreamError) {
+    pub fn record_error(&self, error: &UpstreamError) {
         let counter = if error.is_connect() {
             &self.connect_errors
         } else if error.is_timeout() {
@@ -196,7 +196,7 @@ impl Stats {
     /// Fresh counters for `routes` routes and for upstreams with these current backend sets
     /// (the proxy assembles its own in `generation`).
     #[cfg(test)]
-    pub(crate) fn new(routes: usize, upstreams: impl IntoIterator<Item = BackendSet>) -> Self {
+    pub fn new(routes: usize, upstreams: impl IntoIterator<Item = BackendSet>) -> Self {
         Self {
             routes: (0..routes).map(|_| Arc::default()).collect(),
             unrouted: Arc::default(),
@@ -211,7 +211,7 @@ impl Stats {
     /// Counts one request answered with `status` after `elapsed`, on `route` (None: no
     /// route matched) of `upstream`.
     #[inline]
-    pub(crate) fn record_request(
+    pub fn record_request(
         &self,
         route: Option<usize>,
         upstream: Option<usize>,
@@ -231,7 +231,7 @@ impl Stats {
 
 impl ProcessCounters {
     /// Counts a configuration reload and whether it was applied.
-    pub(crate) fn record_reload(&self, applied: bool) {
+    pub fn record_reload(&self, applied: bool) {
         let c = if applied {
             &self.reloads_ok
         } else {
@@ -241,7 +241,7 @@ impl ProcessCounters {
     }
 
     /// Counts, for each of `settings`, a reload that changed it without applying it.
-    pub(crate) fn record_not_applied(&self, settings: &[&'static str]) {
+    pub fn record_not_applied(&self, settings: &[&'static str]) {
         if settings.is_empty() {
             return;
         }
@@ -252,7 +252,7 @@ impl ProcessCounters {
     }
 
     /// The counts of [`record_not_applied`](Self::record_not_applied), by setting.
-    pub(crate) fn not_applied(&self) -> Vec<(&'static str, u64)> {
+    pub fn not_applied(&self) -> Vec<(&'static str, u64)> {
         self.not_applied
             .lock()
             .iter()

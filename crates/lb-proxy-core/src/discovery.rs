@@ -55,7 +55,7 @@ pub(crate) fn decorate(b: &Backend, order: Option<u32>) -> Backend {
 }
 
 /// The backends of a configured list, decorated, with their `backup` flags.
-pub(crate) fn listed(list: &BackendList) -> Discovered {
+pub fn listed(list: &BackendList) -> Discovered {
     let backends = list
         .iter()
         .enumerate()

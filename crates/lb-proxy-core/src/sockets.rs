@@ -63,7 +63,7 @@ pub struct Inherited {
 
 impl Inherited {
     /// Sockets received from the previous process (a hand-over), each with what it served.
-    pub(crate) fn received(listeners: HashMap<SocketAddr, (ListenerKind, TcpListener)>) -> Self {
+    pub fn received(listeners: HashMap<SocketAddr, (ListenerKind, TcpListener)>) -> Self {
         Self {
             listeners,
             received: true,
@@ -72,7 +72,7 @@ impl Inherited {
 
     /// The sockets of this process's own listeners (duplicates), for a reload to serve the
     /// new configuration's listeners on them instead of binding again.
-    pub(crate) fn own(
+    pub fn own(
         listeners: impl IntoIterator<Item = (SocketAddr, ListenerKind, TcpListener)>,
     ) -> Self {
         Self {
@@ -96,13 +96,13 @@ impl Inherited {
 
     /// The socket bound to exactly `addr`, if one was received (and not yet taken), with
     /// what the previous process used it for.
-    pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<(ListenerKind, TcpListener)> {
+    pub fn take(&mut self, addr: SocketAddr) -> Option<(ListenerKind, TcpListener)> {
         self.listeners.remove(&addr)
     }
 
     /// A listener on `addr` with its bound address: the socket held for exactly `addr`
     /// (taken out), else a new one bound. Needs a tokio runtime.
-    pub(crate) async fn take_or_bind(
+    pub async fn take_or_bind(
         &mut self,
         addr: SocketAddr,
     ) -> io::Result<(tokio::net::TcpListener, SocketAddr)> {

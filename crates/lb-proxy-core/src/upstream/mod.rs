@@ -73,7 +73,7 @@ impl Upstream {
     /// Like [`new`](Self::new), for an upstream that replaces one whose backends were
     /// `previous` (a reload): backends at the same addresses keep their state (health,
     /// in-flight requests, operator holds, ejection).
-    pub(crate) fn replacing(
+    pub fn replacing(
         name: &str,
         config: &UpstreamConfig,
         previous: Option<&lb_core::BackendSet>,
@@ -134,7 +134,7 @@ impl Upstream {
     /// `backends`): backends that stay keep their state, new ones start as configured,
     /// removed ones get no new requests. Returns `false` (and changes nothing) for an
     /// upstream fed by discovery.
-    pub(crate) fn relist(&self, found: lb_discovery::Discovered) -> bool {
+    pub fn relist(&self, found: lb_discovery::Discovered) -> bool {
         let Some(list) = &self.list else {
             return false;
         };

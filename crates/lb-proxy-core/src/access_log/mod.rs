@@ -1,6 +1,6 @@
 //! The access log (`[access_log]`): one line per request, written off the request path.
 //!
-//! The request path builds a [`Record`] (cheap clones of the request head's parts) and
+//! The request path builds a `Record` (cheap clones of the request head's parts) and
 //! hands it to a bounded channel with `try_send`: it never waits. When the writer falls
 //! behind and the channel is full, the line is dropped and counted
 //! (`lb_access_log_dropped_total`). One background task formats the lines
@@ -72,14 +72,14 @@ pub(crate) struct Record {
 
 /// The sending side, held by the proxy.
 #[derive(Debug)]
-pub(crate) struct AccessLog {
+pub struct AccessLog {
     tx: mpsc::Sender<Record>,
     stats: Arc<Stats>,
 }
 
 /// Names for the indexes in records.
 #[derive(Debug)]
-pub(crate) struct Names {
+pub struct Names {
     /// Route labels, by index.
     pub(crate) routes: Vec<String>,
     /// Upstream names, by index.
@@ -88,7 +88,7 @@ pub(crate) struct Names {
 
 impl Names {
     /// The names of `routes` routes (their index) and of the upstreams, in order.
-    pub(crate) fn new<'a>(routes: usize, upstreams: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new<'a>(routes: usize, upstreams: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
             routes: (0..routes).map(|i| i.to_string()).collect(),
             upstreams: upstreams.into_iter().map(str::to_owned).collect(),
@@ -99,7 +99,7 @@ impl Names {
 impl AccessLog {
     /// Opens the destination and starts the writer, which runs until every sender is gone
     /// (the proxy dropped), flushing after each batch so that nothing waits in memory.
-    pub(crate) async fn start(
+    pub async fn start(
         config: &AccessLogConfig,
         names: Names,
         stats: Arc<Stats>,

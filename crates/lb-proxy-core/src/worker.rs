@@ -1,7 +1,7 @@
 //! Worker threads: one tokio `current_thread` runtime per thread, each accepting and
 //! serving its own connections ([`Workers`]).
 //!
-//! Worker 0 is the runtime that calls [`Proxy::start`](crate::Proxy::start) (in the binary,
+//! Worker 0 is the runtime that calls `lb_proxy::Proxy::start` (in the binary,
 //! the main thread's runtime, which also runs the control plane: health checks, discovery,
 //! the admin listener, signals and reloads). Workers 1 to N-1 are OS threads started by
 //! [`Workers::start`]. Every listener gets an accept loop on every worker, each on its own
@@ -16,7 +16,7 @@
 //! than one hands a newly accepted connection to the least loaded worker (once, before its
 //! first byte is read; see `listener.rs`).
 //!
-//! Without [`Proxy::workers`](crate::Proxy::workers) the proxy has one worker, the
+//! Without `lb_proxy::Proxy::workers` the proxy has one worker, the
 //! embedder's runtime (multi-threaded or not), and serves on it as before. Connection
 //! limits and counters stay process-wide: the `max_connections` gate, the backends'
 //! in-flight counts and every metric are shared by all workers.
@@ -44,19 +44,15 @@ pub fn current() -> usize {
     WORKER.with(Cell::get)
 }
 
-/// The worker runtimes of one proxy (cheap to clone: shared).
+/// The worker runtimes of one proxy (cheap to clone: shared). `lb_proxy::Proxy::workers`
+/// serves its listeners on them; the runtime that starts them is worker 0.
 ///
 /// ```no_run
-/// # fn demo(config: lb_proxy::config::Config) -> anyhow::Result<()> {
+/// # fn demo() -> anyhow::Result<()> {
 /// let main = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 /// let threads = std::num::NonZeroUsize::new(2).ok_or_else(|| anyhow::anyhow!("no workers"))?;
-/// let workers = main.block_on(async { lb_proxy::Workers::start(threads) })?;
-/// main.block_on(async {
-///     let running = lb_proxy::Proxy::new(config).workers(&workers).start().await?;
-///     lb_proxy::signals::terminated().await?;
-///     running.shutdown().await;
-///     anyhow::Ok(())
-/// })?;
+/// let workers = main.block_on(async { lb_proxy_core::Workers::start(threads) })?;
+/// assert_eq!(lb_proxy_core::worker::current(), 0);
 /// workers.join();
 /// # Ok(()) }
 /// ```
@@ -151,8 +147,8 @@ impl Workers {
     }
 
     /// One worker: the current runtime, with no thread of its own (what a proxy started
-    /// without [`Proxy::workers`](crate::Proxy::workers) uses).
-    pub(crate) fn single() -> Self {
+    /// without `lb_proxy::Proxy::workers` uses).
+    pub fn single() -> Self {
         let (stop, _) = watch::channel(false);
         Self {
             inner: Arc::new(Inner {

@@ -1,7 +1,7 @@
 //! TLS termination on listeners: the rustls server configuration of a `[[server.tls]]`
 //! table.
 //!
-//! Crate-internal API: [`server_config`] turns a [`TlsListenerConfig`] into an
+//! Crate-internal API: `server_config` turns a [`TlsListenerConfig`] into an
 //! `Arc<rustls::ServerConfig>` (the listener wraps it in a `tokio_rustls::TlsAcceptor`),
 //! or a [`TlsError`]. The checks (files, keys, names, versions, client CA) are the
 //! configuration's ([`check_listener`], which the loader runs for `lb-proxy -t`); this
@@ -12,7 +12,7 @@
 //! - **ring provider, rustls defaults**: only TLS 1.2 and 1.3, forward-secret AEAD suites,
 //!   no renegotiation, no compression; session resumption with rustls' defaults (a
 //!   256-entry session cache and TLS 1.3 tickets).
-//! - **Certificates by SNI** ([`sni::SniResolver`]): a certificate is served for the DNS
+//! - **Certificates by SNI** (`sni::SniResolver`): a certificate is served for the DNS
 //!   names in its subject alternative names, or for its `sni` list when given. A name
 //!   listed in `sni` wins over the same name found in another certificate; among `sni`
 //!   lists a name may appear once; among certificate names the first certificate listed

@@ -46,7 +46,7 @@ fn civil(t: SystemTime) -> Civil {
 }
 
 /// `2026-11-21T23:22:54.123Z`.
-pub(crate) fn rfc3339(t: SystemTime, out: &mut String) {
+pub fn rfc3339(t: SystemTime, out: &mut String) {
     let c = civil(t);
     let _ = write!(
         out,

@@ -15,7 +15,7 @@ const BOUNDS_MICROS: [u64; 14] = [
 
 /// Counts of observations per bucket, and their sum.
 #[derive(Debug, Default)]
-pub(crate) struct Histogram {
+pub struct Histogram {
     /// One counter per bound, then the `+Inf` bucket (not cumulative).
     counts: [AtomicU64; BOUNDS_MICROS.len() + 1],
     sum_micros: AtomicU64,
@@ -23,14 +23,14 @@ pub(crate) struct Histogram {
 
 /// A histogram read at one moment, in the shape the Prometheus encoder wants.
 #[derive(Debug)]
-pub(crate) struct HistogramSnapshot {
+pub struct HistogramSnapshot {
     /// The sum of observations, in seconds.
-    pub(crate) sum: f64,
+    pub sum: f64,
     /// How many observations.
-    pub(crate) count: u64,
+    pub count: u64,
     /// `(upper bound in seconds, count in this bucket alone)`, the last bound being
     /// [`INF_BOUND`]; the encoder makes them cumulative.
-    pub(crate) buckets: Vec<(f64, u64)>,
+    pub buckets: Vec<(f64, u64)>,
 }
 
 /// The upper bound of the last bucket, which the exposition must write `le="+Inf"`.
@@ -38,12 +38,12 @@ pub(crate) struct HistogramSnapshot {
 /// `f64::MAX`, not `f64::INFINITY`: `prometheus-client` writes `+Inf` for exactly this
 /// bound and formats any other number, infinity included, as a plain float (`inf`, which
 /// OpenMetrics and Prometheus parsers refuse).
-pub(crate) const INF_BOUND: f64 = f64::MAX;
+pub const INF_BOUND: f64 = f64::MAX;
 
 impl Histogram {
     /// Records one duration: two relaxed atomic additions, no allocation, no lock.
     #[inline]
-    pub(crate) fn observe(&self, d: Duration) {
+    pub fn observe(&self, d: Duration) {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let i = BOUNDS_MICROS
             .iter()
@@ -55,12 +55,12 @@ impl Histogram {
 
     /// How many observations so far.
     #[cfg(test)]
-    pub(crate) fn count(&self) -> u64 {
+    pub fn count(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Relaxed)).sum()
     }
 
     /// The buckets now (for a scrape: allocates).
-    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
+    pub fn snapshot(&self) -> HistogramSnapshot {
         let mut total = 0;
         let mut buckets = Vec::with_capacity(self.counts.len());
         for (i, c) in self.counts.iter().enumerate() {

@@ -10,11 +10,11 @@
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Builds [`AddrHasher`]s (all alike: the hash of a key is the same in every process).
-pub(crate) type AddrHash = BuildHasherDefault<AddrHasher>;
+pub type AddrHash = BuildHasherDefault<AddrHasher>;
 
 /// The hasher behind [`AddrHash`].
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct AddrHasher {
+pub struct AddrHasher {
     hash: u64,
 }
 
