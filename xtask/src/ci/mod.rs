@@ -3,10 +3,10 @@
 //!
 //! 0. the preflight ([`preflight`]): every program the tests and the steps run is
 //!    installed, or it stops at once with one line saying what to install
-//! 1. `cargo fmt --all -- --check`. The [`mod@structure`] check (no module import cycle
-//!    inside any crate, no source file over 500 lines, tests excepted, `main.rs` at most 80)
-//!    runs alone as `cargo xtask structure`; it joins this list once lb-proxy passes it
-//!    (issue 18)
+//! 1. `cargo fmt --all -- --check`, then the [`mod@structure`] check (no module import
+//!    cycle inside any crate, no source file over 500 lines, tests excepted, `main.rs` at
+//!    most 80; it reads the sources, builds nothing, and also runs alone as
+//!    `cargo xtask structure`)
 //! 2. `cargo clippy --workspace --all-targets --locked -- -D warnings`, then the
 //!    [`features`] step, each library crate alone: `cargo clippy -p CRATE` (the library,
 //!    then `--all-targets`; `-D warnings`) with `--no-default-features`, `--all-features`
@@ -49,10 +49,11 @@ pub(crate) fn run() -> anyhow::Result<()> {
     // 0. The programs the tests and steps need, before anything builds.
     preflight::check(&root)?;
 
-    // 1. Formatting.
+    // 1. Formatting, and the shape of the sources.
     Cmd::new("cargo")
         .args(["fmt", "--all", "--", "--check"])
         .run(&root)?;
+    structure::run(&root)?;
 
     // 2. Lints, on every target (tests, examples, benches too).
     Cmd::new("cargo")
@@ -94,7 +95,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     quickstart::run(&root, locked)?;
 
     echo(&format!(
-        "xtask ci: all checks passed (preflight, fmt, clippy, tests, doc, quick start) in {}s",
+        "xtask ci: all checks passed (preflight, fmt, structure, clippy, tests, doc, quick start) in {}s",
         started.elapsed().as_secs()
     ));
     Ok(())
