@@ -1,31 +1,7 @@
 //! `AnyLoadBalancer`: a [`LoadBalancer`] whose selection algorithm is chosen at run time.
 //!
-//! [`LoadBalancer<S>`] is generic over its algorithm, so `select` is statically dispatched
-//! and inlined. A program that reads the algorithm from its configuration needs one type
-//! for all nine: this is an enum over the nine `LoadBalancer`s, and every method is one
-//! `match` that forwards to the balancer inside (no allocation, no dynamic dispatch, one
-//! predictable branch per call). The forwarding is written once, here, in the `each!`
-//! macro.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use lb_balancer::{Algorithm, AnyLoadBalancer};
-//! use lb_discovery::Static;
-//!
-//! # fn demo() -> Result<(), lb_core::Error> {
-//! let algorithm = match std::env::var("SELECTION").as_deref() {
-//!     Ok("least_conn") => Algorithm::LeastConn,
-//!     Ok("maglev") => Algorithm::Maglev(Default::default()),
-//!     _ => Algorithm::RoundRobin,
-//! };
-//! let lb = AnyLoadBalancer::try_from_iter(["127.0.0.1:9001", "127.0.0.1:9002"], algorithm)?;
-//! assert_eq!(lb.algorithm(), algorithm);
-//! let picked = lb.select(b"/some/key", 256).expect("two usable backends");
-//! assert!(picked.addr().to_string().starts_with("127.0.0.1:900"));
-//! # let _ = AnyLoadBalancer::new(Arc::new(Static::default()), Algorithm::Hash);
-//! # Ok(()) }
-//! # demo().unwrap();
-//! ```
+//! The type's own documentation explains the design and carries the example (this module is
+//! private; the type is re-exported at the crate root).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -74,9 +50,34 @@ macro_rules! each {
     };
 }
 
-/// A [`LoadBalancer`] over any of the nine algorithms, chosen at run time; see the
-/// [module documentation](self). Every method does what the `LoadBalancer` method of the
-/// same name does.
+/// A [`LoadBalancer`] over any of the nine algorithms, chosen at run time. Every method does
+/// what the `LoadBalancer` method of the same name does.
+///
+/// [`LoadBalancer<S>`] is generic over its algorithm, so `select` is statically dispatched
+/// and inlined. A program that reads the algorithm from its configuration needs one type
+/// for all nine: this is an enum over the nine `LoadBalancer`s, and every method is one
+/// `match` that forwards to the balancer inside (no allocation, no dynamic dispatch, one
+/// predictable branch per call). The forwarding is written once, in one private macro.
+///
+/// ```
+/// use std::sync::Arc;
+/// use lb_balancer::{Algorithm, AnyLoadBalancer};
+/// use lb_discovery::Static;
+///
+/// # fn demo() -> Result<(), lb_core::Error> {
+/// let algorithm = match std::env::var("SELECTION").as_deref() {
+///     Ok("least_conn") => Algorithm::LeastConn,
+///     Ok("maglev") => Algorithm::Maglev(Default::default()),
+///     _ => Algorithm::RoundRobin,
+/// };
+/// let lb = AnyLoadBalancer::try_from_iter(["127.0.0.1:9001", "127.0.0.1:9002"], algorithm)?;
+/// assert_eq!(lb.algorithm(), algorithm);
+/// let picked = lb.select(b"/some/key", 256).expect("two usable backends");
+/// assert!(picked.addr().to_string().starts_with("127.0.0.1:900"));
+/// # let _ = AnyLoadBalancer::new(Arc::new(Static::default()), Algorithm::Hash);
+/// # Ok(()) }
+/// # demo().unwrap();
+/// ```
 pub struct AnyLoadBalancer {
     algorithm: Algorithm,
     inner: Inner,
