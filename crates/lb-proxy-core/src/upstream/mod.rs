@@ -3,7 +3,7 @@
 //! The balancer is lb-balancer's [`AnyLoadBalancer`] (the `selection` key names its
 //! [`Algorithm`]); `checks.rs` turns the `health_check` table into the probe. The upstream
 //! adds what the proxy needs at run time: the hash key, the client to its backends,
-//! retries, limits, and [`Upstream::peer`], which picks the backend of the next attempt.
+//! retries, limits, and `Upstream::peer`, which picks the backend of the next attempt.
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", conflicts_with = "config")]
     pub listen: Vec<SocketAddr>,
 
-    /// Backend address (host:port, [ipv6]:port or unix:/path) for the balancer without a
+    /// Backend address (host:port, bracketed-IPv6:port or unix:/path) for the balancer without a
     /// file. Repeatable, or comma-separated.
     #[arg(
         long,
