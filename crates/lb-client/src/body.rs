@@ -2,7 +2,6 @@
 //! or the own HTTP/1.1 one, with the read timeout between frames) and `RequestBody` (the request body, noting when it last made
 //! progress so the wait for the response head restarts after each chunk sent).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,8 +12,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use lb_core::monotonic_ms;
-use tokio::time::{Instant, Sleep};
 
+use super::frames::{FrameTimer, OnEnd};
 use super::h1::OwnBody;
 use super::pool::{Host, Lent};
 use super::UpstreamError;
@@ -34,30 +33,12 @@ pin_project_lite::pin_project! {
         B: Send,
         B: 'static,
     {
-        body: Source<B>,
-        timeout: Option<Duration>,
-        // Created on the first read that has to wait, then reset: no allocation.
+        // The connection to give back when the body ends (hyper's client; the own one
+        // carries its connection inside `Source::Own`).
         #[pin]
-        timer: Option<Sleep>,
-        armed: bool,
-        // The connection to give back when the body ends.
-        lent: Option<Lent<RequestBody<B>>>,
-        done: bool,
-    }
-
-    impl<B> PinnedDrop for UpstreamBody<B>
-    where
-        B: Send,
-        B: 'static,
-    {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(lent) = this.lent.take() {
-                if *this.done || this.body.is_end_stream() {
-                    lent.give_back();
-                }
-            }
-        }
+        body: OnEnd<Source<B>, Lent<RequestBody<B>>>,
+        #[pin]
+        timer: Option<FrameTimer>,
     }
 }
 
@@ -67,12 +48,15 @@ enum Source<B: Send + 'static> {
     Own(OwnBody<Host<RequestBody<B>>>),
 }
 
-impl<B: Send + 'static> Source<B> {
+impl<B: Send + 'static> Body for Source<B> {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
     fn poll_frame(
-        &mut self,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
-        match self {
+        match self.get_mut() {
             Self::Hyper(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(UpstreamError::from_body),
@@ -99,12 +83,8 @@ impl<B: Send + 'static> UpstreamBody<B> {
     /// A body read by the own HTTP/1.1 client (its connection rides inside it).
     pub(crate) fn own(body: OwnBody<Host<RequestBody<B>>>, timeout: Option<Duration>) -> Self {
         Self {
-            body: Source::Own(body),
-            timeout,
-            timer: None,
-            armed: false,
-            lent: None,
-            done: false,
+            body: OnEnd::new(Source::Own(body), None),
+            timer: timeout.map(FrameTimer::new),
         }
     }
 
@@ -114,12 +94,8 @@ impl<B: Send + 'static> UpstreamBody<B> {
         lent: Option<Lent<RequestBody<B>>>,
     ) -> Self {
         Self {
-            body: Source::Hyper(body),
-            timeout,
-            timer: None,
-            armed: false,
-            lent,
-            done: false,
+            body: OnEnd::new(Source::Hyper(body), lent),
+            timer: timeout.map(FrameTimer::new),
         }
     }
 }
@@ -127,7 +103,7 @@ impl<B: Send + 'static> UpstreamBody<B> {
 impl<B: Send + 'static> std::fmt::Debug for UpstreamBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamBody")
-            .field("timeout", &self.timeout)
+            .field("timer", &self.timer)
             .finish_non_exhaustive()
     }
 }
@@ -140,41 +116,18 @@ impl<B: Send + 'static> Body for UpstreamBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
-        let mut this = self.project();
-        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
-            *this.armed = false;
-            match &frame {
-                // The end: the connection is free for the next request.
-                None => *this.done = true,
-                Some(Ok(_)) => *this.done = this.body.is_end_stream(),
-                // A failed body leaves the connection in an unknown state: not reused.
-                Some(Err(_)) => drop(this.lent.take()),
-            }
-            if *this.done {
-                if let Some(lent) = this.lent.take() {
-                    lent.give_back();
-                }
-            }
-            return Poll::Ready(frame);
-        }
-        let Some(limit) = *this.timeout else {
-            return Poll::Pending;
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        let Some(timer) = this.timer.as_pin_mut() else {
+            return polled;
         };
-        if !*this.armed {
-            let deadline = Instant::now() + limit;
-            match this.timer.as_mut().as_pin_mut() {
-                Some(timer) => timer.reset(deadline),
-                None => this.timer.set(Some(tokio::time::sleep_until(deadline))),
-            }
-            *this.armed = true;
+        if polled.is_ready() {
+            timer.stop();
+            return polled;
         }
-        match this.timer.as_pin_mut().map(|t| t.poll(cx)) {
-            Some(Poll::Ready(())) => {
-                *this.armed = false;
-                Poll::Ready(Some(Err(UpstreamError::body_timeout(limit))))
-            }
-            _ => Poll::Pending,
-        }
+        timer
+            .poll_wait(cx)
+            .map(|limit| Some(Err(UpstreamError::body_timeout(limit))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -44,6 +44,7 @@ mod body;
 pub mod chunk;
 mod connector;
 mod error;
+pub mod frames;
 mod h1;
 mod options;
 mod pool;

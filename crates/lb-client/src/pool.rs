@@ -43,6 +43,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use lb_core::{monotonic_ms, BackendAddr};
 
+use super::frames::Finish;
 use super::h1::{H1Conn, KeepAlive};
 use super::stream::Stream;
 
@@ -286,6 +287,13 @@ impl<B: Send + 'static> Lent<B> {
                 }
             });
         }
+    }
+}
+
+impl<B: Send + 'static> Finish for Lent<B> {
+    /// The response body ended: the connection goes back to the pool.
+    fn finish(self) {
+        self.give_back();
     }
 }
 

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 
+use lb_client::frames::OnEnd;
+
 use crate::client::{UpstreamBody, UpstreamError};
 use crate::limits::Guard;
 
@@ -25,8 +27,7 @@ pin_project_lite::pin_project! {
     enum Inner {
         Upstream {
             #[pin]
-            body: UpstreamBody,
-            guard: Option<Guard>,
+            body: OnEnd<UpstreamBody, Guard>,
         },
         Local {
             #[pin]
@@ -40,7 +41,9 @@ impl ProxyBody {
     pub(crate) fn upstream(body: UpstreamBody, guard: Guard) -> Self {
         let guard = (!body.is_end_stream()).then_some(guard);
         Self {
-            inner: Inner::Upstream { body, guard },
+            inner: Inner::Upstream {
+                body: OnEnd::new(body, guard),
+            },
         }
     }
 
@@ -63,27 +66,21 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         match self.project().inner.project() {
-            Proj::Upstream { body, guard } => {
-                let polled = body.poll_frame(cx);
-                if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-                    guard.take();
-                }
-                polled
-            }
+            Proj::Upstream { body } => body.poll_frame(cx),
             Proj::Local { body } => body.poll_frame(cx).map_err(|never| match never {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Upstream { body, .. } => body.is_end_stream(),
+            Inner::Upstream { body } => body.is_end_stream(),
             Inner::Local { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Upstream { body, .. } => body.size_hint(),
+            Inner::Upstream { body } => body.size_hint(),
             Inner::Local { body } => body.size_hint(),
         }
     }

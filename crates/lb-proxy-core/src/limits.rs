@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lb_client::frames::Finish;
 use lb_core::{Backend, InFlight};
 use tokio::sync::Notify;
 
@@ -59,6 +60,9 @@ pub(crate) enum Refused {
     /// The upstream is at capacity (active limit, full queue, or queue timeout).
     Overloaded,
 }
+
+/// The counts' drops are the whole job, at the body's end or not.
+impl Finish for Guard {}
 
 impl Limits {
     /// The limits `config` describes; `None` when it sets none.

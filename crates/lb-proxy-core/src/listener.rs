@@ -464,7 +464,7 @@ where
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Ok::<_, std::convert::Infallible>(response.map(|b| TrackedBody::new(b, busy)))
+            Ok::<_, std::convert::Infallible>(response.map(|b| TrackedBody::new(b, Some(busy))))
         })
     });
     builder

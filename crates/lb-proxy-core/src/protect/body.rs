@@ -4,7 +4,6 @@
 //! on the backend in passive health).
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,9 +12,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
 
 use super::{Rejection, RequestLimits};
+use lb_client::frames::FrameTimer;
 use lb_client::UpstreamError;
 
 /// The client's request body, counted and timed as it is read.
@@ -30,9 +29,9 @@ pub(crate) struct ClientBody {
     received: u64,
     limit: u64,
     timeout: Duration,
-    /// Armed while the last poll of `inner` was pending.
-    timer: Option<Pin<Box<Sleep>>>,
-    waiting: bool,
+    /// Boxed (the body must stay `Unpin` for the replay buffer) and only once a read had
+    /// to wait.
+    timer: Option<Pin<Box<FrameTimer>>>,
 }
 
 /// Why the client's body could not be forwarded.
@@ -62,30 +61,23 @@ impl ClientBody {
             limit: limits.max_body_size,
             timeout: limits.body_read_timeout,
             timer: None,
-            waiting: false,
         }
     }
 
-    /// The client has sent nothing for a while: arm (or re-arm) the timer at the start of
-    /// a wait, and fail once it runs out.
+    /// The client has sent nothing for a while: time the wait, and fail once it has
+    /// lasted `body_read_timeout`.
     fn wait(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
-        let deadline = Instant::now() + self.timeout;
-        let timer = match (&mut self.timer, self.waiting) {
-            (Some(timer), true) => timer,
-            (Some(timer), false) => {
-                timer.as_mut().reset(deadline);
-                timer
-            }
-            (timer @ None, _) => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.waiting = true;
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::TimedOut(self.timeout)))),
-            Poll::Pending => Poll::Pending,
-        }
+        let timeout = self.timeout;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(FrameTimer::new(timeout)));
+        timer
+            .as_mut()
+            .poll_wait(cx)
+            .map(|limit| Some(Err(ClientBodyError::TimedOut(limit))))
     }
 }
 
@@ -101,7 +93,9 @@ impl Body for ClientBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => this.wait(cx),
             Poll::Ready(frame) => {
-                this.waiting = false;
+                if let Some(timer) = &mut this.timer {
+                    timer.as_mut().stop();
+                }
                 match frame {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {

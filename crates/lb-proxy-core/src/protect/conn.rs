@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
+
+use lb_client::frames::{Finish, OnEnd};
 
 use super::framing::Refusal;
 
@@ -60,14 +60,8 @@ pub(crate) struct Busy {
     activity: Arc<Activity>,
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that keeps its connection busy until it ends or is dropped.
-    pub(crate) struct TrackedBody<B> {
-        #[pin]
-        body: B,
-        busy: Option<Busy>,
-    }
-}
+/// A response body that keeps its connection busy until it ends or is dropped.
+pub(crate) type TrackedBody<B> = OnEnd<B, Busy>;
 
 /// The client's socket, closed with `TimedOut` when a connection timer runs out. Holds the
 /// connection's permit, so the slot is free again when the socket is dropped.
@@ -182,40 +176,8 @@ impl Drop for Busy {
     }
 }
 
-impl<B> TrackedBody<B> {
-    /// `body`, keeping `busy` until it ends.
-    pub(crate) fn new(body: B, busy: Busy) -> Self {
-        Self {
-            body,
-            busy: Some(busy),
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for TrackedBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let polled = this.body.poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            this.busy.take();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
+/// The mark's drop is its whole job, at the end or not.
+impl Finish for Busy {}
 
 impl<I> ConnIo<I> {
     /// `io` with the connection timers, holding `permit` until dropped; the `Activity` is
