@@ -21,6 +21,11 @@
 #                (pingora skipped: the peer serves HTTP/1.1 only)
 #   hash100      consistent hashing on header x-key over 100 backends, 1,000 distinct keys
 #                (pingora skipped: the peer is round robin only)
+#   post         POST with a 1 KiB body (wrk Lua script), keep-alive both sides, 13-byte responses
+#   post64k      the same with 64 KiB bodies (the streaming path; nginx buffers them to disk, its default)
+#   fwd          keep-alive with forwarding headers: lb-proxy at its defaults (X-Forwarded-For,
+#                X-Forwarded-Proto, X-Real-IP), nginx and HAProxy told to add the same three
+#                (pingora skipped: the peer adds none)
 #   idle         RSS idle and with 1,000 idle keep-alive client connections (no load)
 #
 # Parameters (env): DURATION=10 (s per run)  CONNS=64  ROUNDS=3  THREADS=1 (wrk/h2load threads)
@@ -37,7 +42,7 @@ set -euo pipefail
 DURATION=${DURATION:-10} CONNS=${CONNS:-64} ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-1} WARMUP=${WARMUP:-2} H2_N=${H2_N:-100000} IDLE_CONNS=${IDLE_CONNS:-1000}
 LB_START_TIMEOUT=${LB_START_TIMEOUT:-30}
-SCENARIOS=${SCENARIOS:-"keepalive keepalive2 close body16k body1m tls h2 hash100 idle"}
+SCENARIOS=${SCENARIOS:-"keepalive keepalive2 close post post64k fwd body16k body1m tls h2 hash100 idle"}
 PEERS=${PEERS-"nginx haproxy pingora"} LB_NAME=$(printf %s "${LB_NAME:-lb}" | tr -c 'A-Za-z0-9_-' _)
 PEERS_CACHE=${PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lb-bench-peers}
 PG_DIR=$PEERS_CACHE/pingora-lb PG_BIN=$PEERS_CACHE/pingora-lb/target/release/pingora-lb
@@ -50,7 +55,7 @@ done
 ((DURATION >= 1 && ROUNDS >= 1 && THREADS >= 1 && WORKERS >= 1 && CONNS >= THREADS && H2_N >= CONNS)) || die "bad parameters"
 for p in $PEERS; do [[ $p =~ ^(nginx|haproxy|pingora)$ ]] || die "unknown peer '$p'"; done
 for s in $SCENARIOS; do
-  [[ $s =~ ^(keepalive|keepalive2|close|body16k|body1m|tls|h2|hash100|idle)$ ]] || die "unknown scenario '$s'"
+  [[ $s =~ ^(keepalive|keepalive2|close|post|post64k|fwd|body16k|body1m|tls|h2|hash100|idle)$ ]] || die "unknown scenario '$s'"
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 # 1,000 idle connections through a proxy need twice as many descriptors, and more for the backends.
@@ -211,6 +216,13 @@ request = function()
   return reqs[i]
 end
 EOF
+for n in 1024 65536; do # post1024.lua, post65536.lua: POST / with an n-byte body on every request
+  cat >"$W/post$n.lua" <<EOF
+wrk.method = "POST"
+wrk.body = string.rep("p", $n)
+wrk.headers["Content-Type"] = "application/octet-stream"
+EOF
+done
 cat >"$W/idle.py" <<'EOF'
 # Opens N keep-alive connections to 127.0.0.1:PORT one after the other, each sending one GET and
 # reading the answer (so the proxy needs one upstream connection, not N), then writes READY_FILE
@@ -251,7 +263,7 @@ EOF
 }
 setup_scenario() { # $1 = scenario: sets the globals below, starts the backend and every target
   local s=$1 b i
-  S_WORKERS=$WORKERS NB=3 REQ_PATH=/ SCHEME=http LOAD=wrk WRK_ARGS=() SELECT=round_robin NOTE=
+  S_WORKERS=$WORKERS NB=3 REQ_PATH=/ SCHEME=http LOAD=wrk WRK_ARGS=() SELECT=round_robin NOTE= FWD=0
   case $s in
     keepalive2) S_WORKERS=2 ;;
     close) WRK_ARGS=(-H "Connection: close") ;;
@@ -260,6 +272,9 @@ setup_scenario() { # $1 = scenario: sets the globals below, starts the backend a
     tls) SCHEME=https ;;
     h2) LOAD=h2load ;;
     hash100) NB=100 SELECT=consistent WRK_ARGS=(-s "$W/keys.lua") ;;
+    post) WRK_ARGS=(-s "$W/post1024.lua") ;;
+    post64k) WRK_ARGS=(-s "$W/post65536.lua") ;;
+    fwd) FWD=1 ;;
     idle) LOAD=none ;;
   esac
   BACKEND_PORTS=()
@@ -296,6 +311,8 @@ setup_scenario() { # $1 = scenario: sets the globals below, starts the backend a
     [[ $SCHEME == https ]] && nlisten="listen 127.0.0.1:${PORT[nginx]} ssl; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.3;"
     [[ $LOAD == h2load ]] && nlisten="listen 127.0.0.1:${PORT[nginx]} http2;"
     [[ $SELECT == consistent ]] && nhash="hash \$http_x_key consistent;"
+    local nfwd=""
+    ((FWD)) && nfwd="proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Real-IP \$remote_addr;"
     nginx_conf nginx "$S_WORKERS" "  upstream be {
     $nhash
     $upstream_servers
@@ -304,7 +321,7 @@ setup_scenario() { # $1 = scenario: sets the globals below, starts the backend a
   }
   server {
     $nlisten
-    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; $nfwd }
   }" >"$W/nginx.conf"
     start nginx nginx -p "$W" -c "$W/nginx.conf" -e "$W/nginx-error.log" && TARGETS+=(nginx)
   fi
@@ -314,6 +331,8 @@ setup_scenario() { # $1 = scenario: sets the globals below, starts the backend a
     [[ $SCHEME == https ]] && hbind+=" ssl crt $W/combined.pem ssl-min-ver TLSv1.3 alpn http/1.1"
     [[ $LOAD == h2load ]] && hbind+=" proto h2"
     [[ $SELECT == consistent ]] && hbalance=$'balance hdr(x-key)\n  hash-type consistent'
+    local hfwd=""
+    ((FWD)) && hfwd=$'  option forwardfor\n  http-request set-header X-Forwarded-Proto http\n  http-request set-header X-Real-IP %[src]'
     cat >"$W/haproxy.cfg" <<EOF
 global
   nbthread $S_WORKERS
@@ -328,6 +347,7 @@ defaults
   http-reuse always
 frontend fe
   $hbind
+$hfwd
   default_backend be
 backend be
   $hbalance
@@ -338,6 +358,8 @@ EOF
   if has_peer pingora; then
     if [[ $SCHEME == https || $LOAD == h2load || $SELECT == consistent ]]; then
       NOTE+=" pingora skipped (the peer is a plain HTTP/1.1 round-robin balancer)."
+    elif ((FWD)); then
+      NOTE+=" pingora skipped (the peer adds no forwarding headers)."
     else
       alloc_port "PORT[pingora]"
       # shellcheck disable=SC2086
@@ -351,10 +373,12 @@ EOF
       echo "[server]"
       [[ $SCHEME == https ]] || echo "listen = [\"127.0.0.1:${PORT[$LB_NAME]}\"]"
       echo "threads = $S_WORKERS"
-      echo "[server.forwarding]  # off, like the peers' configurations"
-      echo "x_forwarded_for = false"
-      echo "x_forwarded_proto = false"
-      echo "x_real_ip = false"
+      if ((FWD == 0)); then
+        echo "[server.forwarding]  # off, like the peers' configurations"
+        echo "x_forwarded_for = false"
+        echo "x_forwarded_proto = false"
+        echo "x_real_ip = false"
+      fi
       if [[ $SCHEME == https ]]; then
         echo "[[server.tls]]"
         echo "listen = [\"127.0.0.1:${PORT[$LB_NAME]}\"]"
@@ -446,6 +470,9 @@ describe() {
     tls) echo "HTTPS termination, TLS 1.3 (P-256 certificate), HTTP/1.1 keep-alive, plain upstream, $S_WORKERS worker(s); direct = the backend over TLS" ;;
     h2) echo "HTTP/2 downstream (h2c, h2load -m 10, $H2_N requests per run), HTTP/1.1 upstream, $S_WORKERS worker(s); direct = the backend over h2c" ;;
     hash100) echo "consistent hashing on header x-key (1,000 keys) over 100 backends, keep-alive, $S_WORKERS worker(s)" ;;
+    post) echo "POST / with a 1 KiB body, keep-alive both sides, 13-byte responses, $S_WORKERS worker(s)" ;;
+    post64k) echo "POST / with a 64 KiB body (nginx: proxy_request_buffering on, its default), keep-alive, $S_WORKERS worker(s)" ;;
+    fwd) echo "keep-alive with X-Forwarded-For, X-Forwarded-Proto and X-Real-IP added (lb-proxy's defaults), $S_WORKERS worker(s)" ;;
     idle) echo "memory: RSS idle and with $IDLE_CONNS idle keep-alive client connections, $S_WORKERS worker(s)" ;;
   esac
 }
