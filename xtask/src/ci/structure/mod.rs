@@ -10,7 +10,8 @@
 //!   look anywhere. Paths through a re-export are resolved to the module that names them
 //!   (the re-export is where the dependency is written), and a path naming an external crate
 //!   adds nothing (cycles across crates are impossible: cargo refuses them).
-//! - **Short files.** No `.rs` file under a crate's `src/` is over [`MAX_LINES`] lines, test
+//! - **Short files.** No `.rs` file under a crate's `src/`, `examples/` or `benches/`, nor
+//!   under `xtask/`, `soak/` or `fuzz/`, is over [`MAX_LINES`] lines, test
 //!   files (`tests.rs`, `*_tests.rs`, anything under a `tests/` folder) excepted; a binary's
 //!   `src/main.rs` is at most [`MAX_MAIN_LINES`]: it parses the command line and calls the
 //!   library.
@@ -26,6 +27,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 
 use crate::cmd::echo;
+
+mod source;
+
+use source::{paths, strip};
 
 /// The longest a source file may be (tests excepted).
 pub(crate) const MAX_LINES: usize = 500;
@@ -46,9 +51,18 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         .filter(|p| p.join("src").is_dir())
         .collect();
     entries.sort();
-    for krate in entries {
+    for krate in &entries {
         crates += 1;
-        check_crate(root, &krate, &mut problems)?;
+        check_crate(root, krate, &mut problems)?;
+    }
+    // Code beside the crates' `src/`: examples, benches, the xtask itself, soak and fuzz.
+    let mut others: Vec<PathBuf> = entries
+        .iter()
+        .flat_map(|k| [k.join("examples"), k.join("benches")])
+        .collect();
+    others.extend(OTHER_SOURCES.iter().map(|d| root.join(d)));
+    for dir in others.into_iter().filter(|d| d.is_dir()) {
+        check_lengths(root, &dir, &mut problems)?;
     }
     if !problems.is_empty() {
         bail!(
@@ -101,6 +115,30 @@ fn check_crate(root: &Path, krate: &Path, problems: &mut Vec<String>) -> anyhow:
         .unwrap_or_default();
     for cycle in cycles(&modules) {
         problems.push(format!("{name}: module import cycle: {cycle}"));
+    }
+    Ok(())
+}
+
+/// Source folders outside `crates/` held to the same file length.
+const OTHER_SOURCES: &[&str] = &["xtask/src", "soak/src", "fuzz/src", "fuzz/fuzz_targets"];
+
+/// Files over [`MAX_LINES`] under `dir` (test files excepted), which holds no crate root
+/// whose modules are checked for cycles.
+fn check_lengths(root: &Path, dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    for file in files {
+        let rel = file.strip_prefix(dir).unwrap_or(&file);
+        if is_test_file(rel) {
+            continue;
+        }
+        let text =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let lines = text.lines().count();
+        if lines > MAX_LINES {
+            let shown = file.strip_prefix(root).unwrap_or(&file).display();
+            problems.push(format!("{shown}: {lines} lines (at most {MAX_LINES})"));
+        }
     }
     Ok(())
 }
@@ -285,230 +323,6 @@ fn longest_module(modules: &BTreeMap<ModPath, String>, path: &[String]) -> ModPa
         .map(|n| path[..n].to_vec())
         .find(|p| modules.contains_key(p))
         .unwrap_or_default()
-}
-
-/// The source without comments, string and character literals, and `#[cfg(test)]` items.
-fn strip(text: &str) -> String {
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut depth = 0;
-                while i < b.len() {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            b'r' if matches!(b.get(i + 1), Some(b'#' | b'"'))
-                && !b[..i]
-                    .last()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') =>
-            {
-                let hashes = b[i + 1..].iter().take_while(|c| **c == b'#').count();
-                if b.get(i + 1 + hashes) != Some(&b'"') {
-                    out.push('r');
-                    i += 1;
-                    continue;
-                }
-                i += 2 + hashes;
-                while i < b.len() {
-                    if b[i] == b'"' && b[i + 1..].iter().take(hashes).all(|c| *c == b'#') {
-                        i += 1 + hashes;
-                        break;
-                    }
-                    i += 1;
-                }
-                out.push_str("\"\"");
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-                out.push_str("\"\"");
-            }
-            // A character literal ('a', '\n', '\u{..}'), not a lifetime ('a).
-            b'\'' => {
-                let close = if b.get(i + 1) == Some(&b'\\') {
-                    b[i + 2..]
-                        .iter()
-                        .position(|c| *c == b'\'')
-                        .map(|p| i + 2 + p)
-                } else if b.get(i + 2) == Some(&b'\'') {
-                    Some(i + 2)
-                } else {
-                    None
-                };
-                match close {
-                    Some(end) => {
-                        out.push_str("' '");
-                        i = end + 1;
-                    }
-                    None => {
-                        out.push('\'');
-                        i += 1;
-                    }
-                }
-            }
-            c => {
-                out.push(char::from(c));
-                i += 1;
-            }
-        }
-    }
-    // Non-ASCII bytes were pushed one by one above; identifiers that matter are ASCII.
-    drop_cfg_test(&out)
-}
-
-/// `text` without the items that follow `#[cfg(test)]` (up to their `;` or closing brace).
-fn drop_cfg_test(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("#[cfg(test)]") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at..];
-        let b = after.as_bytes();
-        let brace = after.find('{');
-        let semi = after.find(';');
-        let end = match (brace, semi) {
-            (Some(open), Some(s)) if s < open => s + 1,
-            (Some(open), _) => {
-                let mut depth = 0usize;
-                let mut k = open;
-                while k < b.len() {
-                    match b[k] {
-                        b'{' => depth += 1,
-                        b'}' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    k += 1;
-                }
-                k + 1
-            }
-            (None, Some(s)) => s + 1,
-            (None, None) => after.len(),
-        };
-        rest = &after[end.min(after.len())..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Every path starting with `crate`, `super` or `self` in `text` (module `at`), resolved
-/// to a path from the crate root; `use` trees give one path per leaf.
-fn paths(text: &str, at: &[String]) -> Vec<ModPath> {
-    let tokens = tokens(text);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        let t = tokens[i].as_str();
-        let starts = matches!(t, "crate" | "super" | "self")
-            && tokens.get(i + 1).is_some_and(|n| n == "::")
-            && !(i > 0 && tokens[i - 1] == "::");
-        if !starts {
-            i += 1;
-            continue;
-        }
-        let base: ModPath = match t {
-            "crate" => Vec::new(),
-            "self" => at.to_vec(),
-            _ => at[..at.len().saturating_sub(1)].to_vec(),
-        };
-        i = tree(&tokens, i + 2, base, &mut out);
-    }
-    out
-}
-
-/// Reads `seg::seg::{tree, ...}` from `tokens[i..]` (after a `::`), pushing each leaf onto
-/// `out`; returns the index after it.
-fn tree(tokens: &[String], mut i: usize, mut path: ModPath, out: &mut Vec<ModPath>) -> usize {
-    loop {
-        match tokens.get(i).map(String::as_str) {
-            Some("{") => {
-                i += 1;
-                loop {
-                    match tokens.get(i).map(String::as_str) {
-                        Some("}") => return i + 1,
-                        Some(",") => i += 1,
-                        None => return i,
-                        Some(_) => i = tree(tokens, i, path.clone(), out),
-                    }
-                }
-            }
-            Some("super") => {
-                path.pop();
-                i += 1;
-            }
-            Some("self") => i += 1,
-            Some(seg) if seg.chars().all(|c| c.is_alphanumeric() || c == '_') => {
-                path.push(seg.to_owned());
-                i += 1;
-            }
-            _ => {
-                out.push(path);
-                return i;
-            }
-        }
-        if tokens.get(i).is_some_and(|t| t == "::") {
-            i += 1;
-        } else {
-            out.push(path);
-            // Skip `as name`.
-            if tokens.get(i).is_some_and(|t| t == "as") {
-                i += 2;
-            }
-            return i;
-        }
-    }
-}
-
-/// Identifiers, `::`, and single punctuation characters.
-fn tokens(text: &str) -> Vec<String> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_alphanumeric() || c == b'_' {
-            let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                i += 1;
-            }
-            out.push(text[start..i].to_owned());
-        } else if c == b':' && b.get(i + 1) == Some(&b':') {
-            out.push("::".to_owned());
-            i += 2;
-        } else if c.is_ascii_whitespace() || !c.is_ascii() {
-            i += 1;
-        } else {
-            out.push(char::from(c).to_string());
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

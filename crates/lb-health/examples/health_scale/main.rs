@@ -44,18 +44,14 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::error::Error;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::num::NonZeroU32;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use lb_core::{Backend, BackendAddr, BackendSet};
+use lb_core::{Backend, BackendSet};
 use lb_health::{
-    CheckFailure, CheckParams, FirstCheck, HealthCheck, HealthMonitor, HttpHealthCheck, Schedule,
-    TcpHealthCheck,
+    CheckParams, FirstCheck, HealthCheck, HealthMonitor, HttpHealthCheck, Schedule, TcpHealthCheck,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -63,132 +59,13 @@ use tokio::sync::watch;
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
-const USAGE: &str = "\
-usage: health_scale listen [--count N] [--net B] [--port P] [--threads T] [--http]
-       health_scale check  [--count N] [--net B] [--port P] [--threads T]
-                           [--interval-ms MS] [--timeout-ms MS] [--seconds S] [--warmup S]
-                           [--max-concurrency C] [--check tcp|tcp-rst|http-reuse|floor]
+mod floor;
+mod options;
+mod proc_stats;
 
-Addresses are 127.B.(i/250).(i%250+1):P for i in 0..N.
-Defaults: N=10000, B=64, P=7171, T=number of CPUs, MS=1000 (interval), 1000 (timeout),
-S=20, warmup 2, C=256 (the scheduler's default), check tcp (TcpHealthCheck).
-`--check http-reuse` needs `listen --http`.";
-
-/// Which check the `check` role runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// [`TcpHealthCheck`].
-    Tcp,
-    /// [`ResetTcpCheck`].
-    TcpRst,
-    /// [`HttpHealthCheck`] with `reuse_connection`.
-    HttpReuse,
-    /// Not a check: the kernel's cost of the same connects, see [`floor`].
-    Floor,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Tcp => "tcp",
-            Self::TcpRst => "tcp-rst",
-            Self::HttpReuse => "http-reuse",
-            Self::Floor => "floor",
-        }
-    }
-}
-
-/// Command-line options shared by both roles (each role ignores what it does not use).
-#[derive(Clone, Debug)]
-struct Options {
-    count: usize,
-    net: u8,
-    port: u16,
-    threads: usize,
-    interval: Duration,
-    timeout: Duration,
-    seconds: u64,
-    warmup: u64,
-    max_concurrency: usize,
-    kind: Kind,
-    http: bool,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> Result<Self> {
-        let mut options = Self {
-            count: 10_000,
-            net: 64,
-            port: 7171,
-            threads: std::thread::available_parallelism().map_or(1, usize::from),
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(1),
-            seconds: 20,
-            warmup: 2,
-            max_concurrency: Schedule::new(Duration::from_secs(1)).max_concurrency,
-            kind: Kind::Tcp,
-            http: false,
-        };
-        let mut rest = args.iter();
-        while let Some(flag) = rest.next() {
-            if flag == "--http" {
-                options.http = true;
-                continue;
-            }
-            let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
-            let number = || value.parse::<u64>().map_err(|e| bad(&e));
-            match flag.as_str() {
-                "--count" => options.count = value.parse().map_err(|e| bad(&e))?,
-                "--net" => options.net = value.parse().map_err(|e| bad(&e))?,
-                "--port" => options.port = value.parse().map_err(|e| bad(&e))?,
-                "--threads" => options.threads = value.parse().map_err(|e| bad(&e))?,
-                "--interval-ms" => options.interval = Duration::from_millis(number()?),
-                "--timeout-ms" => options.timeout = Duration::from_millis(number()?),
-                "--seconds" => options.seconds = number()?,
-                "--warmup" => options.warmup = number()?,
-                "--max-concurrency" => {
-                    options.max_concurrency = value.parse().map_err(|e| bad(&e))?;
-                }
-                "--check" => {
-                    options.kind = [Kind::Tcp, Kind::TcpRst, Kind::HttpReuse, Kind::Floor]
-                        .into_iter()
-                        .find(|k| k.name() == value)
-                        .ok_or_else(|| bad(&"expected tcp, tcp-rst, http-reuse or floor"))?;
-                }
-                _ => return Err(format!("unknown option {flag}").into()),
-            }
-        }
-        if options.count == 0 || options.count > 256 * 250 {
-            return Err("--count must be 1..=64000 (250 addresses per /24)".into());
-        }
-        if options.threads == 0 {
-            return Err("--threads must be at least 1".into());
-        }
-        if options.warmup >= options.seconds {
-            return Err("--warmup must be shorter than --seconds".into());
-        }
-        Ok(options)
-    }
-
-    /// The address of backend `i`.
-    fn addr(&self, i: usize) -> SocketAddr {
-        // `i < 64000`, so both octets fit (checked in `parse`).
-        let third = u8::try_from(i / 250).unwrap_or(u8::MAX);
-        let fourth = u8::try_from(i % 250 + 1).unwrap_or(u8::MAX);
-        SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::new(127, self.net, third, fourth),
-            self.port,
-        ))
-    }
-
-    fn runtime(&self) -> Result<tokio::runtime::Runtime> {
-        Ok(tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.threads)
-            .enable_all()
-            .build()?)
-    }
-}
+use floor::{floor, FloorStats, ResetTcpCheck};
+use options::{Kind, Options, USAGE};
+use proc_stats::{cpu_time, open_files_limit, status_kib};
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -481,148 +358,4 @@ impl Workload {
             }
         }
     }
-}
-
-/// Counters of the floor loop.
-#[derive(Debug, Default)]
-struct FloorStats {
-    started: AtomicU64,
-    failures: AtomicU64,
-    lateness_ns: AtomicU64,
-    max_lateness_ns: AtomicU64,
-}
-
-/// Not a health check: the same connections at the same rate, opened and closed with
-/// blocking `std` sockets from one task, in batches of 100 on a fixed pace. No reactor
-/// registration, no scheduler, no per-check future: what the kernel alone charges for
-/// a connect and a close. It blocks its runtime worker on purpose (the checker process
-/// runs nothing else); lateness is that of each batch's start.
-async fn floor(options: Options, stats: Arc<FloorStats>, shutdown: tokio::time::Instant) {
-    const BATCH: usize = 100;
-    let addrs: Vec<SocketAddr> = (0..options.count).map(|i| options.addr(i)).collect();
-    // One batch every `interval * BATCH / count`, so each address once per interval.
-    let period = options
-        .interval
-        .mul_f64(BATCH as f64 / options.count as f64);
-    let begin = tokio::time::Instant::now();
-    for (k, batch) in (0u32..).zip(addrs.chunks(BATCH).cycle()) {
-        let due = begin + period * k;
-        if due >= shutdown {
-            return;
-        }
-        tokio::time::sleep_until(due).await;
-        let late = tokio::time::Instant::now().saturating_duration_since(due);
-        let late_ns = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
-        stats.started.fetch_add(batch.len() as u64, Relaxed);
-        stats
-            .lateness_ns
-            .fetch_add(late_ns.saturating_mul(batch.len() as u64), Relaxed);
-        stats.max_lateness_ns.fetch_max(late_ns, Relaxed);
-        for addr in batch {
-            if std::net::TcpStream::connect(addr).is_err() {
-                stats.failures.fetch_add(1, Relaxed);
-            }
-        }
-    }
-}
-
-/// [`TcpHealthCheck`] with an abortive close: `SO_LINGER` 0, so dropping the socket sends
-/// a reset instead of the FIN exchange and leaves no `TIME_WAIT` behind. Here to measure
-/// what that change to `TcpHealthCheck` would save.
-#[derive(Debug)]
-struct ResetTcpCheck {
-    params: CheckParams,
-}
-
-#[async_trait]
-impl HealthCheck for ResetTcpCheck {
-    async fn check(&self, backend: &Backend) -> std::result::Result<(), CheckFailure> {
-        let BackendAddr::Inet(addr) = backend.addr() else {
-            return Err(CheckFailure::other("a TCP address is expected"));
-        };
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(CheckFailure::Connect)?;
-        // Zero linger never blocks on close; a socket that refuses it closes normally.
-        let _ = stream.set_zero_linger();
-        Ok(())
-    }
-
-    fn params(&self) -> CheckParams {
-        self.params
-    }
-}
-
-/// CPU time of this process, all threads, in seconds.
-#[derive(Clone, Copy, Debug)]
-struct CpuTime {
-    user: f64,
-    system: f64,
-}
-
-impl CpuTime {
-    fn since(self, earlier: Self) -> Self {
-        Self {
-            user: self.user - earlier.user,
-            system: self.system - earlier.system,
-        }
-    }
-
-    fn total(self) -> f64 {
-        self.user + self.system
-    }
-}
-
-/// Clock ticks per second of `/proc/*/stat` (`USER_HZ`, 100 on every Linux
-/// architecture; `getconf CLK_TCK` prints it).
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// `utime` and `stime` of `/proc/self/stat` (fields 14 and 15; parsed after the last `)`,
-/// since the command name in field 2 may contain spaces).
-fn cpu_time() -> Result<CpuTime> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let after_name = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or("unexpected /proc/self/stat")?;
-    // Field 3 (state) is the first one after the name.
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |field: usize| -> Result<f64> {
-        let text = fields.get(field - 3).ok_or("short /proc/self/stat")?;
-        Ok(text.parse::<u64>()? as f64 / TICKS_PER_SECOND)
-    };
-    Ok(CpuTime {
-        user: ticks(14)?,
-        system: ticks(15)?,
-    })
-}
-
-/// A `kB` line of `/proc/self/status`, such as `VmHWM` (peak RSS) or `VmRSS`.
-fn status_kib(key: &str) -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .ok_or_else(|| format!("no {key} in /proc/self/status"))?;
-    let kib = line.trim().trim_end_matches("kB").trim();
-    Ok(kib.parse()?)
-}
-
-/// The soft limit on open files, from `/proc/self/limits`.
-fn open_files_limit() -> Result<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits")?;
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .ok_or("no open-files line in /proc/self/limits")?;
-    let soft = line
-        .trim_start_matches("Max open files")
-        .split_whitespace()
-        .next()
-        .ok_or("unexpected /proc/self/limits")?;
-    Ok(if soft == "unlimited" {
-        u64::MAX
-    } else {
-        soft.parse()?
-    })
 }
