@@ -13,9 +13,9 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use lb_core::monotonic_ms;
 
-use super::frames::{FrameTimer, OnEnd};
+use super::frames::FrameTimer;
 use super::h1::OwnBody;
-use super::pool::{Host, Lent};
+use super::pool::Host;
 use super::UpstreamError;
 
 pin_project_lite::pin_project! {
@@ -33,16 +33,13 @@ pin_project_lite::pin_project! {
         B: Send,
         B: 'static,
     {
-        // The connection to give back when the body ends (hyper's client; the own one
-        // carries its connection inside `Source::Own`).
-        #[pin]
-        body: OnEnd<Source<B>, Lent<RequestBody<B>>>,
+        body: Source<B>,
         #[pin]
         timer: Option<FrameTimer>,
     }
 }
 
-/// Where the body comes from: hyper's client, or the own HTTP/1.1 client.
+/// Where the body comes from: hyper's HTTP/2 client, or the own HTTP/1.1 client.
 enum Source<B: Send + 'static> {
     Hyper(Incoming),
     Own(OwnBody<Host<RequestBody<B>>>),
@@ -83,18 +80,20 @@ impl<B: Send + 'static> UpstreamBody<B> {
     /// A body read by the own HTTP/1.1 client (its connection rides inside it).
     pub(crate) fn own(body: OwnBody<Host<RequestBody<B>>>, timeout: Option<Duration>) -> Self {
         Self {
-            body: OnEnd::new(Source::Own(body), None),
+            body: Source::Own(body),
             timer: timeout.map(FrameTimer::new),
         }
     }
 
-    pub(crate) fn new(
-        body: Incoming,
-        timeout: Option<Duration>,
-        lent: Option<Lent<RequestBody<B>>>,
-    ) -> Self {
+    /// No body (a `101`'s).
+    pub(crate) fn empty(timeout: Option<Duration>) -> Self {
+        Self::own(OwnBody::empty(), timeout)
+    }
+
+    /// A body from hyper's HTTP/2 client.
+    pub(crate) fn new(body: Incoming, timeout: Option<Duration>) -> Self {
         Self {
-            body: OnEnd::new(Source::Hyper(body), lent),
+            body: Source::Hyper(body),
             timer: timeout.map(FrameTimer::new),
         }
     }
@@ -117,7 +116,7 @@ impl<B: Send + 'static> Body for UpstreamBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.project();
-        let polled = this.body.poll_frame(cx);
+        let polled = Pin::new(this.body).poll_frame(cx);
         let Some(timer) = this.timer.as_pin_mut() else {
             return polled;
         };

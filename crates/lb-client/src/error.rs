@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A request to a backend failed. Opaque: ask it what happened with the `is_*` methods;
 /// the underlying error is its [`source`](StdError::source).

@@ -1,9 +1,11 @@
-//! The upstream client's own HTTP/1.1 exchange, for the common request: no body and an
-//! idempotent method (`GET`, `HEAD`, `OPTIONS`, `DELETE`), no upgrade (see [`eligible`]).
-//! Requests with a body or an upgrade still go through hyper's client on the same pooled
-//! connections (`client.rs`).
+//! The upstream client's own HTTP/1.1 exchange: every request to a backend that speaks
+//! HTTP/1.1 (hyper's client serves only HTTP/2). Requests with a body stream it
+//! (`upload.rs`: `Content-Length` or chunked, `Expect: 100-continue`, sent again when the
+//! connection was found closed); an answer may come while the body is still being written,
+//! and the body then goes on beside the answer's (`body.rs`); a `101` to an upgrade request
+//! hands the connection over as an [`Upgraded`] (`upgraded.rs`).
 //!
-//! Why: with hyper's client, each request crossed a channel to a task of its own that
+//! Why own: with hyper's client, each request crossed a channel to a task of its own that
 //! drove the connection, was encoded from a moved head, and its response head was parsed
 //! into a fresh buffer that the next read had to reallocate. Here the request's own task
 //! writes the head from a buffer the connection keeps, reads the answer into a buffer that
@@ -15,31 +17,38 @@
 //!
 //! A pooled connection the backend closed while it was idle is noticed without a system
 //! call when the reactor already saw it readable ([`H1Conn::is_idle_open`]); one closed as
-//! it was taken fails on the first write or with an empty read, and the request (which has
-//! no body, and whose method is idempotent, RFC 9110 §9.2.2) is sent again on another.
+//! it was taken fails on the first write or with an empty read, and the request is sent
+//! again on another when that is safe ([`Upload::may_resend`]: its body so far is kept, and
+//! its method is idempotent (RFC 9110 §9.2.2) or no byte of it was written).
 
 mod body;
 mod chunked;
 mod response;
+mod upgraded;
+mod upload;
 
+use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
-use http::header::{CONNECTION, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, UPGRADE};
 use http::{Method, Request};
 use http_body::Body;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 pub(crate) use body::OwnBody;
 pub(crate) use response::Head;
+pub use upgraded::{OnUpgraded, Upgraded};
+pub(crate) use upload::{Rest, Upload, UploadError, Uploading};
 
-use super::error::Kind;
+use super::error::{BoxError, Kind};
 use super::stream::Stream;
 use super::UpstreamError;
 use response::Parsed;
+use upload::{Added, Text};
 
 /// The first read buffer of a connection; a head larger than that grows it.
 const READ_SIZE: usize = 8 * 1024;
@@ -71,17 +80,6 @@ pub(crate) trait KeepAlive {
     fn put_own(&self, conn: H1Conn);
 }
 
-/// Whether `req` can take the own exchange: an idempotent method without a body, without
-/// `Transfer-Encoding` and without an upgrade.
-pub(crate) fn eligible<B: Body>(req: &Request<B>) -> bool {
-    matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
-    ) && req.body().is_end_stream()
-        && !req.headers().contains_key(UPGRADE)
-        && !req.headers().contains_key(TRANSFER_ENCODING)
-}
-
 impl H1Conn {
     /// A connection over `stream`, which has carried nothing yet or ended its last
     /// exchange cleanly.
@@ -91,11 +89,6 @@ impl H1Conn {
             buf: BytesMut::with_capacity(READ_SIZE),
             out: Vec::with_capacity(512),
         }
-    }
-
-    /// The stream, for hyper's client to take over; `None` if bytes are pending on it.
-    pub(crate) fn into_stream(self) -> Option<Stream> {
-        self.buf.is_empty().then_some(self.stream)
     }
 
     /// Whether an idle connection is still open and quiet. The backend may not send
@@ -110,67 +103,94 @@ impl H1Conn {
             .is_pending()
     }
 
-    /// Sends `req`'s head and reads the answer's head. On success the connection is
-    /// positioned at the start of the body (`buf` holds what was read of it, unless the
-    /// head carries the whole body).
-    pub(crate) async fn exchange<B>(&mut self, req: &Request<B>) -> Result<Head, Failure> {
-        self.encode(req);
-        let written = async {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await
-        };
-        if let Err(e) = written.await {
-            return Err(Failure::io(e, true));
-        }
+    /// Sends `req` (its head, then its body as [`Upload`] writes it) and reads the answer's
+    /// head, while the body is still being written too: a backend may answer early. On
+    /// success the connection is positioned at the start of the answer's body (`buf` holds
+    /// what was read of it, unless the head carries the whole body), and `upload` says
+    /// whether the request body was sent whole or is still streaming.
+    pub(crate) async fn exchange<B>(
+        &mut self,
+        req: &mut Request<B>,
+        upload: &mut Upload,
+    ) -> Result<Head, Failure>
+    where
+        B: Body + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        self.encode(req, upload);
         let head_request = req.method() == Method::HEAD;
+        let upgrade = req.headers().contains_key(UPGRADE);
         let mut answered = false;
-        // Bounded: every pass consumes a head or reads more bytes, and a head is at most
-        // `MAX_HEAD` bytes.
-        loop {
+        let mut write_error = None;
+        // Bounded: every pass consumes a head or reads more bytes (a head is at most
+        // `MAX_HEAD` bytes); the body's progress is bounded by `Upload`.
+        poll_fn(|cx| loop {
+            if write_error.is_none() && !upload.is_done() {
+                match upload.poll_send(
+                    &mut self.stream,
+                    &mut self.out,
+                    Pin::new(req.body_mut()),
+                    cx,
+                ) {
+                    Poll::Ready(Ok(())) | Poll::Pending => {}
+                    // The backend stopped reading: its answer may still be there to read.
+                    Poll::Ready(Err(UploadError::Io(e))) => write_error = Some(e),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Err(Failure {
+                            error: e.into_error(),
+                            unanswered: false,
+                        }))
+                    }
+                }
+            }
             if !self.buf.is_empty() {
-                match response::parse(&self.buf, head_request) {
+                match response::parse(&self.buf, head_request, upgrade) {
                     Ok(Parsed::Complete(head)) => {
                         let used = head.len + head.body.as_ref().map_or(0, |b| b.len());
                         self.buf.advance(used);
-                        return Ok(head);
+                        return Poll::Ready(Ok(head));
                     }
-                    Ok(Parsed::Informational(len)) => {
+                    Ok(Parsed::Informational { len, go_ahead }) => {
                         self.buf.advance(len);
+                        if go_ahead {
+                            upload.go_ahead();
+                        }
                         continue;
                     }
                     Ok(Parsed::Partial) => {}
                     Err(e) => {
-                        return Err(Failure {
+                        return Poll::Ready(Err(Failure {
                             error: UpstreamError::new(Kind::InvalidResponse, Some(Box::new(e))),
                             unanswered: false,
-                        })
+                        }))
                     }
                 }
             }
             if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
                 self.buf.reserve(READ_SIZE);
             }
-            let read = poll_fn(|cx| {
-                tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
-            })
-            .await;
-            match read {
+            let read = tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf);
+            match ready!(read) {
                 Ok(0) => {
-                    let closed = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the backend closed the connection before the end of the response head",
-                    );
-                    return Err(Failure::io(closed, !answered));
+                    let error = write_error.take().unwrap_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the backend closed the connection before the end of the response head",
+                        )
+                    });
+                    return Poll::Ready(Err(Failure::io(error, !answered)));
                 }
                 Ok(_) => answered = true,
-                Err(e) => return Err(Failure::io(e, !answered)),
+                Err(e) => return Poll::Ready(Err(Failure::io(e, !answered))),
             }
-        }
+        })
+        .await
     }
 
     /// Writes `req`'s head into `out`: request line in origin form, the headers as they
-    /// are (the caller set `Host` and stripped hop-by-hop fields).
-    fn encode<B>(&mut self, req: &Request<B>) {
+    /// are (the caller set `Host` and stripped hop-by-hop fields), plus the framing line
+    /// `upload` adds.
+    fn encode<B>(&mut self, req: &Request<B>, upload: &Upload) {
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(req.method().as_str().as_bytes());
@@ -178,13 +198,30 @@ impl H1Conn {
         let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        let drop_length = upload.drops_length();
         for (name, value) in req.headers() {
+            if drop_length && name == CONTENT_LENGTH {
+                continue;
+            }
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
+        match upload.added() {
+            Added::Nothing => {}
+            Added::Length(n) => {
+                let _ = write!(Text(out), "content-length: {n}\r\n");
+            }
+            Added::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        }
         out.extend_from_slice(b"\r\n");
+    }
+
+    /// The connection, switched to another protocol after a `101`: the stream and the
+    /// bytes already read of the new protocol.
+    pub(crate) fn into_upgraded(self) -> OnUpgraded {
+        OnUpgraded::new(Upgraded::new(self.stream, self.buf.freeze()))
     }
 }
 

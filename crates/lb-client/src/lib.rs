@@ -54,6 +54,7 @@ mod tls;
 
 pub use body::UpstreamBody;
 pub use error::UpstreamError;
+pub use h1::{OnUpgraded, Upgraded};
 pub use options::{Alpn, ClientCert, PeerOptions, TlsOptions};
 pub use pool::{pool_shard, set_pool_shard};
 pub use target::{upstream_authority, UpstreamAuthority};
@@ -62,27 +63,23 @@ pub use tls::ClientBuildError;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{HeaderValue, HOST, UPGRADE};
+use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lb_core::{monotonic_ms, Backend};
 
 use body::RequestBody;
 use connector::{Connector, ServerNames, Settings};
 use error::Kind;
-use h1::H1Conn;
-use pool::{Conn, Host, Lent, Pool};
-
-/// hyper's handle on a lent HTTP/1.1 connection, with the flag that gives it back (`None`
-/// for an upgrade); `None` when the connection could not be lent.
-type LentSender<B> = Option<(http1::SendRequest<RequestBody<B>>, Option<Arc<AtomicBool>>)>;
+use h1::{H1Conn, Upload};
+use pool::{Conn, Host, Pool};
 
 /// How many pooled connections one request may find closed under it (the backend closed
 /// them as they were taken) before it opens a new one.
@@ -201,7 +198,17 @@ where
         let mut req = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
         let host = self.pool.host(backend.addr());
         let h2 = self.connector.may_use_h2();
-        let own = h1::eligible(&req);
+        let idempotent = matches!(
+            *req.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::DELETE
+                | Method::PUT
+                | Method::TRACE
+        );
+        // How the body goes out over HTTP/1.1, made on the first HTTP/1.1 connection.
+        let mut upload: Option<Upload> = None;
         for stale in 0..=MAX_STALE {
             let pooled = if stale < MAX_STALE {
                 host.checkout(h2)
@@ -217,52 +224,39 @@ where
             // The read timeout runs from here: the connection is chosen.
             let chosen = monotonic_ms();
             match conn {
-                Conn::Http1 { mut conn, reused } if own => {
+                Conn::Http1 { mut conn, reused } => {
                     origin_form(&mut req, &target.authority, &self.scheme);
-                    let exchanged = self.wait(conn.exchange(&req), chosen, None).await?;
-                    match exchanged {
-                        Ok(mut head) => {
-                            let back = (!h1::asks_close(&req)).then_some(host);
-                            let body = h1::OwnBody::new(conn, &mut head, back);
-                            let timeout = self.read_timeout;
-                            return Ok(head.response.map(|()| UpstreamBody::own(body, timeout)));
+                    let upload = match &mut upload {
+                        Some(again) => {
+                            again.rewind();
+                            again
                         }
-                        // Closed as it was taken: try another (the request has no body
-                        // and an idempotent method).
-                        Err(failure) if failure.unanswered && reused => {}
+                        None => upload.insert(Upload::new(&req)?),
+                    };
+                    let exchange = conn.exchange(&mut req, upload);
+                    let exchanged = self.wait(exchange, chosen, progress.as_deref()).await?;
+                    match exchanged {
+                        Ok(head) => return Ok(self.answer(conn, head, req, upload, &host)),
+                        // Closed as it was taken: try another when the request can be sent
+                        // again.
+                        Err(failure)
+                            if failure.unanswered && reused && upload.may_resend(idempotent) => {}
                         Err(failure) => return Err(failure.error),
                     }
                 }
-                Conn::Http1 { conn, reused } => {
-                    let upgrade = req.headers().contains_key(UPGRADE);
-                    let Some((mut sender, lent)) = self.lend(conn, &host, upgrade).await? else {
-                        continue;
-                    };
-                    origin_form(&mut req, &target.authority, &self.scheme);
-                    let sent = sender.try_send_request(req);
-                    match self.wait(sent, chosen, progress.as_deref()).await? {
-                        Ok(resp) => {
-                            // An upgraded connection (101) is never reused.
-                            let lent = lent
-                                .filter(|_| resp.status() != StatusCode::SWITCHING_PROTOCOLS)
-                                .map(|reusable| Lent::new(sender, reusable));
-                            let timeout = self.read_timeout;
-                            return Ok(resp.map(|b| UpstreamBody::new(b, timeout, lent)));
-                        }
-                        Err(mut error) => match error.take_message() {
-                            // Not sent: the pooled connection closed under it. Try another.
-                            Some(unsent) if reused => req = unsent,
-                            _ => return Err(UpstreamError::from_request(error.into_error())),
-                        },
-                    }
-                }
                 Conn::Http2(mut sender) => {
+                    if upload.as_ref().is_some_and(Upload::read_any) {
+                        return Err(UpstreamError::new(
+                            Kind::Request,
+                            Some("the request body was partly sent on a closed connection".into()),
+                        ));
+                    }
                     self.absolute_form(&mut req, &target.authority)?;
                     let sent = sender.try_send_request(req);
                     match self.wait(sent, chosen, progress.as_deref()).await? {
                         Ok(resp) => {
                             let timeout = self.read_timeout;
-                            return Ok(resp.map(|b| UpstreamBody::new(b, timeout, None)));
+                            return Ok(resp.map(|b| UpstreamBody::new(b, timeout)));
                         }
                         Err(mut error) => match error.take_message() {
                             Some(unsent) => req = unsent,
@@ -276,6 +270,39 @@ where
             Kind::Request,
             Some("every connection to the backend closed before the request was sent".into()),
         ))
+    }
+
+    /// The response of an HTTP/1.1 exchange whose head arrived: its body streams from
+    /// `conn` (which goes back to `host` after it when it may), or, after a `101`, the
+    /// connection rides in its extensions as an [`Upgraded`].
+    fn answer(
+        &self,
+        conn: H1Conn,
+        mut head: h1::Head,
+        req: Request<RequestBody<B>>,
+        upload: &mut Upload,
+        host: &Arc<Host<RequestBody<B>>>,
+    ) -> Response<UpstreamBody<B>> {
+        let timeout = self.read_timeout;
+        if head.response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let mut resp = head.response.map(|()| UpstreamBody::empty(timeout));
+            resp.extensions_mut().insert(conn.into_upgraded());
+            return resp;
+        }
+        // Written whole, or still streaming beside the answer; a request that waited for
+        // `100 Continue` and got a final answer instead never sends its body, and its
+        // connection is closed.
+        let back = (upload.is_done() || upload.is_streaming()) && !h1::asks_close(&req);
+        let back = back.then(|| host.clone());
+        let rest = (!upload.is_done() && upload.is_streaming()).then(|| {
+            let upload = std::mem::replace(upload, Upload::finished());
+            Box::new(h1::Uploading {
+                upload,
+                body: req.into_body(),
+            }) as Box<dyn h1::Rest>
+        });
+        let body = h1::OwnBody::new(conn, &mut head, back, rest);
+        head.response.map(|()| UpstreamBody::own(body, timeout))
     }
 
     /// Opens a connection to `authority`: a bare HTTP/1.1 one, or (ALPN `h2`) an HTTP/2
@@ -304,32 +331,6 @@ where
             conn: H1Conn::new(stream),
             reused: false,
         })
-    }
-
-    /// Hands `conn` to hyper's client for one request (one with a body, or an upgrade) and
-    /// spawns the task that drives it. Unless `upgrade`, the connection comes back to
-    /// `host` when the response has been read (the flag returned is set then). `None` if
-    /// `conn` had bytes pending (it is dropped).
-    async fn lend(
-        &self,
-        conn: H1Conn,
-        host: &Arc<Host<RequestBody<B>>>,
-        upgrade: bool,
-    ) -> Result<LentSender<B>, UpstreamError> {
-        let Some(stream) = conn.into_stream() else {
-            return Ok(None);
-        };
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::from_handshake)?;
-        if upgrade {
-            tokio::spawn(drive(conn.with_upgrades()));
-            return Ok(Some((sender, None)));
-        }
-        let reusable = Arc::new(AtomicBool::new(false));
-        tokio::spawn(pool::drive_back(conn, host.clone(), reusable.clone()));
-        Ok(Some((sender, Some(reusable))))
     }
 
     /// Waits for `sent` under the read timeout, if any.

@@ -18,10 +18,9 @@
 //!   capacity is `pool_max_idle`) as bare connections ([`H1Conn`]); a checkout pops one,
 //!   skipping those that idled past `idle_timeout`, that the backend closed, or that it
 //!   sent bytes on (see `H1Conn::is_idle_open`);
-//! - a connection goes back when its response has been read to the end: at once when the
-//!   body came with the head (the own client, `h1.rs`), else at the end of its body; when
-//!   hyper's client served the request (it had a body), hyper hands the connection back
-//!   once it is idle again ([`Lent`]);
+//! - a connection goes back when its response has been read to the end and its request
+//!   written whole: at once when the body came with the head (`h1.rs`), else at the end of
+//!   its body;
 //! - an HTTP/2 connection (TLS with ALPN `h2`) is shared by every request to the backend
 //!   until it closes;
 //! - a reaper task per pool (started with its first idle connection) closes idle
@@ -38,14 +37,11 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_queue::ArrayQueue;
+use hyper::client::conn::http2;
 use hyper::client::conn::http2::SendRequest;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::TokioIo;
 use lb_core::{monotonic_ms, BackendAddr};
 
-use super::frames::Finish;
 use super::h1::{H1Conn, KeepAlive};
-use super::stream::Stream;
 
 /// A backend's address and a pool shard (a worker's index).
 type Key = (BackendAddr, usize);
@@ -99,14 +95,6 @@ pub(crate) enum Conn<B> {
     Http1 { conn: H1Conn, reused: bool },
     /// A clone of the backend's shared HTTP/2 connection.
     Http2(http2::SendRequest<B>),
-}
-
-/// An HTTP/1.1 connection lent to hyper's client for one request: once the response has
-/// been read to its end and hyper is ready for another request, the task driving the
-/// connection hands it back to its backend's queue ([`drive_back`]).
-pub(crate) struct Lent<B> {
-    sender: http1::SendRequest<B>,
-    reusable: Arc<AtomicBool>,
 }
 
 impl<B: Send + 'static> Pool<B> {
@@ -256,75 +244,6 @@ impl<B> KeepAlive for Host<B> {
 impl Idle {
     fn usable(&mut self, now: u64, idle_ms: u64) -> bool {
         now.saturating_sub(self.since) < idle_ms && self.conn.is_idle_open()
-    }
-}
-
-impl<B: Send + 'static> Lent<B> {
-    /// Lends `sender`, whose connection is driven by [`drive_back`] with `reusable`.
-    pub(crate) fn new(sender: http1::SendRequest<B>, reusable: Arc<AtomicBool>) -> Self {
-        Self { sender, reusable }
-    }
-
-    /// The response was read to its end: once hyper is ready for another request (now,
-    /// or after a small task waited for it), the connection is marked reusable and hyper's
-    /// handle dropped, which ends [`drive_back`]'s wait.
-    pub(crate) fn give_back(self) {
-        if self.sender.is_ready() {
-            self.reusable.store(true, Ordering::Release);
-            return;
-        }
-        if self.sender.is_closed() {
-            return;
-        }
-        let Self {
-            mut sender,
-            reusable,
-        } = self;
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if sender.ready().await.is_ok() {
-                    reusable.store(true, Ordering::Release);
-                }
-            });
-        }
-    }
-}
-
-impl<B: Send + 'static> Finish for Lent<B> {
-    /// The response body ended: the connection goes back to the pool.
-    fn finish(self) {
-        self.give_back();
-    }
-}
-
-/// Drives a connection lent to hyper's client for one request; when the request's handle
-/// is gone and the connection was marked `reusable` (its response was read to the end and
-/// hyper stood ready for another), takes the stream back from hyper and queues it in
-/// `host` as a bare connection again.
-pub(crate) async fn drive_back<B>(
-    conn: http1::Connection<TokioIo<Stream>, B>,
-    host: Arc<Host<B>>,
-    reusable: Arc<AtomicBool>,
-) where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    match conn.without_shutdown().await {
-        Ok(parts) if reusable.load(Ordering::Acquire) && parts.read_buf.is_empty() => {
-            host.put_own(H1Conn::new(parts.io.into_inner()));
-        }
-        Ok(_) => {}
-        Err(error) => tracing::debug!(
-            error = &error as &dyn std::error::Error,
-            "upstream connection ended with an error"
-        ),
-    }
-}
-
-impl<B> std::fmt::Debug for Lent<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lent").finish_non_exhaustive()
     }
 }
 

@@ -16,6 +16,7 @@ use http_body::{Frame, SizeHint};
 
 use super::chunked::{Chunked, Step};
 use super::response::{Framing, Head};
+use super::upload::{Rest, UploadError};
 use super::{H1Conn, KeepAlive, READ_SIZE};
 use crate::error::Kind;
 use crate::UpstreamError;
@@ -43,6 +44,9 @@ enum State<K> {
         /// Where the connection goes back at the end; `None`: it is closed instead.
         back: Option<Arc<K>>,
         read_size: usize,
+        /// The request body, still being written (the backend answered early); the
+        /// connection goes back only once it is all written.
+        rest: Option<Box<dyn Rest>>,
     },
     /// Failed: the error, handed out once `pause` ([`FAILURE_PAUSE`]) is over. What was
     /// passed on before the failure is thus written to the client first, as it is when
@@ -69,8 +73,14 @@ enum Reading {
 
 impl<K: KeepAlive> OwnBody<K> {
     /// The body after `head`, read on `conn`; `back` is the connection's backend entry when
-    /// it may serve another request after this response.
-    pub(crate) fn new(conn: H1Conn, head: &mut Head, back: Option<Arc<K>>) -> Self {
+    /// it may serve another request after this response; `rest` is the request body when
+    /// it is still being written (it is written while this body is read).
+    pub(crate) fn new(
+        conn: H1Conn,
+        head: &mut Head,
+        back: Option<Arc<K>>,
+        rest: Option<Box<dyn Rest>>,
+    ) -> Self {
         let back = back.filter(|_| head.keep_alive);
         let framing = match head.framing {
             Framing::Empty | Framing::Length(0) => None,
@@ -80,8 +90,11 @@ impl<K: KeepAlive> OwnBody<K> {
             Framing::Close => Some(Reading::Close),
         };
         let Some(framing) = framing else {
-            // Whole already: the connection is free before the response is even passed on.
-            give_back(conn, back);
+            // Whole already: the connection is free before the response is even passed on,
+            // unless the request is not all written (then it is closed).
+            if rest.is_none() {
+                give_back(conn, back);
+            }
             return Self {
                 state: State::Whole(head.body.take().filter(|b| !b.is_empty())),
             };
@@ -92,13 +105,27 @@ impl<K: KeepAlive> OwnBody<K> {
                 framing,
                 back,
                 read_size: READ_SIZE,
+                rest,
             },
+        }
+    }
+
+    /// A body with nothing in it, on no connection.
+    pub(crate) fn empty() -> Self {
+        Self {
+            state: State::Whole(None),
         }
     }
 
     /// Ends the body: the connection goes back to the pool if it may.
     fn finish(&mut self) {
-        if let State::Reading { conn, back, .. } = std::mem::replace(&mut self.state, State::Done) {
+        if let State::Reading {
+            conn,
+            back,
+            rest: None,
+            ..
+        } = std::mem::replace(&mut self.state, State::Done)
+        {
             give_back(conn, back);
         }
     }
@@ -147,7 +174,8 @@ impl<K: KeepAlive> http_body::Body for OwnBody<K> {
                 conn,
                 framing,
                 read_size,
-                ..
+                back,
+                rest,
             } = &mut this.state
             else {
                 return match &mut this.state {
@@ -159,6 +187,19 @@ impl<K: KeepAlive> http_body::Body for OwnBody<K> {
                     _ => Poll::Ready(None),
                 };
             };
+            if let Some(sending) = rest {
+                match sending.poll_rest(&mut conn.stream, &mut conn.out, cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Ok(())) => *rest = None,
+                    // The backend stopped reading the request: its answer goes on, and the
+                    // connection is closed after it.
+                    Poll::Ready(Err(UploadError::Io(_))) => {
+                        *rest = None;
+                        *back = None;
+                    }
+                    Poll::Ready(Err(e)) => return this.fail(cx, Box::new(e.into_error())),
+                }
+            }
             match framing {
                 Reading::Length(left) => {
                     if !conn.buf.is_empty() {

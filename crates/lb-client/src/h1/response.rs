@@ -80,19 +80,23 @@ pub(crate) struct Head {
 pub(crate) enum Parsed {
     /// Not a complete head yet.
     Partial,
-    /// A complete 1xx head of this length, to skip.
-    Informational(usize),
+    /// A complete 1xx head (not 101) of `len` bytes, to skip; `go_ahead` for
+    /// `100 Continue`, which tells a request that waits for it to send its body.
+    Informational { len: usize, go_ahead: bool },
     /// A complete final head.
     Complete(Head),
 }
 
 /// Parses the head at the start of `buf`. `head_request`: the request was `HEAD`, so the
-/// answer has no body whatever its headers say.
+/// answer has no body whatever its headers say. `upgrade`: the request asked for a
+/// protocol upgrade, so `101 Switching Protocols` is its final answer (with no body, and
+/// the connection is the new protocol's from then on); to any other request a 101 is an
+/// invalid response.
 ///
 /// The head, and its body when it has a length and is all in `buf`, are copied once into
 /// a `Bytes` that the header values and the body share: one allocation, and `buf` stays
 /// unshared for the next read.
-pub(crate) fn parse(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
+pub(crate) fn parse(buf: &[u8], head_request: bool, upgrade: bool) -> Result<Parsed, HeadError> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut lines);
     let len = match parsed.parse(buf)? {
@@ -104,8 +108,14 @@ pub(crate) fn parse(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError>
     let code = parsed.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid)?;
     match code {
-        101 => return Err(HeadError::UnexpectedUpgrade),
-        100..=199 => return Ok(Parsed::Informational(len)),
+        101 if !upgrade => return Err(HeadError::UnexpectedUpgrade),
+        101 => {}
+        100..=199 => {
+            return Ok(Parsed::Informational {
+                len,
+                go_ahead: code == 100,
+            })
+        }
         _ => {}
     }
     let version = if parsed.version == Some(0) {
@@ -141,7 +151,7 @@ pub(crate) fn parse(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError>
         }
     }
     let mut keep_alive = !close && (version == Version::HTTP_11 || keep_alive_token);
-    let framing = if head_request || code == 204 || code == 304 {
+    let framing = if head_request || code == 101 || code == 204 || code == 304 {
         Framing::Empty
     } else if let Some(chunked) = chunked {
         if version == Version::HTTP_10 {
@@ -161,7 +171,7 @@ pub(crate) fn parse(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError>
     } else {
         Framing::Close
     };
-    keep_alive &= framing != Framing::Close;
+    keep_alive &= framing != Framing::Close && code != 101;
     let in_hand = match framing {
         Framing::Length(n) => usize::try_from(n)
             .ok()
@@ -222,7 +232,7 @@ mod tests {
     use super::*;
 
     fn complete(text: &str, head_request: bool) -> Head {
-        match parse(text.as_bytes(), head_request).unwrap() {
+        match parse(text.as_bytes(), head_request, false).unwrap() {
             Parsed::Complete(head) => head,
             other => panic!("not a complete final head: {text:?}: {other:?}"),
         }
@@ -319,11 +329,14 @@ mod tests {
             "HTTX/1.1 200 OK\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
         ] {
-            assert!(parse(text.as_bytes(), false).is_err(), "accepted {text:?}");
+            assert!(
+                parse(text.as_bytes(), false, false).is_err(),
+                "accepted {text:?}"
+            );
         }
         let huge = format!("HTTP/1.1 200 OK\r\nX: {}\r\n", "a".repeat(MAX_HEAD));
         assert!(matches!(
-            parse(huge.as_bytes(), false),
+            parse(huge.as_bytes(), false, false),
             Err(HeadError::TooLarge)
         ));
     }
@@ -331,11 +344,44 @@ mod tests {
     #[test]
     fn partial_and_informational_heads() {
         assert!(matches!(
-            parse(b"HTTP/1.1 200 OK\r\nContent-Le", false),
+            parse(b"HTTP/1.1 200 OK\r\nContent-Le", false, false),
             Ok(Parsed::Partial)
         ));
         let text = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n";
-        assert!(matches!(parse(text, false), Ok(Parsed::Informational(40))));
+        assert!(matches!(
+            parse(text, false, false),
+            Ok(Parsed::Informational {
+                len: 40,
+                go_ahead: false
+            })
+        ));
+        let text = b"HTTP/1.1 100 Continue\r\n\r\n";
+        assert!(matches!(
+            parse(text, false, false),
+            Ok(Parsed::Informational {
+                len: 25,
+                go_ahead: true
+            })
+        ));
+    }
+
+    #[test]
+    fn switching_protocols_ends_the_head_only_for_an_upgrade_request() {
+        let text = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\nframes";
+        assert!(matches!(
+            parse(text, false, false),
+            Err(HeadError::UnexpectedUpgrade)
+        ));
+        let Ok(Parsed::Complete(head)) = parse(text, false, true) else {
+            panic!("a 101 to an upgrade request is its answer");
+        };
+        assert_eq!(head.response.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!((head.framing, head.keep_alive), (Framing::Empty, false));
+        assert_eq!(
+            &text[head.len..],
+            b"frames",
+            "the new protocol's bytes stay unread"
+        );
     }
 
     #[test]

@@ -8,9 +8,8 @@
 //! - [`UpgradeRequest::restore_headers`] after hop-by-hop removal;
 //! - [`UpgradeRequest::switch`] when the backend answered 101.
 //!
-//! The backend's connection is never returned to the client pool: hyper-util's legacy
-//! client hands an upgraded HTTP/1.1 connection over to [`hyper::upgrade::on`] and treats
-//! its sender as closed, so the pool drops it.
+//! The backend's connection is never returned to the client pool: the client hands it over
+//! in the 101's extensions ([`OnUpgraded`]), and the splice owns it from then on.
 //!
 //! Not supported: HTTP/2 extended CONNECT (RFC 8441, WebSocket over HTTP/2) and `h2c`
 //! upgrades. An HTTP/2 request is never treated as an upgrade, and `Upgrade: h2c` (or an
@@ -28,6 +27,7 @@ use http::request::Parts;
 use http::{Response, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use lb_client::OnUpgraded;
 
 use crate::body::ProxyBody;
 use crate::headers;
@@ -84,11 +84,14 @@ impl UpgradeRequest {
     /// until it ends. `idle` closes both sides after that long without a byte either way.
     pub(crate) fn switch<B>(
         self,
-        mut resp: Response<B>,
+        resp: Response<B>,
         guard: Guard,
         idle: Duration,
     ) -> Response<ProxyBody> {
-        let upstream = hyper::upgrade::on(&mut resp);
+        let upstream = resp
+            .extensions()
+            .get::<OnUpgraded>()
+            .and_then(OnUpgraded::take);
         let (mut parts, _empty) = resp.into_parts();
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         headers::strip_hop_by_hop(&mut parts.headers);
@@ -101,15 +104,19 @@ impl UpgradeRequest {
         let downstream = self.downstream;
         tokio::spawn(async move {
             let backend = guard.in_flight.backend().clone();
-            let (client, server) = match tokio::try_join!(downstream, upstream) {
-                Ok(both) => both,
+            let Some(server) = upstream else {
+                tracing::debug!(%backend, "upgrade did not complete: the backend's connection was not handed over");
+                return;
+            };
+            let client = match downstream.await {
+                Ok(client) => client,
                 Err(error) => {
                     tracing::debug!(%backend, error = &error as &dyn std::error::Error, "upgrade did not complete");
                     return;
                 }
             };
             tracing::debug!(%backend, "upgraded connection spliced");
-            let stats = splice(TokioIo::new(client), TokioIo::new(server), idle).await;
+            let stats = splice(TokioIo::new(client), server, idle).await;
             drop(guard);
             match &stats.end {
                 SpliceEnd::Error(error) => tracing::debug!(
