@@ -290,8 +290,9 @@ where
             return resp;
         }
         // Written whole, or still streaming beside the answer; a request that waited for
-        // `100 Continue` and got a final answer instead never sends its body, and its
-        // connection is closed.
+        // `100 Continue` and was refused never sends its body, and its connection is
+        // closed.
+        upload.answered(head.response.status());
         let back = (upload.is_done() || upload.is_streaming()) && !h1::asks_close(&req);
         let back = back.then(|| host.clone());
         let rest = (!upload.is_done() && upload.is_streaming()).then(|| {

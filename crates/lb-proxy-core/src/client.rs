@@ -18,7 +18,8 @@
 //! ```
 
 pub use lb_client::{
-    prepare_backend, Alpn, ClientBuildError, ClientCert, PeerOptions, TlsOptions, UpstreamError,
+    prepare_backend, Alpn, ClientBuildError, ClientCert, OnUpgraded, PeerOptions, TlsOptions,
+    Upgraded, UpstreamError,
 };
 // The PEM files named in the configuration are read by lb-config; the client's users read
 // the same kinds of file with the same code.

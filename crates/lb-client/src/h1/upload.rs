@@ -233,6 +233,16 @@ impl Upload {
         }
     }
 
+    /// The final answer came while the body waits for `100 Continue`: a `2xx` (a backend
+    /// that answers at once and reads the body as it streams its answer) is taken as the
+    /// go-ahead, anything else as the refusal of the body (which is then never read), as
+    /// curl does.
+    pub(crate) fn answered(&mut self, status: http::StatusCode) {
+        if status.is_success() {
+            self.go_ahead();
+        }
+    }
+
     /// Whether the request may be sent again on another connection after this attempt
     /// found its connection closed: all of the body read so far is kept, and either the
     /// method is idempotent or the connection took no byte (RFC 9110 §9.2.2).
