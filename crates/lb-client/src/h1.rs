@@ -133,8 +133,15 @@ impl H1Conn {
                     cx,
                 ) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
-                    // The backend stopped reading: its answer may still be there to read.
-                    Poll::Ready(Err(UploadError::Io(e))) => write_error = Some(e),
+                    // The backend stopped reading and closed: its answer may still be
+                    // there to read (a `413` before the close, say).
+                    Poll::Ready(Err(UploadError::Io(e))) if closed_by_peer(&e) => {
+                        write_error = Some(e);
+                    }
+                    // A write timeout: the backend does not read, and the request fails.
+                    Poll::Ready(Err(UploadError::Io(e))) => {
+                        return Poll::Ready(Err(Failure::io(e, !answered)))
+                    }
                     Poll::Ready(Err(e)) => {
                         return Poll::Ready(Err(Failure {
                             error: e.into_error(),
@@ -223,6 +230,17 @@ impl H1Conn {
     pub(crate) fn into_upgraded(self) -> OnUpgraded {
         OnUpgraded::new(Upgraded::new(self.stream, self.buf.freeze()))
     }
+}
+
+/// Whether a write failed because the backend closed the connection (rather than, say,
+/// the write timeout).
+fn closed_by_peer(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// Whether the request asks the backend to close the connection after answering.

@@ -24,14 +24,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Underneath: an own HTTP/1.1 exchange for bodiless requests with idempotent methods
-//! (`h1.rs`: no task, no channel per request, the answer parsed in place), hyper's
-//! connection-level HTTP/1.1 client for requests with a body or an upgrade (on a pooled
-//! connection lent to it and taken back after), hyper's HTTP/2 client where ALPN picks
-//! `h2`, and this module's own keep-alive pool (`pool.rs`: lock-free, one entry per
-//! backend address and worker, one pool per client, so a TLS client and a plain one never
-//! share a connection). The authority of a backend is computed once (see
-//! [`prepare_backend`]).
+//! Underneath: an own HTTP/1.1 exchange for every request to a backend that speaks
+//! HTTP/1.1 (`h1.rs`: no task, no channel per request, the answer parsed in place; request
+//! bodies streamed with their `Content-Length` or chunked, `Expect: 100-continue`, an
+//! answer that comes before the body ends, and upgrades, whose connection a `101` hands
+//! over as an [`Upgraded`]), hyper's HTTP/2 client where ALPN picks `h2`, and this
+//! module's own keep-alive pool (`pool.rs`: lock-free, one entry per backend address and
+//! worker, one pool per client, so a TLS client and a plain one never share a
+//! connection). The authority of a backend is computed once (see [`prepare_backend`]).
 //!
 //! The crate knows nothing of the proxy's request pipeline: the request body type is the
 //! caller's (`B`), and the pool's shard is whatever [`set_pool_shard`] last said on the
