@@ -34,7 +34,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::{Buf, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH};
 use http::{Method, Request};
 use http_body::Body;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -119,7 +119,7 @@ impl H1Conn {
     {
         self.encode(req, upload);
         let head_request = req.method() == Method::HEAD;
-        let upgrade = req.headers().contains_key(UPGRADE);
+        let upgrade = upload.asks_upgrade();
         let mut answered = false;
         let mut write_error = None;
         // Bounded: every pass consumes a head or reads more bytes (a head is at most

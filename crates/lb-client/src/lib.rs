@@ -236,7 +236,17 @@ where
                     let exchange = conn.exchange(&mut req, upload);
                     let exchanged = self.wait(exchange, chosen, progress.as_deref()).await?;
                     match exchanged {
-                        Ok(head) => return Ok(self.answer(conn, head, req, upload, &host)),
+                        Ok(head) => {
+                            upload.answered(head.response.status());
+                            let closes = h1::asks_close(&req);
+                            // The body moves on only when it is still to be written.
+                            let rest = if upload.is_streaming() && !upload.is_done() {
+                                Some(req.into_body())
+                            } else {
+                                None
+                            };
+                            return Ok(self.answer(conn, head, upload, rest, closes, &host));
+                        }
                         // Closed as it was taken: try another when the request can be sent
                         // again.
                         Err(failure)
@@ -273,14 +283,18 @@ where
     }
 
     /// The response of an HTTP/1.1 exchange whose head arrived: its body streams from
-    /// `conn` (which goes back to `host` after it when it may), or, after a `101`, the
-    /// connection rides in its extensions as an [`Upgraded`].
+    /// `conn` (which goes back to `host` after it when it may), and drives the rest of the
+    /// request body (`rest`) when that is still being written; after a `101`, the
+    /// connection rides in its extensions as an [`Upgraded`]. `closes`: the request asked
+    /// the backend to close the connection.
+    #[inline]
     fn answer(
         &self,
         conn: H1Conn,
         mut head: h1::Head,
-        req: Request<RequestBody<B>>,
         upload: &mut Upload,
+        rest: Option<RequestBody<B>>,
+        closes: bool,
         host: &Arc<Host<RequestBody<B>>>,
     ) -> Response<UpstreamBody<B>> {
         let timeout = self.read_timeout;
@@ -292,15 +306,11 @@ where
         // Written whole, or still streaming beside the answer; a request that waited for
         // `100 Continue` and was refused never sends its body, and its connection is
         // closed.
-        upload.answered(head.response.status());
-        let back = (upload.is_done() || upload.is_streaming()) && !h1::asks_close(&req);
+        let back = (upload.is_done() || upload.is_streaming()) && !closes;
         let back = back.then(|| host.clone());
-        let rest = (!upload.is_done() && upload.is_streaming()).then(|| {
+        let rest = rest.map(|body| {
             let upload = std::mem::replace(upload, Upload::finished());
-            Box::new(h1::Uploading {
-                upload,
-                body: req.into_body(),
-            }) as Box<dyn h1::Rest>
+            Box::new(h1::Uploading { upload, body }) as Box<dyn h1::Rest>
         });
         let body = h1::OwnBody::new(conn, &mut head, back, rest);
         head.response.map(|()| UpstreamBody::own(body, timeout))

@@ -34,7 +34,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::{HeaderMap, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
+use http::header::{HeaderMap, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{Method, Request};
 use http_body::Body;
 use tokio::io::AsyncWrite;
@@ -85,6 +85,8 @@ pub(crate) struct Upload {
     /// `Transfer-Encoding`).
     drop_length: bool,
     expect: bool,
+    /// Whether the request asks for a protocol upgrade (`Upgrade`).
+    upgrade: bool,
     /// Bytes still due under `Content-Length`.
     left: u64,
     phase: Phase,
@@ -142,13 +144,27 @@ impl Upload {
     pub(crate) fn new<B: Body>(req: &Request<B>) -> Result<Self, UpstreamError> {
         let headers = req.headers();
         let body = req.body();
-        let drop_length = headers.contains_key(TRANSFER_ENCODING);
-        let (framing, added) = if drop_length {
+        // One pass over the names (most requests have none of these) instead of a lookup
+        // for each.
+        let (mut te, mut cl, mut expect_field, mut upgrade) = (false, false, false, false);
+        for name in headers.keys() {
+            if name == TRANSFER_ENCODING {
+                te = true;
+            } else if name == CONTENT_LENGTH {
+                cl = true;
+            } else if name == EXPECT {
+                expect_field = true;
+            } else if name == UPGRADE {
+                upgrade = true;
+            }
+        }
+        let drop_length = te;
+        let (framing, added) = if te {
             if !ends_chunked(headers) {
                 return Err(invalid("a Transfer-Encoding that does not end in chunked"));
             }
             (Framing::Chunked, Added::Nothing)
-        } else if headers.contains_key(CONTENT_LENGTH) {
+        } else if cl {
             let n = content_length(headers).ok_or_else(|| invalid("an invalid Content-Length"))?;
             (Framing::Length(n), Added::Nothing)
         } else if body.is_end_stream() {
@@ -162,14 +178,16 @@ impl Upload {
         } else {
             (Framing::Chunked, Added::Chunked)
         };
-        let expect = headers
-            .get(EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let expect = expect_field
+            && headers
+                .get(EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let mut send = Self {
             framing,
             added,
             drop_length,
             expect,
+            upgrade,
             left: 0,
             phase: Phase::Done,
             held: None,
@@ -192,6 +210,7 @@ impl Upload {
             added: Added::Nothing,
             drop_length: false,
             expect: false,
+            upgrade: false,
             left: 0,
             phase: Phase::Done,
             held: None,
@@ -202,6 +221,11 @@ impl Upload {
             broken: false,
             queue: Queue::default(),
         }
+    }
+
+    /// Whether the request asks for a protocol upgrade: a `101` is then its answer.
+    pub(crate) fn asks_upgrade(&self) -> bool {
+        self.upgrade
     }
 
     /// The header line the head adds.
