@@ -1,8 +1,10 @@
 //! Request bodies on the upstream client's own HTTP/1.1 exchange (`lb-client/src/h1/`),
 //! through the public `UpstreamClient` against real loopback backends: what goes on the
 //! wire for a known and an unknown length, a backend answering before the body ends, a
-//! body streamed both ways at once, `Expect: 100-continue` (refused, granted, and
-//! unanswered), a stale pooled connection, a body that breaks its length, and an upgrade.
+//! body streamed both ways at once, a `200` before a large body is read (directly and
+//! through lb-proxy, whose client connection must stay open), `Expect: 100-continue`
+//! (refused, granted, and unanswered), a stale pooled connection, a body that breaks its
+//! length, and an upgrade.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -12,7 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -130,6 +132,61 @@ async fn continue_server(mode: Continue) -> SocketAddr {
     });
     addr
 }
+
+/// A backend that answers `200 ok` as soon as it has read a request's head, then reads the
+/// body (its `Content-Length`) and serves the next request on the same connection. It
+/// records the body length of each request and the connections it accepted.
+async fn answers_first() -> (SocketAddr, Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let conns = Arc::new(Mutex::new(0));
+    let (b, c) = (bodies.clone(), conns.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            *c.lock().unwrap() += 1;
+            let b = b.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // The head (requests come one after the other: nothing follows it yet).
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    buf.drain(..end);
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                    while buf.len() < length {
+                        let mut chunk = [0u8; 65536];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..length);
+                    b.lock().unwrap().push(length);
+                }
+            });
+        }
+    });
+    (addr, bodies, conns)
+}
+
+/// A body larger than the loopback socket buffers, so the answer comes while it is written.
+const LARGE: usize = 4 << 20;
 
 async fn collect<B>(resp: http::Response<B>) -> (StatusCode, Bytes)
 where
@@ -281,6 +338,55 @@ async fn a_body_streams_both_ways_at_once_and_the_connection_is_kept() {
         1,
         "written whole: the connection served again"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_200_before_the_body_is_read_still_gets_all_of_it() {
+    let (addr, bodies, conns) = answers_first().await;
+    let client: UpstreamClient<Full<Bytes>> = UpstreamClient::new(Default::default()).unwrap();
+    let target = backend_at(addr);
+    for _ in 0..3 {
+        let req = Request::post("/")
+            .body(Full::new(Bytes::from(vec![b'x'; LARGE])))
+            .unwrap();
+        let resp = tokio::time::timeout(STEP, client.request(&target, req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(collect(resp).await, (StatusCode::OK, Bytes::from("ok")));
+    }
+    // The answer ends once the body is written, so the connection is back in the pool.
+    assert_eq!(*bodies.lock().unwrap(), vec![LARGE; 3]);
+    assert_eq!(*conns.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn through_lb_proxy_an_early_200_keeps_the_client_connection() {
+    let (addr, bodies, _) = answers_first().await;
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstreams.web]\nbackends = [\"{addr}\"]\n\n[[routes]]\nupstream = \"web\"\n"
+    );
+    let proxy =
+        lb_proxy::Proxy::new(lb_proxy::config::Config::from_toml_str(&toml, "test.toml").unwrap())
+            .start()
+            .await
+            .unwrap();
+    // One client connection, two uploads on it, as wrk sends them.
+    let mut conn = tokio::net::TcpStream::connect(proxy.local_addrs()[0])
+        .await
+        .unwrap();
+    let body = vec![b'x'; LARGE];
+    for round in 1..=2 {
+        let head = format!("POST / HTTP/1.1\r\nhost: test\r\ncontent-length: {LARGE}\r\n\r\n");
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(&body).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(STEP, read_until(&mut conn, &mut answer, b"\r\n\r\nok"))
+            .await
+            .unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "round {round}");
+    }
+    assert_eq!(*bodies.lock().unwrap(), vec![LARGE; 2]);
 }
 
 #[tokio::test(flavor = "current_thread")]

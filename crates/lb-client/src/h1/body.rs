@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,8 +57,22 @@ enum State<K> {
         error: Option<UpstreamError>,
         pause: Pin<Box<dyn Future<Output = ()> + Send>>,
     },
+    /// Read to its end while the request body is still being written: the last frame
+    /// (`None`: the end) waits until the rest is written, then the connection goes back.
+    /// The response thus ends after the request did, as on a full-duplex exchange it
+    /// should, and the client's body is read to its end.
+    /// Boxed: it is rare, and the other states stay small.
+    Finishing(Box<Finishing<K>>),
     /// Ended, failed, or its connection is gone.
     Done,
+}
+
+/// The state of [`State::Finishing`].
+struct Finishing<K> {
+    conn: H1Conn,
+    back: Option<Arc<K>>,
+    rest: Box<dyn Rest>,
+    last: Option<Frame<Bytes>>,
 }
 
 /// How a streamed body ends.
@@ -90,13 +104,22 @@ impl<K: KeepAlive> OwnBody<K> {
             Framing::Close => Some(Reading::Close),
         };
         let Some(framing) = framing else {
-            // Whole already: the connection is free before the response is even passed on,
-            // unless the request is not all written (then it is closed).
-            if rest.is_none() {
+            let whole = head.body.take().filter(|b| !b.is_empty());
+            let Some(rest) = rest else {
+                // Whole already: the connection is free before the response is even
+                // passed on.
                 give_back(conn, back);
-            }
+                return Self {
+                    state: State::Whole(whole),
+                };
+            };
             return Self {
-                state: State::Whole(head.body.take().filter(|b| !b.is_empty())),
+                state: State::Finishing(Box::new(Finishing {
+                    conn,
+                    back,
+                    rest,
+                    last: whole.map(Frame::data),
+                })),
             };
         };
         Self {
@@ -117,17 +140,61 @@ impl<K: KeepAlive> OwnBody<K> {
         }
     }
 
-    /// Ends the body: the connection goes back to the pool if it may.
-    fn finish(&mut self) {
-        if let State::Reading {
-            conn,
-            back,
-            rest: None,
-            ..
+    /// Ends the body with `last` (a frame, or `None` for the end itself): at once, and the
+    /// connection goes back to the pool if it may; or, while the request body is still
+    /// being written, after it ([`State::Finishing`]).
+    fn finish(
+        &mut self,
+        cx: &mut Context<'_>,
+        last: Option<Frame<Bytes>>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let State::Reading {
+            conn, back, rest, ..
         } = std::mem::replace(&mut self.state, State::Done)
-        {
-            give_back(conn, back);
+        else {
+            return Poll::Ready(last.map(Ok));
+        };
+        match rest {
+            None => {
+                give_back(conn, back);
+                Poll::Ready(last.map(Ok))
+            }
+            Some(rest) => {
+                self.state = State::Finishing(Box::new(Finishing {
+                    conn,
+                    back,
+                    rest,
+                    last,
+                }));
+                self.poll_finishing(cx)
+            }
         }
+    }
+
+    /// Writes the rest of the request body, then hands out the last frame.
+    fn poll_finishing(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let State::Finishing(finishing) = &mut self.state else {
+            return Poll::Ready(None);
+        };
+        let Finishing { conn, rest, .. } = &mut **finishing;
+        let written = ready!(rest.poll_rest(&mut conn.stream, &mut conn.out, cx));
+        let State::Finishing(finishing) = std::mem::replace(&mut self.state, State::Done) else {
+            return Poll::Ready(None);
+        };
+        let Finishing {
+            conn, back, last, ..
+        } = *finishing;
+        match written {
+            Ok(()) => give_back(conn, back),
+            // The backend stopped reading: the answer is whole all the same; the
+            // connection is closed.
+            Err(UploadError::Io(_)) => {}
+            Err(e) => return self.fail(cx, Box::new(e.into_error())),
+        }
+        Poll::Ready(last.map(Ok))
     }
 }
 
@@ -180,6 +247,7 @@ impl<K: KeepAlive> http_body::Body for OwnBody<K> {
             else {
                 return match &mut this.state {
                     State::Whole(body) => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+                    State::Finishing(_) => this.poll_finishing(cx),
                     State::Failed { error, pause } => {
                         std::task::ready!(pause.as_mut().poll(cx));
                         Poll::Ready(error.take().map(Err))
@@ -209,7 +277,7 @@ impl<K: KeepAlive> http_body::Body for OwnBody<K> {
                         let data = conn.buf.split_to(n).freeze();
                         *left -= n as u64;
                         if *left == 0 {
-                            this.finish();
+                            return this.finish(cx, Some(Frame::data(data)));
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
@@ -217,13 +285,9 @@ impl<K: KeepAlive> http_body::Body for OwnBody<K> {
                 Reading::Chunked(decoder) => match decoder.step(&mut conn.buf) {
                     Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                     Ok(Step::Trailers(trailers)) => {
-                        this.finish();
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        return this.finish(cx, Some(Frame::trailers(trailers)));
                     }
-                    Ok(Step::End) => {
-                        this.finish();
-                        return Poll::Ready(None);
-                    }
+                    Ok(Step::End) => return this.finish(cx, None),
                     Ok(Step::More) => {}
                     Err(e) => {
                         return this.fail(cx, e.into());
@@ -268,7 +332,7 @@ impl<K: KeepAlive> http_body::Body for OwnBody<K> {
     fn is_end_stream(&self) -> bool {
         match &self.state {
             State::Whole(body) => body.is_none(),
-            State::Reading { .. } | State::Failed { .. } => false,
+            State::Reading { .. } | State::Failed { .. } | State::Finishing(_) => false,
             State::Done => true,
         }
     }
@@ -281,6 +345,12 @@ impl<K: KeepAlive> http_body::Body for OwnBody<K> {
                 conn: _,
                 ..
             } => SizeHint::with_exact(*left),
+            State::Finishing(f) => SizeHint::with_exact(
+                f.last
+                    .as_ref()
+                    .and_then(Frame::data_ref)
+                    .map_or(0, |b| b.len() as u64),
+            ),
             State::Reading { .. } | State::Failed { .. } => SizeHint::default(),
             State::Done => SizeHint::with_exact(0),
         }
@@ -293,6 +363,7 @@ impl<K> std::fmt::Debug for OwnBody<K> {
             State::Whole(_) => "whole",
             State::Reading { .. } => "reading",
             State::Failed { .. } => "failed",
+            State::Finishing(_) => "finishing",
             State::Done => "done",
         };
         f.debug_struct("OwnBody").field("state", &state).finish()

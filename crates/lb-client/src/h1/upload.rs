@@ -257,13 +257,18 @@ impl Upload {
         }
     }
 
-    /// The final answer came while the body waits for `100 Continue`: a `2xx` (a backend
-    /// that answers at once and reads the body as it streams its answer) is taken as the
-    /// go-ahead, anything else as the refusal of the body (which is then never read), as
-    /// curl does.
+    /// The final answer's head came. While the body waits for `100 Continue`, a `2xx` (a
+    /// backend that answers at once and reads the body as it streams its answer) is taken
+    /// as the go-ahead and anything else as the refusal of the body, which is then never
+    /// read, as curl does. While the body is being written, a `2xx` lets it go on (the
+    /// answer ends only after it), and anything else stops it: the backend answered
+    /// without wanting the rest (a `413`, a `401`), and the connection is closed after the
+    /// answer.
     pub(crate) fn answered(&mut self, status: http::StatusCode) {
-        if status.is_success() {
-            self.go_ahead();
+        match self.phase {
+            Phase::Continue(_) if status.is_success() => self.phase = Phase::Body,
+            Phase::Body | Phase::Ended if !status.is_success() => self.broken = true,
+            _ => {}
         }
     }
 
