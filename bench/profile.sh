@@ -8,6 +8,8 @@
 #
 # Usage: bash bench/profile.sh [LB_BIN]   (default ./target/release/lb-proxy)
 #   env: N=5000 WARM=500 CONNS=8 TOOL=callgrind|dhat OUT=target/profile CONFIG=<toml, optional>
+#   LOAD="--h1" (h2load's protocol options: LOAD="-m 10" profiles HTTP/2 with prior knowledge,
+#   10 streams per connection; HEADERS="-H x-key:k1" adds request headers)
 #   CONFIG may use @B1@ @B2@ @B3@ @PORT@ placeholders; without it the proxy runs
 #   `--listen --backends --workers 1` (round robin, default settings).
 # Prints: instructions per request (callgrind) or heap blocks per request (dhat), and the
@@ -15,6 +17,7 @@
 set -euo pipefail
 LB_BIN=${1:-./target/release/lb-proxy}
 N=${N:-5000} WARM=${WARM:-500} CONNS=${CONNS:-8} TOOL=${TOOL:-callgrind} OUT=${OUT:-target/profile}
+read -r -a LOAD_ARGS <<<"${LOAD:---h1} ${HEADERS:-}"
 mkdir -p "$OUT"
 W=$(mktemp -d "${TMPDIR:-/tmp}/lbprof.XXXXXX")
 # shellcheck source=bench/lib.sh
@@ -36,10 +39,10 @@ RUST_LOG=warn setsid "${VG[@]}" "$LB_BIN" "${ARGS[@]}" >"$W/lb.log" 2>&1 &
 PIDS+=($!)
 LB_PID=$!
 ready "$P" 120
-timeout 300 h2load --h1 -n "$WARM" -c "$CONNS" "http://127.0.0.1:$P/" >/dev/null
+timeout 300 h2load "${LOAD_ARGS[@]}" -n "$WARM" -c "$CONNS" "http://127.0.0.1:$P/" >/dev/null
 if [[ $TOOL == callgrind ]]; then
   callgrind_control -i on "$LB_PID" >/dev/null 2>&1 || true
-  timeout 600 h2load --h1 -n "$N" -c "$CONNS" "http://127.0.0.1:$P/" | grep -E '^requests:' >&2
+  timeout 600 h2load "${LOAD_ARGS[@]}" -n "$N" -c "$CONNS" "http://127.0.0.1:$P/" | grep -E '^requests:' >&2
   callgrind_control -d "$LB_PID" >/dev/null 2>&1 || true
   sleep 1
   f=$(ls "$OUT"/callgrind.out.* | sort -t. -k3 -n | tail -1)
@@ -50,7 +53,7 @@ if [[ $TOOL == callgrind ]]; then
 else
   # dhat counts from start to exit: run the warm-up twice as a baseline is not possible here,
   # so subtract a run of WARM requests measured the same way (two runs, see docs/benchmarks.md).
-  timeout 600 h2load --h1 -n "$N" -c "$CONNS" "http://127.0.0.1:$P/" | grep -E '^requests:' >&2
+  timeout 600 h2load "${LOAD_ARGS[@]}" -n "$N" -c "$CONNS" "http://127.0.0.1:$P/" | grep -E '^requests:' >&2
   kill -INT "$LB_PID"
   for _ in $(seq 100); do kill -0 "$LB_PID" 2>/dev/null || break; sleep 0.1; done
   grep -E 'Total:|At t-gmax' "$W/lb.log" || tail -20 "$W/lb.log"

@@ -135,13 +135,17 @@ async fn continue_server(mode: Continue) -> SocketAddr {
 
 /// A backend that answers `200 ok` as soon as it has read a request's head, then reads the
 /// body (its `Content-Length`) and serves the next request on the same connection. It
-/// records the body length of each request and the connections it accepted.
-async fn answers_first() -> (SocketAddr, Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize>>) {
+/// sends the length of each body once read, and counts the connections it accepted.
+async fn answers_first() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<usize>,
+    Arc<Mutex<usize>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let (bodies, read) = mpsc::unbounded_channel();
     let conns = Arc::new(Mutex::new(0));
-    let (b, c) = (bodies.clone(), conns.clone());
+    let (b, c) = (bodies, conns.clone());
     tokio::spawn(async move {
         loop {
             let (mut stream, _) = listener.accept().await.unwrap();
@@ -177,12 +181,12 @@ async fn answers_first() -> (SocketAddr, Arc<Mutex<Vec<usize>>>, Arc<Mutex<usize
                         }
                     }
                     buf.drain(..length);
-                    b.lock().unwrap().push(length);
+                    let _ = b.send(length);
                 }
             });
         }
     });
-    (addr, bodies, conns)
+    (addr, read, conns)
 }
 
 /// A body larger than the loopback socket buffers, so the answer comes while it is written.
@@ -342,7 +346,7 @@ async fn a_body_streams_both_ways_at_once_and_the_connection_is_kept() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_200_before_the_body_is_read_still_gets_all_of_it() {
-    let (addr, bodies, conns) = answers_first().await;
+    let (addr, mut bodies, conns) = answers_first().await;
     let client: UpstreamClient<Full<Bytes>> = UpstreamClient::new(Default::default()).unwrap();
     let target = backend_at(addr);
     for _ in 0..3 {
@@ -356,13 +360,16 @@ async fn a_200_before_the_body_is_read_still_gets_all_of_it() {
         assert_eq!(collect(resp).await, (StatusCode::OK, Bytes::from("ok")));
     }
     // The answer ends once the body is written, so the connection is back in the pool.
-    assert_eq!(*bodies.lock().unwrap(), vec![LARGE; 3]);
+    for _ in 0..3 {
+        let read = tokio::time::timeout(STEP, bodies.recv()).await.unwrap();
+        assert_eq!(read, Some(LARGE));
+    }
     assert_eq!(*conns.lock().unwrap(), 1);
 }
 
 #[tokio::test]
 async fn through_lb_proxy_an_early_200_keeps_the_client_connection() {
-    let (addr, bodies, _) = answers_first().await;
+    let (addr, mut bodies, _) = answers_first().await;
     let toml = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstreams.web]\nbackends = [\"{addr}\"]\n\n[[routes]]\nupstream = \"web\"\n"
     );
@@ -386,7 +393,10 @@ async fn through_lb_proxy_an_early_200_keeps_the_client_connection() {
             .unwrap();
         assert!(answer.starts_with(b"HTTP/1.1 200"), "round {round}");
     }
-    assert_eq!(*bodies.lock().unwrap(), vec![LARGE; 2]);
+    for _ in 0..2 {
+        let read = tokio::time::timeout(STEP, bodies.recv()).await.unwrap();
+        assert_eq!(read, Some(LARGE));
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
