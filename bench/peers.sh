@@ -27,6 +27,7 @@
 #                X-Forwarded-Proto, X-Real-IP), nginx and HAProxy told to add the same three
 #                (pingora skipped: the peer adds none)
 #   idle         RSS idle and with 1,000 idle keep-alive client connections (no load)
+#   idletls      the same over TLS 1.3 (pingora skipped: the peer has no TLS listener)
 #
 # Parameters (env): DURATION=10 (s per run)  CONNS=64  ROUNDS=3  THREADS=1 (wrk/h2load threads)
 #   WORKERS=1 (workers of every proxy, except keepalive2: 2)  WARMUP=2 (s per target)
@@ -42,7 +43,7 @@ set -euo pipefail
 DURATION=${DURATION:-10} CONNS=${CONNS:-64} ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-1}
 WORKERS=${WORKERS:-1} WARMUP=${WARMUP:-2} H2_N=${H2_N:-100000} IDLE_CONNS=${IDLE_CONNS:-1000}
 LB_START_TIMEOUT=${LB_START_TIMEOUT:-30}
-SCENARIOS=${SCENARIOS:-"keepalive keepalive2 close post post64k fwd body16k body1m tls h2 hash100 idle"}
+SCENARIOS=${SCENARIOS:-"keepalive keepalive2 close post post64k fwd body16k body1m tls h2 hash100 idle idletls"}
 PEERS=${PEERS-"nginx haproxy pingora"} LB_NAME=$(printf %s "${LB_NAME:-lb}" | tr -c 'A-Za-z0-9_-' _)
 PEERS_CACHE=${PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lb-bench-peers}
 PG_DIR=$PEERS_CACHE/pingora-lb PG_BIN=$PEERS_CACHE/pingora-lb/target/release/pingora-lb
@@ -55,7 +56,7 @@ done
 ((DURATION >= 1 && ROUNDS >= 1 && THREADS >= 1 && WORKERS >= 1 && CONNS >= THREADS && H2_N >= CONNS)) || die "bad parameters"
 for p in $PEERS; do [[ $p =~ ^(nginx|haproxy|pingora)$ ]] || die "unknown peer '$p'"; done
 for s in $SCENARIOS; do
-  [[ $s =~ ^(keepalive|keepalive2|close|post|post64k|fwd|body16k|body1m|tls|h2|hash100|idle)$ ]] || die "unknown scenario '$s'"
+  [[ $s =~ ^(keepalive|keepalive2|close|post|post64k|fwd|body16k|body1m|tls|h2|hash100|idle|idletls)$ ]] || die "unknown scenario '$s'"
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 # 1,000 idle connections through a proxy need twice as many descriptors, and more for the backends.
@@ -224,14 +225,22 @@ wrk.headers["Content-Type"] = "application/octet-stream"
 EOF
 done
 cat >"$W/idle.py" <<'EOF'
-# Opens N keep-alive connections to 127.0.0.1:PORT one after the other, each sending one GET and
-# reading the answer (so the proxy needs one upstream connection, not N), then writes READY_FILE
-# and holds them all open for HOLD seconds (the script measures RSS meanwhile).
-import socket, sys, time
+# Opens N keep-alive connections to 127.0.0.1:PORT one after the other (over TLS when SCHEME is
+# https, no certificate check), each sending one GET and reading the answer (so the proxy needs
+# one upstream connection, not N), then writes READY_FILE and holds them all open for HOLD
+# seconds (the script measures RSS meanwhile).
+import socket, ssl, sys, time
 port, n, ready, hold = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+tls = len(sys.argv) > 5 and sys.argv[5] == "https"
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
 socks = []
 for _ in range(n):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if tls:
+        s = ctx.wrap_socket(s, server_hostname="localhost")
     s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
     data = b""
     while not data.endswith(b"hello, world\n"):
@@ -276,6 +285,7 @@ setup_scenario() { # $1 = scenario: sets the globals below, starts the backend a
     post64k) WRK_ARGS=(-s "$W/post65536.lua") ;;
     fwd) FWD=1 ;;
     idle) LOAD=none ;;
+    idletls) LOAD=none SCHEME=https ;;
   esac
   BACKEND_PORTS=()
   for i in $(seq "$NB"); do alloc_port b; BACKEND_PORTS+=("$b"); done
@@ -444,7 +454,7 @@ measure_idle() { # per target: RSS with IDLE_CONNS idle keep-alive connections (
   for t in "${TARGETS[@]}"; do
     ready="$W/idle-$t.ready"
     log "idle: $IDLE_CONNS keep-alive connections to $t"
-    start "idle-$t" timeout 120 python3 "$W/idle.py" "${PORT[$t]}" "$IDLE_CONNS" "$ready" 30
+    start "idle-$t" timeout 120 python3 "$W/idle.py" "${PORT[$t]}" "$IDLE_CONNS" "$ready" 30 "$SCHEME"
     pid=${PGID[idle-$t]}
     for _ in $(seq 600); do [[ -e $ready ]] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if [[ -e $ready ]]; then
@@ -474,6 +484,7 @@ describe() {
     post64k) echo "POST / with a 64 KiB body (nginx: proxy_request_buffering on, its default), keep-alive, $S_WORKERS worker(s)" ;;
     fwd) echo "keep-alive with X-Forwarded-For, X-Forwarded-Proto and X-Real-IP added (lb-proxy's defaults), $S_WORKERS worker(s)" ;;
     idle) echo "memory: RSS idle and with $IDLE_CONNS idle keep-alive client connections, $S_WORKERS worker(s)" ;;
+    idletls) echo "memory: RSS idle and with $IDLE_CONNS idle keep-alive client connections over TLS 1.3, $S_WORKERS worker(s)" ;;
   esac
 }
 report_load() {
@@ -512,7 +523,7 @@ report_load() {
   echo
 }
 report_idle() {
-  echo "## idle: $(describe idle)"
+  echo "## $SCN: $(describe "$SCN")"
   echo "# one GET per connection, then idle; RSS of all the target's processes (nginx: master + workers).$NOTE"
   echo
   awk -F'\t' '

@@ -86,9 +86,10 @@ pub struct ServerLimits {
     /// to send (slow read) is disconnected.
     #[serde(default = "default_send_timeout")]
     pub send_timeout: PositiveDuration,
-    /// An HTTP/1.x connection of a plain listener with no request in progress for this
-    /// long releases its HTTP state (hyper's buffers and connection, about 25 KiB) and
-    /// keeps only its socket (about 2 KiB) until the client sends again, which then costs
+    /// An HTTP/1.x connection (plain, or TLS once ALPN chose HTTP/1.1) with no request in
+    /// progress for this long releases its HTTP state (hyper's buffers and connection,
+    /// about 25 KiB) and keeps only its socket (about 2 KiB, and rustls's state over TLS)
+    /// until the client sends again, which then costs
     /// a new HTTP connection object. Longer keeps more memory per idle client; shorter
     /// releases more often for clients that pause between requests.
     #[serde(default = "default_release_idle_after")]

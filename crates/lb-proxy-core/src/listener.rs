@@ -422,11 +422,28 @@ async fn handshake_then_serve<H: ProxyHttp>(
     // protect/: the framing check, for HTTP/1.x only.
     let limits = serving.builders.protect.framing;
     let stream = FramedIo::new(stream, activity.clone(), limits, !h2);
-    let conn = serve(builder, &serving, stream, info, activity);
-    // Its own task, not awaited here: this function's state would keep the connection
-    // future twice (the local and the awaitee) beside what the handshake left, about 8 KB
-    // per TLS connection for as long as it stays open.
-    tokio::spawn(finish(watcher, conn, info, open));
+    if h2 {
+        let conn = serve(builder, &serving, stream, info, activity);
+        // Its own task, not awaited here: this function's state would keep the connection
+        // future twice (the local and the awaitee) beside what the handshake left, about
+        // 8 KB per TLS connection for as long as it stays open.
+        tokio::spawn(finish(watcher, conn, info, open));
+        return;
+    }
+    // parking.rs: hyper's state is released while the connection is idle, as on a plain
+    // listener (rustls's state stays: the keys, and a record buffer it shrinks itself).
+    let stop = serving.stop.clone();
+    let park_after = serving.builders.protect.park_after;
+    let connect = move |io, activity| serve(&serving.builders.http1, &serving, io, info, activity);
+    tokio::spawn(serve_parking(
+        connect,
+        stop,
+        park_after,
+        (watcher, open),
+        stream,
+        info,
+        activity,
+    ));
 }
 
 /// The HTTP connection future for `io`, each request handed to the service with `info`.

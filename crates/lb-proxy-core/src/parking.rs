@@ -1,4 +1,5 @@
-//! The task of a plain listener's connection: hyper serves it, and once it has been idle
+//! The task of an HTTP/1.x connection (plain, or TLS once ALPN chose HTTP/1.1): hyper
+//! serves it, and once it has been idle
 //! for `release_idle_after` (`[server.limits]`), hyper's connection is dropped and only
 //! the socket kept ("parked", see `protect/park.rs`) until the client sends again; then a
 //! new hyper connection takes over from the bytes still unread in the socket.
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::hooks::ConnInfo;
-use crate::protect::park::{ParkSlot, ParkingIo, PlainIo};
+use crate::protect::park::{ParkSlot, Parkable, ParkingIo};
 use crate::protect::Activity;
 use crate::worker::OpenConn;
 
@@ -34,7 +35,7 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// How often, at least, a busy connection's park check runs.
 const BUSY_CHECK: Duration = Duration::from_millis(100);
 
-/// Serves a plain connection until it closes, parking it whenever it rests: `connect`
+/// Serves an HTTP/1.x connection until it closes, parking it whenever it rests: `connect`
 /// makes hyper's connection over the stream (the listener's service on it), again after
 /// each park; `stop` is the proxy's stop signal, `park_after` its `release_idle_after`.
 /// The task holds `watcher` and `open` (the connection's count on its worker) to the end.
@@ -42,17 +43,18 @@ const BUSY_CHECK: Duration = Duration::from_millis(100);
 /// An `async` block, not an `async fn`: an `async fn` keeps its arguments twice in the
 /// task (as captured, and as locals), about 450 bytes per connection here.
 #[allow(clippy::manual_async_fn)] // on purpose, see above
-pub(crate) fn serve_parking<F, C>(
+pub(crate) fn serve_parking<I, F, C>(
     mut connect: F,
     mut stop: watch::Receiver<bool>,
     park_after: Duration,
     (watcher, open): (Watcher, OpenConn),
-    mut io: PlainIo,
+    mut io: I,
     info: ConnInfo,
     activity: Arc<Activity>,
 ) -> impl Future<Output = ()> + Send
 where
-    F: FnMut(ParkingIo, Arc<Activity>) -> C + Send,
+    I: Parkable,
+    F: FnMut(ParkingIo<I>, Arc<Activity>) -> C + Send,
     C: GracefulConnection<Error = BoxError> + Send,
 {
     async move {
@@ -96,9 +98,9 @@ where
 /// has rested for `park_after` (then `slot` holds the stream). Checks the rest, and the
 /// proxy's `stop` signal, on a timer: while requests keep coming, once per
 /// `max(park_after, 100 ms)`; nothing per request.
-async fn until_rest<C>(
+async fn until_rest<I, C>(
     mut conn: Pin<Box<C>>,
-    slot: &ParkSlot,
+    slot: &ParkSlot<I>,
     activity: &Activity,
     stop: &watch::Receiver<bool>,
     park_after: Duration,

@@ -479,3 +479,101 @@ async fn shutdown_does_not_wait_for_handshakes_in_progress() {
         "the half-open handshake was not closed: {closed:?}"
     );
 }
+
+/// Reads one response with a `Content-Length` from `stream`; its status line.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    data: &mut Vec<u8>,
+) -> String {
+    let mut chunk = [0u8; 4096];
+    // Bounded: the timeout, and a response ends with its announced length.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |n| n.trim().parse().unwrap());
+                if data.len() >= end + 4 + length {
+                    data.drain(..end + 4 + length);
+                    return head.lines().next().unwrap_or_default().to_owned();
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed mid-response");
+            data.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits (bounded) until `parked` connections are parked on the proxy's workers.
+async fn wait_parked(proxy: &RunningProxy, parked: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Bounded by the deadline; the gauge changes on the proxy's own timer, no event to await.
+    loop {
+        let now: usize = proxy
+            .worker_stats()
+            .iter()
+            .map(|w| w.parked_connections)
+            .sum();
+        if now == parked {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{now} parked, expected {parked}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_https_connection_parks_and_serves_its_next_requests() {
+    use tokio::io::AsyncWriteExt;
+
+    let backend = TestBackend::start("b0").await;
+    let dir = Dir::new();
+    let pki = pki(&dir);
+    let tls = format!("[[server.tls]]\nlisten = [\"127.0.0.1:0\"]\n{TWO_CERTS}\n");
+    let proxy = start(&dir, &backend, &tls).await;
+    let addr = proxy.local_addrs()[0];
+    let mut options = ClientOptions::trusting(&pki.ca);
+    options.alpn = &["http/1.1"];
+    let mut stream = options.connect(addr, "a.example.com").await.unwrap();
+    let get = b"GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n";
+    let mut data = Vec::new();
+    stream.write_all(get).await.unwrap();
+    assert_eq!(
+        read_response(&mut stream, &mut data).await,
+        "http/1.1 200 ok"
+    );
+    wait_parked(&proxy, 1).await;
+
+    // Two requests in one TLS write: rustls decrypts both at once, and the second waits in
+    // rustls while the first is served (a park in between must not lose it).
+    let two = [&get[..], &get[..]].concat();
+    stream.write_all(&two).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            read_response(&mut stream, &mut data).await,
+            "http/1.1 200 ok"
+        );
+    }
+    wait_parked(&proxy, 1).await;
+    stream
+        .write_all(b"POST /p HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_response(&mut stream, &mut data).await,
+        "http/1.1 200 ok"
+    );
+    assert_eq!(backend.hits(), 4);
+    let open: usize = proxy
+        .worker_stats()
+        .iter()
+        .map(|w| w.open_connections)
+        .sum();
+    assert_eq!(open, 1, "one client connection throughout");
+    assert!(proxy.shutdown().await);
+}

@@ -13,8 +13,8 @@ mod upstream_support;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -136,20 +136,16 @@ async fn continue_server(mode: Continue) -> SocketAddr {
 /// A backend that answers `200 ok` as soon as it has read a request's head, then reads the
 /// body (its `Content-Length`) and serves the next request on the same connection. It
 /// sends the length of each body once read, and counts the connections it accepted.
-async fn answers_first() -> (
-    SocketAddr,
-    mpsc::UnboundedReceiver<usize>,
-    Arc<Mutex<usize>>,
-) {
+async fn answers_first() -> (SocketAddr, mpsc::UnboundedReceiver<usize>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (bodies, read) = mpsc::unbounded_channel();
-    let conns = Arc::new(Mutex::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
     let (b, c) = (bodies, conns.clone());
     tokio::spawn(async move {
         loop {
             let (mut stream, _) = listener.accept().await.unwrap();
-            *c.lock().unwrap() += 1;
+            c.fetch_add(1, Ordering::SeqCst);
             let b = b.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -364,7 +360,7 @@ async fn a_200_before_the_body_is_read_still_gets_all_of_it() {
         let read = tokio::time::timeout(STEP, bodies.recv()).await.unwrap();
         assert_eq!(read, Some(LARGE));
     }
-    assert_eq!(*conns.lock().unwrap(), 1);
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

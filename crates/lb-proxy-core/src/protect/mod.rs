@@ -20,7 +20,7 @@
 //!
 //! Every refusal is a [`Rejection`]: the pipeline answers it (as a closing
 //! `LocalResponse`), never forwards the request, and closes the connection.
-//! - [`park`]: an idle HTTP/1.x connection on a plain listener gives hyper's state back
+//! - [`park`]: an idle HTTP/1.x connection (plain or TLS) gives hyper's state back
 //!   (about 25 KiB) and keeps only its socket until the client sends again.
 
 mod body;

@@ -4,8 +4,9 @@
 //! hyper keeps about 25 KiB per HTTP/1.x connection for as long as it is open: a 16 KiB
 //! read buffer, an 8 KiB write buffer, the in-flight slot sized like the service future.
 //! It neither frees nor shrinks them while the connection waits for its next request, so
-//! a thousand idle keep-alive clients cost 25 MB. A plain listener's connection task
-//! (`parking.rs`) therefore drops hyper's connection once it has been idle for
+//! a thousand idle keep-alive clients cost 25 MB. An HTTP/1.x connection's task
+//! (`parking.rs`: plain listeners, and TLS ones once ALPN chose HTTP/1.1) therefore drops
+//! hyper's connection once it has been idle for
 //! `release_idle_after` (`[server.limits]`, 10 ms by default), keeps only the socket and its protections (`FramedIo`, `ConnIo`:
 //! about 1 KiB with the task), and starts a new hyper connection when the next bytes
 //! arrive.
@@ -33,31 +34,55 @@ use super::{ConnIo, FramedIo};
 /// The client stream of a plain listener's connection.
 pub(crate) type PlainIo = FramedIo<ConnIo<TcpStream>>;
 
-/// Where a parked stream waits for its task; shared by the task and [`ParkingIo`].
-#[derive(Debug, Default)]
-pub(crate) struct ParkSlot {
-    requested: AtomicBool,
-    /// Boxed: the task takes it out at once, and an empty slot stays small.
-    parked: Mutex<Option<Box<PlainIo>>>,
+/// The client stream of a TLS listener's HTTP/1.x connection.
+pub(crate) type TlsIo = FramedIo<tokio_rustls::server::TlsStream<ConnIo<TcpStream>>>;
+
+/// A client stream that can be parked: it tells when it is at rest, frees what only a
+/// head in progress needs, and waits for the client's next bytes without reading them.
+pub(crate) trait Parkable: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether hyper's connection may be released now (see [`FramedIo::parkable`]).
+    fn parkable(&self) -> bool;
+    /// Frees the buffers a resting connection does not need.
+    fn release_buffers(&mut self);
+    /// Ready when the client has sent something (or closed); an error when a
+    /// connection timer ran out. Reads nothing that hyper would then miss.
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
-/// The stream hyper serves a plain HTTP/1.x connection over (see the module doc).
+/// Where a parked stream waits for its task; shared by the task and [`ParkingIo`].
 #[derive(Debug)]
-pub(crate) struct ParkingIo {
-    io: Option<PlainIo>,
-    slot: Arc<ParkSlot>,
+pub(crate) struct ParkSlot<I> {
+    requested: AtomicBool,
+    /// Boxed: the task takes it out at once, and an empty slot stays small.
+    parked: Mutex<Option<Box<I>>>,
+}
+
+/// The stream hyper serves an HTTP/1.x connection over (see the module doc).
+#[derive(Debug)]
+pub(crate) struct ParkingIo<I> {
+    io: Option<I>,
+    slot: Arc<ParkSlot<I>>,
     /// A write or flush returned pending and has not completed since.
     writing: bool,
 }
 
-impl ParkSlot {
+impl<I> Default for ParkSlot<I> {
+    fn default() -> Self {
+        Self {
+            requested: AtomicBool::new(false),
+            parked: Mutex::new(None),
+        }
+    }
+}
+
+impl<I> ParkSlot<I> {
     /// Asks the stream to end hyper's connection at its next read, if it is at rest then.
     pub(crate) fn request(&self) {
         self.requested.store(true, Ordering::Relaxed);
     }
 
     /// The parked stream, if hyper's connection ended by parking; resets the request.
-    pub(crate) fn take(&self) -> Option<PlainIo> {
+    pub(crate) fn take(&self) -> Option<I> {
         self.requested.store(false, Ordering::Relaxed);
         self.parked.lock().take().map(|io| *io)
     }
@@ -67,9 +92,9 @@ impl ParkSlot {
     }
 }
 
-impl ParkingIo {
+impl<I: Parkable> ParkingIo<I> {
     /// `io`, parked into `slot` when asked.
-    pub(crate) fn new(io: PlainIo, slot: Arc<ParkSlot>) -> Self {
+    pub(crate) fn new(io: I, slot: Arc<ParkSlot<I>>) -> Self {
         Self {
             io: Some(io),
             slot,
@@ -80,7 +105,7 @@ impl ParkingIo {
     /// Runs one write-side operation, noting whether it is left pending.
     fn write_op<T>(
         self: Pin<&mut Self>,
-        op: impl FnOnce(Pin<&mut PlainIo>) -> Poll<io::Result<T>>,
+        op: impl FnOnce(Pin<&mut I>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         let this = self.get_mut();
         let Some(io) = this.io.as_mut() else {
@@ -92,7 +117,7 @@ impl ParkingIo {
     }
 }
 
-impl AsyncRead for ParkingIo {
+impl<I: Parkable> AsyncRead for ParkingIo<I> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -114,7 +139,7 @@ impl AsyncRead for ParkingIo {
     }
 }
 
-impl AsyncWrite for ParkingIo {
+impl<I: Parkable> AsyncWrite for ParkingIo<I> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -148,7 +173,7 @@ impl AsyncWrite for ParkingIo {
     }
 }
 
-impl Drop for ParkingIo {
+impl<I> Drop for ParkingIo<I> {
     fn drop(&mut self) {
         if self.slot.is_requested() {
             if let Some(io) = self.io.take() {
