@@ -1,6 +1,6 @@
 //! The upstream client's own HTTP/1.1 exchange: every request to a backend that speaks
 //! HTTP/1.1 (hyper's client serves only HTTP/2). Requests with a body stream it
-//! (`upload.rs`: `Content-Length` or chunked, `Expect: 100-continue`, sent again when the
+//! (`upload/`: `Content-Length` or chunked, `Expect: 100-continue`, sent again when the
 //! connection was found closed); an answer may come while the body is still being written,
 //! and the body then goes on beside the answer's (`body.rs`); a `101` to an upgrade request
 //! hands the connection over as an [`Upgraded`] (`upgraded.rs`).

@@ -414,16 +414,11 @@ async fn handshake_then_serve<H: ProxyHttp>(
         },
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let builder = if h2 {
-        &serving.builders.http2
-    } else {
-        &serving.builders.http1
-    };
     // protect/: the framing check, for HTTP/1.x only.
     let limits = serving.builders.protect.framing;
     let stream = FramedIo::new(stream, activity.clone(), limits, !h2);
     if h2 {
-        let conn = serve(builder, &serving, stream, info, activity);
+        let conn = serve(&serving.builders.http2, &serving, stream, info, activity);
         // Its own task, not awaited here: this function's state would keep the connection
         // future twice (the local and the awaitee) beside what the handshake left, about
         // 8 KB per TLS connection for as long as it stays open.
@@ -432,17 +427,11 @@ async fn handshake_then_serve<H: ProxyHttp>(
     }
     // parking.rs: hyper's state is released while the connection is idle, as on a plain
     // listener (rustls's state stays: the keys, and a record buffer it shrinks itself).
-    let stop = serving.stop.clone();
-    let park_after = serving.builders.protect.park_after;
+    let (stop, park_after) = (serving.stop.clone(), serving.builders.protect.park_after);
     let connect = move |io, activity| serve(&serving.builders.http1, &serving, io, info, activity);
+    let parking = (watcher, open);
     tokio::spawn(serve_parking(
-        connect,
-        stop,
-        park_after,
-        (watcher, open),
-        stream,
-        info,
-        activity,
+        connect, stop, park_after, parking, stream, info, activity,
     ));
 }
 

@@ -26,22 +26,34 @@
 //! request found on a connection the backend had closed can be sent again on another
 //! ([`Upload::rewind`]).
 
+mod declared;
+mod queue;
+mod rest;
+#[cfg(test)]
+mod tests;
+
 use std::fmt::Write as _;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http::header::{HeaderMap, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
-use http::{Method, Request};
+use http::header::HeaderMap;
+use http::Request;
 use http_body::Body;
 use tokio::io::AsyncWrite;
+
+pub(crate) use declared::Added;
+pub(crate) use queue::Text;
+pub(crate) use rest::{Rest, Uploading};
 
 use crate::error::{BoxError, Kind};
 use crate::stream::Stream;
 use crate::UpstreamError;
+use declared::{Declared, Framing};
+use queue::Queue;
 
 /// How long a request with `Expect: 100-continue` waits for the backend's answer before it
 /// sends its body anyway (curl and Go's `ExpectContinueTimeout` wait as long).
@@ -52,41 +64,12 @@ const CHUNK_END: &[u8] = b"\r\n";
 /// The end of the last data chunk, with the last-chunk and the empty trailer section.
 const CHUNK_END_LAST: &[u8] = b"\r\n0\r\n\r\n";
 
-/// How the request body is delimited on the wire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    /// No body.
-    Empty,
-    /// `Content-Length` bytes.
-    Length(u64),
-    /// The chunked coding.
-    Chunked,
-}
-
-/// A header line the head needs that the request does not carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Added {
-    /// Nothing to add.
-    Nothing,
-    /// `content-length: N`.
-    Length(u64),
-    /// `transfer-encoding: chunked`.
-    Chunked,
-}
-
 /// Sending one request's body: its framing, where it is, the bytes queued for the
 /// connection and what is kept for sending it again.
 #[derive(Debug)]
 pub(crate) struct Upload {
-    framing: Framing,
-    /// What the head adds to the request's header fields.
-    added: Added,
-    /// Whether `Content-Length` lines of the request are left out (it has
-    /// `Transfer-Encoding`).
-    drop_length: bool,
-    expect: bool,
-    /// Whether the request asks for a protocol upgrade (`Upgrade`).
-    upgrade: bool,
+    /// How the body goes out, as the request declares it.
+    declared: Declared,
     /// Bytes still due under `Content-Length`.
     left: u64,
     phase: Phase,
@@ -118,15 +101,6 @@ enum Phase {
     Done,
 }
 
-/// What is queued for the connection: the connection's head buffer from `head` on, then
-/// `data`, then `tail`.
-#[derive(Debug, Default)]
-struct Queue {
-    head: usize,
-    data: Bytes,
-    tail: &'static [u8],
-}
-
 /// Why sending the body stopped.
 #[derive(Debug)]
 pub(crate) enum UploadError {
@@ -142,52 +116,9 @@ impl Upload {
     /// How `req`'s body goes out; an error for a `Transfer-Encoding` that does not end in
     /// `chunked` or a `Content-Length` that is not one number.
     pub(crate) fn new<B: Body>(req: &Request<B>) -> Result<Self, UpstreamError> {
-        let headers = req.headers();
-        let body = req.body();
-        // One pass over the names (most requests have none of these) instead of a lookup
-        // for each.
-        let (mut te, mut cl, mut expect_field, mut upgrade) = (false, false, false, false);
-        for name in headers.keys() {
-            if name == TRANSFER_ENCODING {
-                te = true;
-            } else if name == CONTENT_LENGTH {
-                cl = true;
-            } else if name == EXPECT {
-                expect_field = true;
-            } else if name == UPGRADE {
-                upgrade = true;
-            }
-        }
-        let drop_length = te;
-        let (framing, added) = if te {
-            if !ends_chunked(headers) {
-                return Err(invalid("a Transfer-Encoding that does not end in chunked"));
-            }
-            (Framing::Chunked, Added::Nothing)
-        } else if cl {
-            let n = content_length(headers).ok_or_else(|| invalid("an invalid Content-Length"))?;
-            (Framing::Length(n), Added::Nothing)
-        } else if body.is_end_stream() {
-            if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
-                (Framing::Length(0), Added::Length(0))
-            } else {
-                (Framing::Empty, Added::Nothing)
-            }
-        } else if let Some(n) = body.size_hint().exact() {
-            (Framing::Length(n), Added::Length(n))
-        } else {
-            (Framing::Chunked, Added::Chunked)
-        };
-        let expect = expect_field
-            && headers
-                .get(EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let declared = Declared::of(req)?;
         let mut send = Self {
-            framing,
-            added,
-            drop_length,
-            expect,
-            upgrade,
+            declared,
             left: 0,
             phase: Phase::Done,
             held: None,
@@ -206,11 +137,7 @@ impl Upload {
     /// into the answer's body).
     pub(crate) fn finished() -> Self {
         Self {
-            framing: Framing::Empty,
-            added: Added::Nothing,
-            drop_length: false,
-            expect: false,
-            upgrade: false,
+            declared: Declared::NONE,
             left: 0,
             phase: Phase::Done,
             held: None,
@@ -225,17 +152,17 @@ impl Upload {
 
     /// Whether the request asks for a protocol upgrade: a `101` is then its answer.
     pub(crate) fn asks_upgrade(&self) -> bool {
-        self.upgrade
+        self.declared.upgrade
     }
 
     /// The header line the head adds.
     pub(crate) fn added(&self) -> Added {
-        self.added
+        self.declared.added
     }
 
     /// Whether the request's `Content-Length` lines are left out of the head.
     pub(crate) fn drops_length(&self) -> bool {
-        self.drop_length
+        self.declared.drop_length
     }
 
     /// Whether the whole request, body included, is written and flushed.
@@ -291,7 +218,7 @@ impl Upload {
     }
 
     fn reset(&mut self) {
-        self.left = match self.framing {
+        self.left = match self.declared.framing {
             Framing::Length(n) => n,
             _ => 0,
         };
@@ -299,9 +226,11 @@ impl Upload {
         self.broken = false;
         self.resend = self.held.is_some();
         self.queue = Queue::default();
-        self.phase = if self.framing == Framing::Empty || self.framing == Framing::Length(0) {
+        self.phase = if self.declared.framing == Framing::Empty
+            || self.declared.framing == Framing::Length(0)
+        {
             Phase::Ended
-        } else if self.expect {
+        } else if self.declared.expect {
             Phase::Continue(None)
         } else {
             Phase::Body
@@ -347,7 +276,8 @@ impl Upload {
             match &mut self.phase {
                 Phase::Done => return Poll::Ready(Ok(())),
                 Phase::Ended => {
-                    ready!(self.poll_queue(stream, out, cx)).map_err(UploadError::Io)?;
+                    ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx))
+                        .map_err(UploadError::Io)?;
                     ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(UploadError::Io)?;
                     self.phase = Phase::Done;
                     return Poll::Ready(Ok(()));
@@ -359,7 +289,8 @@ impl Upload {
                         self.phase = Phase::Body;
                         continue;
                     }
-                    ready!(self.poll_queue(stream, out, cx)).map_err(UploadError::Io)?;
+                    ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx))
+                        .map_err(UploadError::Io)?;
                     ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(UploadError::Io)?;
                     return Poll::Pending;
                 }
@@ -368,7 +299,8 @@ impl Upload {
             // Reading the body. What is queued of it goes out first; the head alone waits
             // for the first frame, so that both leave in one write.
             if !self.queue.data.is_empty() || !self.queue.tail.is_empty() {
-                ready!(self.poll_queue(stream, out, cx)).map_err(UploadError::Io)?;
+                ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx))
+                    .map_err(UploadError::Io)?;
                 continue;
             }
             if let Some(held) = self.held.clone().filter(|_| self.resend) {
@@ -383,7 +315,8 @@ impl Upload {
             }
             let frame = match body.as_mut().poll_frame(cx) {
                 Poll::Pending => {
-                    ready!(self.poll_queue(stream, out, cx)).map_err(UploadError::Io)?;
+                    ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx))
+                        .map_err(UploadError::Io)?;
                     ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(UploadError::Io)?;
                     return Poll::Pending;
                 }
@@ -415,7 +348,7 @@ impl Upload {
                     self.spent = true;
                     self.held = None;
                     match frame.into_trailers() {
-                        Ok(trailers) if self.framing == Framing::Chunked => {
+                        Ok(trailers) if self.declared.framing == Framing::Chunked => {
                             self.end_with_trailers(out, &trailers);
                         }
                         _ => self.end(out)?,
@@ -428,7 +361,7 @@ impl Upload {
     /// Queues one data frame; `last`: the body ends with it.
     fn push(&mut self, out: &mut Vec<u8>, data: Bytes, last: bool) -> Result<(), UploadError> {
         let len = data.len() as u64;
-        match self.framing {
+        match self.declared.framing {
             Framing::Empty => return Err(UploadError::Framing("a body on a request without one")),
             Framing::Length(_) => {
                 if len > self.left {
@@ -457,7 +390,7 @@ impl Upload {
 
     /// The body ended: checks its length, queues the last-chunk when chunked.
     fn end(&mut self, out: &mut Vec<u8>) -> Result<(), UploadError> {
-        match self.framing {
+        match self.declared.framing {
             Framing::Length(_) if self.left > 0 => {
                 return Err(UploadError::Framing(
                     "the request body is shorter than its Content-Length",
@@ -496,121 +429,6 @@ impl Upload {
             self.queue.head = 0;
         }
     }
-
-    /// Writes what is queued.
-    fn poll_queue(
-        &mut self,
-        stream: &mut Stream,
-        out: &[u8],
-        cx: &mut Context<'_>,
-    ) -> Poll<io::Result<()>> {
-        // Bounded: each pass writes at least one byte or returns.
-        loop {
-            let q = &mut self.queue;
-            let head = out.get(q.head..).unwrap_or_default();
-            if head.is_empty() && q.data.is_empty() && q.tail.is_empty() {
-                return Poll::Ready(Ok(()));
-            }
-            let bufs = [
-                IoSlice::new(head),
-                IoSlice::new(&q.data),
-                IoSlice::new(q.tail),
-            ];
-            let mut n = ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &bufs))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.wrote = true;
-            let from_head = n.min(head.len());
-            q.head += from_head;
-            n -= from_head;
-            let from_data = n.min(q.data.len());
-            q.data.advance(from_data);
-            n -= from_data;
-            q.tail = q.tail.get(n..).unwrap_or_default();
-        }
-    }
-}
-
-/// The rest of a request body still being written when the answer's head came: the
-/// answer's body ([`OwnBody`](super::OwnBody)) drives it on the same connection while it
-/// is read, so a backend that answers as it reads (a full-duplex stream) gets all of it.
-pub(crate) trait Rest: std::marker::Send {
-    /// Writes what is ready of the rest; ready once all of it is written and flushed.
-    fn poll_rest(
-        &mut self,
-        stream: &mut Stream,
-        out: &mut Vec<u8>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), UploadError>>;
-}
-
-/// An [`Upload`] under way with its body.
-pub(crate) struct Uploading<B> {
-    pub(crate) upload: Upload,
-    pub(crate) body: B,
-}
-
-impl<B> Rest for Uploading<B>
-where
-    B: Body + Unpin + std::marker::Send,
-    B::Error: Into<BoxError>,
-{
-    fn poll_rest(
-        &mut self,
-        stream: &mut Stream,
-        out: &mut Vec<u8>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), UploadError>> {
-        self.upload
-            .poll_send(stream, out, Pin::new(&mut self.body), cx)
-    }
-}
-
-/// `fmt::Write` into a byte buffer (for the chunk-size and length lines).
-pub(super) struct Text<'a>(pub(super) &'a mut Vec<u8>);
-
-impl std::fmt::Write for Text<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
-/// Whether the last coding of the last `Transfer-Encoding` line is `chunked`.
-fn ends_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-/// The one value of the `Content-Length` lines (equal repeats allowed), if valid.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut found = None;
-    for line in headers.get_all(CONTENT_LENGTH) {
-        for item in line.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            if item.is_empty() || !item.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let n: u64 = std::str::from_utf8(item).ok()?.parse().ok()?;
-            match found {
-                Some(m) if m != n => return None,
-                _ => found = Some(n),
-            }
-        }
-    }
-    found
-}
-
-fn invalid(what: &'static str) -> UpstreamError {
-    UpstreamError::new(
-        Kind::Request,
-        Some(format!("cannot send a request with {what}").into()),
-    )
 }
 
 impl UploadError {
@@ -621,117 +439,5 @@ impl UploadError {
             Self::Body(e) => UpstreamError::new(Kind::Request, Some(e)),
             Self::Framing(what) => UpstreamError::new(Kind::Request, Some(what.into())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use bytes::Bytes;
-    use http_body_util::{Empty, Full};
-
-    use super::*;
-
-    fn send<B: Body>(req: Request<B>) -> Upload {
-        Upload::new(&req).unwrap()
-    }
-
-    #[test]
-    fn the_framing_follows_the_headers_then_the_body() {
-        let full = || Full::new(Bytes::from_static(b"abc"));
-        let s = send(Request::post("/").body(full()).unwrap());
-        assert_eq!((s.framing, s.added), (Framing::Length(3), Added::Length(3)));
-        let s = send(
-            Request::post("/")
-                .header("content-length", "3")
-                .body(full())
-                .unwrap(),
-        );
-        assert_eq!((s.framing, s.added), (Framing::Length(3), Added::Nothing));
-        let s = send(
-            Request::post("/")
-                .header("transfer-encoding", "gzip, chunked")
-                .header("content-length", "3")
-                .body(full())
-                .unwrap(),
-        );
-        assert_eq!((s.framing, s.added), (Framing::Chunked, Added::Nothing));
-        assert!(s.drops_length());
-        let s = send(Request::post("/").body(Empty::<Bytes>::new()).unwrap());
-        assert_eq!((s.framing, s.added), (Framing::Length(0), Added::Length(0)));
-        assert!(matches!(s.phase, Phase::Ended));
-        let s = send(Request::get("/").body(Empty::<Bytes>::new()).unwrap());
-        assert_eq!((s.framing, s.added), (Framing::Empty, Added::Nothing));
-        let s = send(
-            Request::put("/")
-                .header("expect", "100-Continue")
-                .body(full())
-                .unwrap(),
-        );
-        assert!(matches!(s.phase, Phase::Continue(None)));
-    }
-
-    #[test]
-    fn bad_declarations_are_refused() {
-        for (name, value) in [
-            ("transfer-encoding", "gzip"),
-            ("content-length", "3, 4"),
-            ("content-length", "-3"),
-            ("content-length", ""),
-        ] {
-            let req = Request::post("/")
-                .header(name, value)
-                .body(Empty::<Bytes>::new())
-                .unwrap();
-            assert!(Upload::new(&req).is_err(), "{name}: {value}");
-        }
-        let req = Request::post("/")
-            .header("content-length", "3, 3")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        assert_eq!(Upload::new(&req).unwrap().framing, Framing::Length(3));
-    }
-
-    #[test]
-    fn chunks_are_framed_and_the_last_carries_the_last_chunk() {
-        let mut s = send(
-            Request::post("/")
-                .header("transfer-encoding", "chunked")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        );
-        let mut out = b"HEAD".to_vec();
-        s.push(&mut out, Bytes::from_static(b"0123456789abcdef!"), false)
-            .unwrap();
-        assert_eq!(out, b"HEAD11\r\n", "the size line follows the unsent head");
-        assert_eq!(s.queue.tail, CHUNK_END);
-        s.queue = Queue {
-            head: out.len(),
-            ..Queue::default()
-        };
-        s.push(&mut out, Bytes::from_static(b"xy"), true).unwrap();
-        assert_eq!(out, b"2\r\n");
-        assert_eq!(s.queue.tail, CHUNK_END_LAST);
-        assert!(matches!(s.phase, Phase::Ended));
-    }
-
-    #[test]
-    fn a_length_is_held_to() {
-        let mut s = send(
-            Request::post("/")
-                .header("content-length", "4")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        );
-        let mut out = Vec::new();
-        assert!(matches!(
-            s.push(&mut out, Bytes::from_static(b"12345"), false),
-            Err(UploadError::Framing(_))
-        ));
-        s.push(&mut out, Bytes::from_static(b"12"), false).unwrap();
-        assert!(matches!(s.end(&mut out), Err(UploadError::Framing(_))));
-        s.push(&mut out, Bytes::from_static(b"34"), false).unwrap();
-        assert!(matches!(s.phase, Phase::Ended), "ends with its length");
     }
 }
