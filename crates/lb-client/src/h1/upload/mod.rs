@@ -11,16 +11,19 @@
 //!
 //! **Writing.** The head and the first frame go out in one vectored write when the frame
 //! is already there (a short `POST` costs one system call); after that each frame is one
-//! write of its chunk-size line, its bytes (never copied) and its line end, and the last
-//! frame carries the last-chunk too. The connection is flushed whenever the body has
-//! nothing ready, so the backend sees each frame as it comes.
+//! write of its bytes (never copied), with its chunk-size line and line end when chunked,
+//! and the last frame carries the last-chunk too. The connection is flushed whenever the
+//! body has nothing ready, so the backend sees each frame as it comes.
+//!
+//! **An answer before the end** ([`Upload::answered`]): after a `2xx` the body goes on (the
+//! rest is written beside the answer, `rest.rs`); after any other status it stops.
 //!
 //! **`Expect: 100-continue`** (RFC 9110 §10.1.1): the head goes out alone and the body is
-//! not read until the backend says `100 Continue` ([`Upload::go_ahead`]) or
-//! [`CONTINUE_WAIT`] passes without an answer. A backend that answers at once with a final
-//! status (a `413`, a `401`) thus refuses the upload before a byte of it is read from the
-//! client, and the client, whose `100 Continue` hyper's server sends only when the body is
-//! first read, is told so before it sends its body too.
+//! not read until the backend says `100 Continue` ([`Upload::go_ahead`]), answers `2xx`, or
+//! [`CONTINUE_WAIT`] passes without an answer. A backend that answers at once with another
+//! final status (a `413`, a `401`) thus refuses the upload before a byte of it is read from
+//! the client, and the client, whose `100 Continue` hyper's server sends only when the body
+//! is first read, is told so before it sends its body too.
 //!
 //! **Sending again.** While the body has given at most one frame, [`Upload`] keeps it, so a
 //! request found on a connection the backend had closed can be sent again on another
