@@ -10,7 +10,7 @@ use crate::error::BoxError;
 use crate::stream::Stream;
 
 /// The rest of a request body still being written when the answer's head came: the
-/// answer's body ([`OwnBody`](super::OwnBody)) drives it on the same connection while it
+/// answer's body ([`OwnBody`](crate::h1::OwnBody)) drives it on the same connection while it
 /// is read, so a backend that answers as it reads (a full-duplex stream) gets all of it.
 pub(crate) trait Rest: std::marker::Send {
     /// Writes what is ready of the rest; ready once all of it is written and flushed.
