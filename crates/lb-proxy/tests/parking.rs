@@ -9,84 +9,42 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, Harness};
+use common::{config, read_response, wait_parked, Harness};
 use lb_testkit::TestBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const STEP: Duration = Duration::from_secs(10);
 
-/// Waits (bounded) until `parked` connections are parked on the proxy's workers.
-async fn wait_parked(h: &Harness, parked: usize) {
-    let deadline = Instant::now() + STEP;
-    // Bounded by the deadline; the gauge changes on the proxy's own timer, no event to await.
-    loop {
-        let now: usize = h
-            .proxy
-            .worker_stats()
-            .iter()
-            .map(|w| w.parked_connections)
-            .sum();
-        if now == parked {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{now} parked connections, expected {parked}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Reads one response with a `Content-Length` body; returns its status line.
-async fn read_response(stream: &mut TcpStream) -> String {
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
-    // Bounded: the timeout, and a response ends with its announced length.
-    tokio::time::timeout(STEP, async {
-        loop {
-            if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .map_or(0, |n| n.trim().parse().unwrap());
-                if data.len() >= end + 4 + length {
-                    return head.lines().next().unwrap_or_default().to_owned();
-                }
-            }
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "closed mid-response: {:?}",
-                String::from_utf8_lossy(&data)
-            );
-            data.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_parked_connection_serves_its_next_requests() {
     let backends = TestBackend::start_many(1).await;
     let (h, _events) = Harness::start(&config(&backends, "")).await;
     let mut client = TcpStream::connect(h.addr()).await.unwrap();
+    let mut data = Vec::new();
     let get = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
     client.write_all(get).await.unwrap();
-    assert_eq!(read_response(&mut client).await, "http/1.1 200 ok");
-    wait_parked(&h, 1).await;
+    assert_eq!(
+        read_response(&mut client, &mut data).await,
+        "http/1.1 200 ok"
+    );
+    wait_parked(&h.proxy, 1).await;
 
     // The same connection, after the park: a GET, then a POST with a body.
     client.write_all(get).await.unwrap();
-    assert_eq!(read_response(&mut client).await, "http/1.1 200 ok");
-    wait_parked(&h, 1).await;
+    assert_eq!(
+        read_response(&mut client, &mut data).await,
+        "http/1.1 200 ok"
+    );
+    wait_parked(&h.proxy, 1).await;
     client
         .write_all(b"POST /p HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello")
         .await
         .unwrap();
-    assert_eq!(read_response(&mut client).await, "http/1.1 200 ok");
+    assert_eq!(
+        read_response(&mut client, &mut data).await,
+        "http/1.1 200 ok"
+    );
     assert_eq!(backends[0].hits(), 3);
     let open: usize = h
         .proxy
@@ -103,15 +61,19 @@ async fn a_head_begun_before_the_park_is_served_after_it() {
     let backends = TestBackend::start_many(1).await;
     let (h, _events) = Harness::start(&config(&backends, "")).await;
     let mut client = TcpStream::connect(h.addr()).await.unwrap();
+    let mut data = Vec::new();
     client
         .write_all(b"GET /half HTTP/1.1\r\nHost: te")
         .await
         .unwrap();
     // The held half-head does not keep the connection from parking...
-    wait_parked(&h, 1).await;
+    wait_parked(&h.proxy, 1).await;
     // ...and the rest completes it.
     client.write_all(b"st\r\n\r\n").await.unwrap();
-    assert_eq!(read_response(&mut client).await, "http/1.1 200 ok");
+    assert_eq!(
+        read_response(&mut client, &mut data).await,
+        "http/1.1 200 ok"
+    );
     assert_eq!(backends[0].hits(), 1);
     assert!(h.proxy.shutdown().await);
 }
@@ -123,14 +85,18 @@ async fn shutdown_closes_parked_connections_at_once() {
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut client = TcpStream::connect(h.addr()).await.unwrap();
+        let mut data = Vec::new();
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
             .await
             .unwrap();
-        assert_eq!(read_response(&mut client).await, "http/1.1 200 ok");
+        assert_eq!(
+            read_response(&mut client, &mut data).await,
+            "http/1.1 200 ok"
+        );
         clients.push(client);
     }
-    wait_parked(&h, 3).await;
+    wait_parked(&h.proxy, 3).await;
     let started = Instant::now();
     assert!(
         h.proxy.shutdown().await,

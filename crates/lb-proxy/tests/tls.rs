@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // tests: failures are test failures
 
+mod common;
 mod tls_kit;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use rustls::ProtocolVersion;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use common::{read_response, wait_parked};
 use tls_kit::{presented, Answer, Ca, ClientOptions, Dir, Leaf};
 
 /// A proxy over one backend, from `server` (the `[server]` keys and `[[server.tls]]`
@@ -478,53 +480,6 @@ async fn shutdown_does_not_wait_for_handshakes_in_progress() {
         matches!(closed, Ok(Ok(0) | Err(_))),
         "the half-open handshake was not closed: {closed:?}"
     );
-}
-
-/// Reads one response with a `Content-Length` from `stream`; its status line.
-async fn read_response<S: tokio::io::AsyncRead + Unpin>(
-    stream: &mut S,
-    data: &mut Vec<u8>,
-) -> String {
-    let mut chunk = [0u8; 4096];
-    // Bounded: the timeout, and a response ends with its announced length.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .map_or(0, |n| n.trim().parse().unwrap());
-                if data.len() >= end + 4 + length {
-                    data.drain(..end + 4 + length);
-                    return head.lines().next().unwrap_or_default().to_owned();
-                }
-            }
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed mid-response");
-            data.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .unwrap()
-}
-
-/// Waits (bounded) until `parked` connections are parked on the proxy's workers.
-async fn wait_parked(proxy: &RunningProxy, parked: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    // Bounded by the deadline; the gauge changes on the proxy's own timer, no event to await.
-    loop {
-        let now: usize = proxy
-            .worker_stats()
-            .iter()
-            .map(|w| w.parked_connections)
-            .sum();
-        if now == parked {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{now} parked, expected {parked}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

@@ -188,6 +188,23 @@ async fn answers_first() -> (SocketAddr, mpsc::UnboundedReceiver<usize>, Arc<Ato
 /// A body larger than the loopback socket buffers, so the answer comes while it is written.
 const LARGE: usize = 4 << 20;
 
+/// Sends `req` to `backend` (bounded by `STEP`); the response, which must come.
+async fn send<B>(
+    client: &UpstreamClient<B>,
+    backend: &lb_core::Backend,
+    req: Request<B>,
+) -> http::Response<lb_proxy::client::UpstreamBody<B>>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::time::timeout(STEP, client.request(backend, req))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 async fn collect<B>(resp: http::Response<B>) -> (StatusCode, Bytes)
 where
     B: Body,
@@ -219,10 +236,7 @@ async fn bodies_of_known_length_share_the_pooled_connection_with_bodiless_reques
             .uri("/echo")
             .body(Full::new(Bytes::from_static(body.as_bytes())))
             .unwrap();
-        let resp = tokio::time::timeout(STEP, client.request(&target, req))
-            .await
-            .unwrap()
-            .unwrap();
+        let resp = send(&client, &target, req).await;
         let (status, echoed) = collect(resp).await;
         assert_eq!((status, &echoed[..]), (StatusCode::OK, body.as_bytes()));
         let headers = backend.last_headers().await.unwrap();
@@ -248,10 +262,7 @@ async fn a_body_of_unknown_length_is_chunked_with_its_trailers() {
     trailers.insert("x-sum", "8".parse().unwrap());
     tx.send(Frame::trailers(trailers)).unwrap();
     let req = Request::post("/up").body(body).unwrap();
-    let resp = tokio::time::timeout(STEP, client.request(&backend_at(addr), req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(&client, &backend_at(addr), req).await;
     let (_, wire) = collect(resp).await;
     let wire = String::from_utf8(wire.to_vec()).unwrap();
     let (head, body) = wire.split_once("\r\n\r\n").unwrap();
@@ -271,10 +282,7 @@ async fn an_answer_before_the_body_ends_is_returned_and_its_connection_closed() 
     let (body, tx, _) = chan();
     tx.send(data("the start of a large upload")).unwrap();
     let req = Request::post("/").body(body).unwrap();
-    let resp = tokio::time::timeout(STEP, client.request(&target, req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(&client, &target, req).await;
     let (status, answer) = collect(resp).await;
     assert_eq!(
         (status, &answer[..]),
@@ -283,13 +291,7 @@ async fn an_answer_before_the_body_ends_is_returned_and_its_connection_closed() 
     // The upload was cut short: that connection cannot carry another request.
     let (empty, done, _) = chan();
     drop(done);
-    let resp = tokio::time::timeout(
-        STEP,
-        client.request(&target, Request::get("/").body(empty).unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let resp = send(&client, &target, Request::get("/").body(empty).unwrap()).await;
     collect(resp).await;
     assert_eq!(backend.connections(), 2);
     drop(tx);
@@ -304,10 +306,7 @@ async fn a_body_streams_both_ways_at_once_and_the_connection_is_kept() {
     tx.send(data("ping 1")).unwrap();
     // `/echo` answers at once and streams the request body back as it reads it.
     let req = Request::post("/echo").body(body).unwrap();
-    let resp = tokio::time::timeout(STEP, client.request(&target, req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(&client, &target, req).await;
     let mut echo = std::pin::pin!(resp.into_body());
     let mut read = Vec::new();
     for (i, next) in ["ping 2", "ping 3"].into_iter().enumerate() {
@@ -325,13 +324,7 @@ async fn a_body_streams_both_ways_at_once_and_the_connection_is_kept() {
     assert_eq!(read, b"ping 1ping 2ping 3");
     let (empty, done, _) = chan();
     drop(done);
-    let resp = tokio::time::timeout(
-        STEP,
-        client.request(&target, Request::get("/").body(empty).unwrap()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let resp = send(&client, &target, Request::get("/").body(empty).unwrap()).await;
     collect(resp).await;
     assert_eq!(
         backend.connections(),
@@ -349,10 +342,7 @@ async fn a_200_before_the_body_is_read_still_gets_all_of_it() {
         let req = Request::post("/")
             .body(Full::new(Bytes::from(vec![b'x'; LARGE])))
             .unwrap();
-        let resp = tokio::time::timeout(STEP, client.request(&target, req))
-            .await
-            .unwrap()
-            .unwrap();
+        let resp = send(&client, &target, req).await;
         assert_eq!(collect(resp).await, (StatusCode::OK, Bytes::from("ok")));
     }
     // The answer ends once the body is written, so the connection is back in the pool.
@@ -407,10 +397,7 @@ async fn expect_100_continue_refused_never_reads_the_body() {
         .header("expect", "100-continue")
         .body(body)
         .unwrap();
-    let resp = tokio::time::timeout(STEP, client.request(&backend_at(raw.addr()), req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(&client, &backend_at(raw.addr()), req).await;
     assert_eq!(resp.status(), StatusCode::EXPECTATION_FAILED);
     assert!(!polled.load(Ordering::SeqCst), "the body was read");
 }
@@ -424,10 +411,7 @@ async fn expect_100_continue_sends_the_body_when_granted_or_after_the_wait() {
             .header("expect", "100-continue")
             .body(Full::new(Bytes::from_static(b"hello")))
             .unwrap();
-        let resp = tokio::time::timeout(STEP, client.request(&backend_at(addr), req))
-            .await
-            .unwrap()
-            .unwrap();
+        let resp = send(&client, &backend_at(addr), req).await;
         let (status, body) = collect(resp).await;
         assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
     }
@@ -439,10 +423,7 @@ async fn expect_100_continue_sends_the_body_when_granted_or_after_the_wait() {
         .header("expect", "100-continue")
         .body(Full::new(Bytes::from_static(b"hello")))
         .unwrap();
-    let resp = tokio::time::timeout(STEP, client.request(&backend_at(backend.addr()), req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(&client, &backend_at(backend.addr()), req).await;
     assert_eq!(collect(resp).await, (StatusCode::OK, Bytes::from("hello")));
 }
 
@@ -455,10 +436,7 @@ async fn a_put_on_a_connection_the_backend_closed_is_sent_again() {
         let req = Request::put("/")
             .body(Full::new(Bytes::from_static(b"idempotent")))
             .unwrap();
-        let resp = tokio::time::timeout(STEP, client.request(&backend, req))
-            .await
-            .unwrap()
-            .unwrap();
+        let resp = send(&client, &backend, req).await;
         assert_eq!(
             collect(resp).await,
             (StatusCode::OK, Bytes::from("ok")),
@@ -513,10 +491,7 @@ async fn a_101_hands_the_connection_over() {
         .header("upgrade", "echo")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let resp = tokio::time::timeout(STEP, client.request(&backend_at(raw.addr()), req))
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = send(&client, &backend_at(raw.addr()), req).await;
     assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
     let on = resp
         .extensions()

@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::conn::Activity;
 use super::framing::{Framer, FramingLimits, Refusal, Step};
-use super::park::{Parkable, PlainIo, TlsIo};
+use super::park::{Parkable, WaitReadable};
 
 /// What is read and discarded at a time once a connection is refused.
 const DISCARD_CHUNK: usize = 512;
@@ -166,7 +166,10 @@ impl<I> FramedIo<I> {
     }
 }
 
-impl Parkable for PlainIo {
+impl<I> Parkable for FramedIo<I>
+where
+    I: WaitReadable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     fn parkable(&self) -> bool {
         FramedIo::parkable(self)
     }
@@ -175,41 +178,13 @@ impl Parkable for PlainIo {
         FramedIo::release_buffers(self);
     }
 
-    /// Ready when the client's socket has bytes (or its end) to read; an error when a
-    /// connection timer, or the held head's `header_read_timeout`, ran out. Reads nothing.
+    /// Ready when the client has bytes (or its end) to read; an error when a connection
+    /// timer, or the held head's `header_read_timeout`, ran out. Reads nothing.
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Some(e) = self.head_expired(cx) {
             return Poll::Ready(Err(e));
         }
         self.io.poll_readable(cx)
-    }
-}
-
-impl Parkable for TlsIo {
-    fn parkable(&self) -> bool {
-        FramedIo::parkable(self)
-    }
-
-    /// rustls keeps what a resting connection needs (its keys, a 4 KiB record buffer that
-    /// it shrinks back to by itself); only the framing buffers go.
-    fn release_buffers(&mut self) {
-        FramedIo::release_buffers(self);
-    }
-
-    /// Ready when rustls holds decrypted bytes not read yet (records that came with the
-    /// last read), when the client closed, or when the socket has bytes; an error when a
-    /// timer ran out. Reads nothing from the socket.
-    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(e) = self.head_expired(cx) {
-            return Poll::Ready(Err(e));
-        }
-        let (io, tls) = self.io.get_mut();
-        match tls.process_new_packets() {
-            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
-            // Bytes, the end, or a TLS error: hyper's next read takes it from here.
-            _ => return Poll::Ready(Ok(())),
-        }
-        io.poll_readable(cx)
     }
 }
 

@@ -29,24 +29,47 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::{ConnIo, FramedIo};
-
-/// The client stream of a plain listener's connection.
-pub(crate) type PlainIo = FramedIo<ConnIo<TcpStream>>;
-
-/// The client stream of a TLS listener's HTTP/1.x connection.
-pub(crate) type TlsIo = FramedIo<tokio_rustls::server::TlsStream<ConnIo<TcpStream>>>;
+use super::ConnIo;
 
 /// A client stream that can be parked: it tells when it is at rest, frees what only a
 /// head in progress needs, and waits for the client's next bytes without reading them.
+/// [`FramedIo`](super::FramedIo) over any [`WaitReadable`] stream is one.
 pub(crate) trait Parkable: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// Whether hyper's connection may be released now (see [`FramedIo::parkable`]).
+    /// Whether hyper's connection may be released now (see [`FramedIo::parkable`](super::FramedIo::parkable)).
     fn parkable(&self) -> bool;
     /// Frees the buffers a resting connection does not need.
     fn release_buffers(&mut self);
     /// Ready when the client has sent something (or closed); an error when a
     /// connection timer ran out. Reads nothing that hyper would then miss.
     fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// The stream under a parked [`FramedIo`](super::FramedIo): ready when the client has sent something (or
+/// closed), an error when a connection timer ran out; it reads nothing.
+pub(crate) trait WaitReadable {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl WaitReadable for ConnIo<TcpStream> {
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ConnIo::poll_readable(self, cx)
+    }
+}
+
+impl WaitReadable for tokio_rustls::server::TlsStream<ConnIo<TcpStream>> {
+    /// Ready at once when rustls holds decrypted bytes not read yet (records that came
+    /// with the last read), or the client closed; else when the socket has bytes. rustls
+    /// keeps what a resting connection needs (its keys, a 4 KiB record buffer that it
+    /// shrinks back to by itself).
+    fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (io, tls) = self.get_mut();
+        match tls.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
+            // Bytes, the end, or a TLS error: hyper's next read takes it from here.
+            _ => return Poll::Ready(Ok(())),
+        }
+        io.poll_readable(cx)
+    }
 }
 
 /// Where a parked stream waits for its task; shared by the task and [`ParkingIo`].

@@ -17,6 +17,7 @@ use lb_core::Health;
 use lb_proxy::config::Config;
 use lb_proxy::{Proxy, RunningProxy};
 use lb_testkit::TestBackend;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
 /// One health transition seen by the proxy's hook.
@@ -126,5 +127,57 @@ impl Transitions {
         if let Ok(t) = self.0.try_recv() {
             panic!("unexpected transition {t:?}");
         }
+    }
+}
+
+/// Reads one response with a `Content-Length` (or none) from `stream` into `data`, drains
+/// it from there (what follows stays for the next call), and returns its status line in
+/// lower case. Bounded by 10 s.
+pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S, data: &mut Vec<u8>) -> String {
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |n| n.trim().parse().unwrap());
+                if data.len() >= end + 4 + length {
+                    data.drain(..end + 4 + length);
+                    return head.lines().next().unwrap_or_default().to_owned();
+                }
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed mid-response: {:?}",
+                String::from_utf8_lossy(data)
+            );
+            data.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits (bounded, 10 s) until `parked` connections are parked on the proxy's workers.
+pub async fn wait_parked(proxy: &RunningProxy, parked: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Bounded by the deadline; the gauge changes on the proxy's own timer, no event to await.
+    loop {
+        let now: usize = proxy
+            .worker_stats()
+            .iter()
+            .map(|w| w.parked_connections)
+            .sum();
+        if now == parked {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{now} parked connections, expected {parked}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -119,8 +119,23 @@ impl Upload {
     /// How `req`'s body goes out; an error for a `Transfer-Encoding` that does not end in
     /// `chunked` or a `Content-Length` that is not one number.
     pub(crate) fn new<B: Body>(req: &Request<B>) -> Result<Self, UpstreamError> {
-        let declared = Declared::of(req)?;
-        let mut send = Self {
+        let mut upload = Self::done(Declared::of(req)?);
+        upload.rewind();
+        Ok(upload)
+    }
+
+    /// An upload with nothing left to send (what stays behind when the rest of one moves
+    /// into the answer's body).
+    pub(crate) fn finished() -> Self {
+        Self {
+            spent: true,
+            ..Self::done(Declared::NONE)
+        }
+    }
+
+    /// An upload of `declared` with nothing queued, done.
+    fn done(declared: Declared) -> Self {
+        Self {
             declared,
             left: 0,
             phase: Phase::Done,
@@ -128,25 +143,6 @@ impl Upload {
             held_last: false,
             resend: false,
             spent: false,
-            wrote: false,
-            broken: false,
-            queue: Queue::default(),
-        };
-        send.reset();
-        Ok(send)
-    }
-
-    /// An upload with nothing left to send (what stays behind when the rest of one moves
-    /// into the answer's body).
-    pub(crate) fn finished() -> Self {
-        Self {
-            declared: Declared::NONE,
-            left: 0,
-            phase: Phase::Done,
-            held: None,
-            held_last: false,
-            resend: false,
-            spent: true,
             wrote: false,
             broken: false,
             queue: Queue::default(),
@@ -215,12 +211,8 @@ impl Upload {
     }
 
     /// Starts over for another attempt (after [`Self::may_resend`]): the head is to be
-    /// encoded again, and the kept frame goes out behind it.
+    /// encoded again, and the kept frame goes out behind it. Also the start of the first.
     pub(crate) fn rewind(&mut self) {
-        self.reset();
-    }
-
-    fn reset(&mut self) {
         self.left = match self.declared.framing {
             Framing::Length(n) => n,
             _ => 0,
@@ -279,9 +271,7 @@ impl Upload {
             match &mut self.phase {
                 Phase::Done => return Poll::Ready(Ok(())),
                 Phase::Ended => {
-                    ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx))
-                        .map_err(UploadError::Io)?;
-                    ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(UploadError::Io)?;
+                    ready!(self.poll_out(stream, out, cx))?;
                     self.phase = Phase::Done;
                     return Poll::Ready(Ok(()));
                 }
@@ -292,9 +282,7 @@ impl Upload {
                         self.phase = Phase::Body;
                         continue;
                     }
-                    ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx))
-                        .map_err(UploadError::Io)?;
-                    ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(UploadError::Io)?;
+                    ready!(self.poll_out(stream, out, cx))?;
                     return Poll::Pending;
                 }
                 Phase::Body => {}
@@ -318,9 +306,7 @@ impl Upload {
             }
             let frame = match body.as_mut().poll_frame(cx) {
                 Poll::Pending => {
-                    ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx))
-                        .map_err(UploadError::Io)?;
-                    ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(UploadError::Io)?;
+                    ready!(self.poll_out(stream, out, cx))?;
                     return Poll::Pending;
                 }
                 Poll::Ready(None) => {
@@ -389,6 +375,17 @@ impl Upload {
             }
         }
         Ok(())
+    }
+
+    /// Writes what is queued and flushes the connection.
+    fn poll_out(
+        &mut self,
+        stream: &mut Stream,
+        out: &[u8],
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), UploadError>> {
+        ready!(self.queue.poll_write(stream, out, &mut self.wrote, cx)).map_err(UploadError::Io)?;
+        Pin::new(stream).poll_flush(cx).map_err(UploadError::Io)
     }
 
     /// The body ended: checks its length, queues the last-chunk when chunked.
